@@ -1,0 +1,126 @@
+//! `flint deploy NAME FILE.wasm`: uploads a component as the function's new latest version.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Deserialize;
+
+use super::parse_function_name;
+use crate::Context;
+use crate::output::{self, human_ms, human_size, short_digest};
+
+/// The content type of an upload: the body is the component's bytes as they are.
+const WASM_CONTENT_TYPE: &str = "application/wasm";
+
+/// Flags of `flint deploy`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  cargo build --target wasm32-wasip2 --release
+  flint deploy hello target/wasm32-wasip2/release/hello.wasm
+  flint deploy hello hello.wasm --server http://flint.internal:8080
+  flint deploy hello hello.wasm --json | jq .version")]
+pub struct DeployArgs {
+    /// Name of the function; created on its first deploy
+    #[arg(value_parser = parse_function_name)]
+    pub name: String,
+    /// The component to upload (a wasi:http/proxy component, as built for wasm32-wasip2)
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+}
+
+/// The server's answer to an upload.
+#[derive(Debug, Deserialize)]
+struct Deployed {
+    name: String,
+    version: u64,
+    digest: String,
+    /// False when the bytes were those of the latest version already.
+    created: bool,
+    size_bytes: u64,
+    #[serde(default)]
+    compile_ms: Option<f64>,
+}
+
+/// Runs `flint deploy`.
+pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<()> {
+    let bytes = tokio::fs::read(&args.file)
+        .await
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    eprintln!(
+        "Uploading {} ({}) to {}",
+        args.file.display(),
+        human_size(bytes.len() as u64),
+        ctx.client.server()
+    );
+    let url = ctx.client.function_url(&args.name, &[]);
+    let response = ctx.client.put_bytes(url, bytes, WASM_CONTENT_TYPE).await?;
+    if ctx.json {
+        output::print_json(&response)?;
+        return Ok(());
+    }
+    let deployed: Deployed =
+        serde_json::from_value(response).context("unexpected response to the upload")?;
+    let invoke_url = ctx.client.url(&["fn", &deployed.name, ""]);
+    output::print(&format!(
+        "{}\nInvoke it: curl {invoke_url}",
+        summary(&deployed)
+    ))?;
+    Ok(())
+}
+
+fn summary(deployed: &Deployed) -> String {
+    if !deployed.created {
+        return format!(
+            "{} is already at version {} (same digest); nothing to do",
+            deployed.name, deployed.version
+        );
+    }
+    let mut details = vec![
+        short_digest(&deployed.digest),
+        human_size(deployed.size_bytes),
+    ];
+    if let Some(ms) = deployed.compile_ms {
+        details.push(format!("compiled in {}", human_ms(ms)));
+    }
+    format!(
+        "Deployed {} version {} ({})",
+        deployed.name,
+        deployed.version,
+        details.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployed(created: bool) -> Deployed {
+        serde_json::from_value(serde_json::json!({
+            "name": "hello",
+            "version": 3,
+            "digest": "sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+            "created": created,
+            "size_bytes": 12_390,
+            "compile_ms": 120.5,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn new_version() {
+        assert_eq!(
+            summary(&deployed(true)),
+            "Deployed hello version 3 (sha256:abcdef012345…, 12.1 KiB, compiled in 120 ms)"
+        );
+    }
+
+    #[test]
+    fn same_bytes_again() {
+        assert_eq!(
+            summary(&deployed(false)),
+            "hello is already at version 3 (same digest); nothing to do"
+        );
+    }
+}

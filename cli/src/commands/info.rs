@@ -1,0 +1,181 @@
+//! `flint info NAME`: a function's configuration, statistics and versions.
+
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::config::config_text;
+use super::parse_function_name;
+use crate::Context;
+use crate::output::{self, age, human_ms, human_size, short_hex};
+
+/// The statistics in the order people read them; counters a newer server adds follow.
+const STATS_KEYS: &[&str] = &[
+    "invocations",
+    "errors",
+    "in_flight",
+    "warm_instances",
+    "warm_starts",
+    "cold_starts",
+    "disk_loads",
+    "compiles",
+];
+
+/// Flags of `flint info`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  flint info hello
+  flint info hello --json | jq '.versions[-1].digest'")]
+pub struct InfoArgs {
+    /// Name of the function
+    #[arg(value_parser = parse_function_name)]
+    pub name: String,
+}
+
+/// The body of `GET /v1/functions/NAME`.
+#[derive(Debug, Deserialize)]
+struct FunctionInfo {
+    name: String,
+    latest_version: u64,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    versions: Vec<VersionInfo>,
+    #[serde(default)]
+    stats: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionInfo {
+    version: u64,
+    digest: String,
+    size_bytes: u64,
+    created_at: String,
+    #[serde(default)]
+    compile_ms: Option<f64>,
+}
+
+/// Runs `flint info`.
+pub async fn run(ctx: &Context, args: InfoArgs) -> anyhow::Result<()> {
+    let response = ctx
+        .client
+        .get(ctx.client.function_url(&args.name, &[]))
+        .await?;
+    if ctx.json {
+        output::print_json(&response)?;
+        return Ok(());
+    }
+    let info: FunctionInfo = serde_json::from_value(response)
+        .context("unexpected function description from the server")?;
+    output::print(&render(&info, SystemTime::now()))?;
+    Ok(())
+}
+
+fn render(info: &FunctionInfo, now: SystemTime) -> String {
+    let mut versions: Vec<_> = info.versions.iter().collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+    let rows: Vec<Vec<String>> = versions
+        .into_iter()
+        .map(|v| {
+            let version = if v.version == info.latest_version {
+                format!("{} (latest)", v.version)
+            } else {
+                v.version.to_string()
+            };
+            vec![
+                version,
+                short_hex(&v.digest).to_owned(),
+                human_size(v.size_bytes),
+                v.compile_ms.map_or_else(|| "-".to_owned(), human_ms),
+                age(&v.created_at, now),
+            ]
+        })
+        .collect();
+    let versions = output::table(
+        &["VERSION", "DIGEST", "SIZE", "COMPILE", "CREATED"],
+        &rows,
+        &[2, 3],
+    );
+    let stats = output::key_values(&output::object_pairs(&info.stats, STATS_KEYS), 2);
+    format!(
+        "{name} (latest version {latest})\n\n\
+         Config:\n{config}\n\n\
+         Stats:\n{stats}\n\n\
+         Versions:\n{versions}",
+        name = info.name,
+        latest = info.latest_version,
+        config = config_text(&info.config, 2),
+        versions = indent(&versions, 2),
+    )
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|line| format!("{:by$}{line}", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn description() {
+        let info: FunctionInfo = serde_json::from_value(json!({
+            "name": "hello",
+            "latest_version": 2,
+            "config": {
+                "memory_mb": 128, "timeout_ms": 30000, "max_concurrency": 64,
+                "max_queue": 128, "queue_timeout_ms": 10000, "min_instances": 0,
+                "max_requests_per_instance": 1, "env": {}, "allowed_outbound_hosts": ["a.com"],
+            },
+            "versions": [
+                {"version": 1, "digest": "sha256:1111111111111111", "size_bytes": 900,
+                 "created_at": "2026-11-24T10:00:00Z", "compile_ms": 3.25},
+                {"version": 2, "digest": "sha256:2222222222222222", "size_bytes": 12_390,
+                 "created_at": "2026-11-26T09:59:00Z", "compile_ms": 120.5},
+            ],
+            "stats": {"invocations": 42, "errors": 1, "in_flight": 0, "warm_instances": 0,
+                      "warm_starts": 0, "cold_starts": 42, "disk_loads": 1, "compiles": 2},
+        }))
+        .unwrap();
+        let now = humantime::parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
+        assert_eq!(
+            render(&info, now),
+            "\
+hello (latest version 2)
+
+Config:
+  memory_mb                  128
+  timeout_ms                 30000
+  max_concurrency            64
+  max_queue                  128
+  queue_timeout_ms           10000
+  min_instances              0
+  max_requests_per_instance  1
+  env                        (none)
+  allowed_outbound_hosts     a.com
+
+Stats:
+  invocations     42
+  errors          1
+  in_flight       0
+  warm_instances  0
+  warm_starts     0
+  cold_starts     42
+  disk_loads      1
+  compiles        2
+
+Versions:
+  VERSION     DIGEST            SIZE  COMPILE  CREATED
+  2 (latest)  222222222222  12.1 KiB   120 ms  1m ago
+  1           111111111111     900 B   3.2 ms  2d ago"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! `flint serve`: runs the Flint server.
+
+use anyhow::Context;
+use clap::Args;
+use flint_gateway::{AppState, GatewayConfig, config as defaults, server};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `flint serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; use port 0 for any free port (the bound address is printed)
+    #[arg(long, env = "FLINT_LISTEN", default_value = defaults::DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Directory holding the registry, component blobs and compiled-artifact cache
+    #[arg(long, env = "FLINT_DATA_DIR", default_value = defaults::DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Largest component upload, in bytes (larger uploads get 413)
+    #[arg(long, env = "FLINT_MAX_UPLOAD_BYTES", default_value_t = defaults::DEFAULT_MAX_UPLOAD_BYTES, value_name = "BYTES")]
+    pub max_upload_bytes: u64,
+    /// Largest request body passed to a function, in bytes (larger bodies get 413)
+    #[arg(long, env = "FLINT_MAX_REQUEST_BODY_BYTES", default_value_t = defaults::DEFAULT_MAX_REQUEST_BODY_BYTES, value_name = "BYTES")]
+    pub max_request_body_bytes: u64,
+    /// Seconds a pooled (warm) instance may sit unused before it is dropped
+    #[arg(long, env = "FLINT_INSTANCE_IDLE_SECS", default_value_t = defaults::DEFAULT_INSTANCE_IDLE.as_secs(), value_name = "SECS")]
+    pub instance_idle_secs: u64,
+    /// Seconds a version may go unused before it is unloaded from memory (it comes back from the disk cache on the next call)
+    #[arg(long, env = "FLINT_UNLOAD_AFTER_SECS", default_value_t = defaults::DEFAULT_UNLOAD_AFTER.as_secs(), value_name = "SECS")]
+    pub unload_after_secs: u64,
+    /// Instance slots of the pooling allocator (instances that may exist at once)
+    #[arg(long, env = "FLINT_MAX_INSTANCES", default_value_t = flint_runtime::DEFAULT_MAX_INSTANCES, value_name = "N")]
+    pub max_instances: u32,
+    /// Allocate instances on demand instead of from the pooling allocator
+    #[arg(long, env = "FLINT_NO_POOLING")]
+    pub no_pooling: bool,
+    /// Disable copy-on-write memory images
+    #[arg(long, env = "FLINT_NO_COW")]
+    pub no_cow: bool,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then drains in-flight requests.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = GatewayConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        max_upload_bytes: args.max_upload_bytes,
+        max_request_body_bytes: args.max_request_body_bytes,
+        instance_idle: Duration::from_secs(args.instance_idle_secs),
+        unload_after: Duration::from_secs(args.unload_after_secs),
+        pooling: !args.no_pooling,
+        memory_init_cow: !args.no_cow,
+        max_instances: args.max_instances,
+    };
+    let listener = server::bind(config.listen).await?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let state = tokio::task::spawn_blocking(move || AppState::open(config)).await??;
+    println!("flint listening on http://{addr}");
+    server::serve(listener, state, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

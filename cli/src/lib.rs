@@ -1,0 +1,235 @@
+//! `flint`, the command-line tool of the Flint Function-as-a-Service platform.
+//!
+//! One binary runs the server (`flint serve`) and drives it over HTTP (`flint deploy`,
+//! `flint invoke`, `flint ls`, ...). The binary (`src/main.rs`) only parses the arguments,
+//! installs the log subscriber and calls [`run`]; each subcommand lives in its own module
+//! under [`commands`], talks to the server through [`client::Client`] and formats with
+//! [`output`].
+//!
+//! Output conventions: results go to stdout, progress and notes to stderr; `--json` prints
+//! the server's JSON response as is (pretty-printed) instead of tables; any error exits
+//! with status 1.
+//!
+//! ```text
+//! flint deploy hello target/wasm32-wasip2/release/hello.wasm
+//! flint invoke hello /greet --data 'world'
+//! flint ls --json | jq '.functions[].name'
+//! ```
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod client;
+pub mod commands;
+pub mod output;
+
+pub use client::{ApiError, Client, ClientError, hint};
+
+use client::DEFAULT_SERVER;
+
+/// The `flint` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "flint",
+    version,
+    about = "Flint: serverless functions as WebAssembly components",
+    long_about = "Flint: serverless functions as WebAssembly components.\n\n\
+        `flint serve` runs the server; the other commands manage and call the functions of \
+        a running server over HTTP (at --server, http://127.0.0.1:8080 by default).",
+    after_help = "\
+Getting started:
+  flint serve &
+  cargo build --target wasm32-wasip2 --release
+  flint deploy hello target/wasm32-wasip2/release/hello.wasm
+  flint invoke hello /
+  curl http://127.0.0.1:8080/fn/hello/
+
+Set FLINT_LOG=debug to see the HTTP requests the CLI makes."
+)]
+pub struct Cli {
+    /// Flags every subcommand accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the global flags go in a subcommand's `--help`: after its own flags.
+const GLOBAL_FLAGS_ORDER: usize = 1000;
+
+/// Flags every subcommand accepts (before or after the subcommand's name).
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// URL of the Flint server to talk to
+    #[arg(
+        long,
+        global = true,
+        env = "FLINT_SERVER",
+        default_value = DEFAULT_SERVER,
+        value_name = "URL",
+        display_order = GLOBAL_FLAGS_ORDER
+    )]
+    pub server: String,
+    /// Print the server's JSON response on stdout instead of tables and messages
+    #[arg(long, global = true, display_order = GLOBAL_FLAGS_ORDER)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Flint server.
+    ///
+    /// Serves the admin API (under /v1) and the functions (under /fn/NAME/) on one port,
+    /// until interrupted.
+    Serve(commands::serve::ServeArgs),
+
+    /// Upload a function and make it the latest version.
+    ///
+    /// Uploads FILE, a WebAssembly component that exports wasi:http/incoming-handler, as a
+    /// new version of function NAME (creating the function on its first deploy). The server
+    /// validates and compiles it before answering, so no request ever pays the compile, and
+    /// routes new requests to it at once. Deploying the same bytes as the latest version
+    /// again changes nothing.
+    Deploy(commands::deploy::DeployArgs),
+
+    /// Call a function over HTTP and print its response body.
+    ///
+    /// Sends a request to {server}/fn/NAME/PATH and writes the response body to stdout as
+    /// is (pipe it to a file for binary output). The method is POST when --data is given
+    /// and GET otherwise; -X overrides it. A response status outside 2xx still prints the
+    /// body, then exits with status 1.
+    Invoke(commands::invoke::InvokeArgs),
+
+    /// List the deployed functions.
+    ///
+    /// One line per function with its latest version, the short digest and size of that
+    /// version, its number of invocations and how long ago it was last deployed.
+    Ls(commands::ls::LsArgs),
+
+    /// Show a function's configuration, statistics and versions.
+    ///
+    /// Prints the effective configuration (limits, environment, outbound allow-list), the
+    /// invocation and start counters, and every version with its digest, size and compile
+    /// time; the latest version is marked.
+    Info(commands::info::InfoArgs),
+
+    /// Show or change a function's configuration.
+    ///
+    /// Without change flags, prints the function's configuration. With them, changes only
+    /// the settings given and prints the resulting configuration. Changes apply to every
+    /// version of the function, from the next request on.
+    Config(commands::config::ConfigArgs),
+
+    /// Print a function's captured stdout and stderr.
+    ///
+    /// Every line a function writes to stdout or stderr is kept by the server with its time,
+    /// version and request id. Prints the most recent lines, oldest first; with --follow,
+    /// keeps printing new lines as they arrive until Ctrl-C.
+    Logs(commands::logs::LogsArgs),
+
+    /// Delete a function and all its versions.
+    ///
+    /// Requests to the function fail with 404 from then on. This cannot be undone; deploy
+    /// the component again to bring the function back.
+    Rm(commands::rm::RmArgs),
+}
+
+/// What a subcommand that talks to a server needs: the client and the output mode.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The client for `--server`.
+    pub client: Client,
+    /// Whether `--json` was given.
+    pub json: bool,
+}
+
+impl Context {
+    /// The context for the global flags.
+    pub fn new(global: &GlobalArgs) -> Result<Self, ClientError> {
+        Ok(Self {
+            client: Client::new(&global.server)?,
+            json: global.json,
+        })
+    }
+}
+
+/// Runs a parsed command line.
+///
+/// Output cut short by a closed pipe (`flint logs f | head`) is not an error.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let result = dispatch(cli).await;
+    match result {
+        Err(err) if is_broken_pipe(&err) => Ok(()),
+        other => other,
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let context = || Context::new(&cli.global);
+    match cli.command {
+        Command::Serve(args) => commands::serve::run(args).await,
+        Command::Deploy(args) => commands::deploy::run(&context()?, args).await,
+        Command::Invoke(args) => commands::invoke::run(&context()?, args).await,
+        Command::Ls(args) => commands::ls::run(&context()?, args).await,
+        Command::Info(args) => commands::info::run(&context()?, args).await,
+        Command::Config(args) => commands::config::run(&context()?, args).await,
+        Command::Logs(args) => commands::logs::run(&context()?, args).await,
+        Command::Rm(args) => commands::rm::run(&context()?, args).await,
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from(["flint", "ls", "--json", "--server", "http://h:1"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.server, "http://h:1");
+        assert!(matches!(cli.command, Command::Ls(_)));
+
+        let cli = Cli::try_parse_from(["flint", "--json", "rm", "hello"]).unwrap();
+        assert!(cli.global.json);
+    }
+
+    #[test]
+    fn every_subcommand_has_examples() {
+        let mut cli = Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands() {
+            if sub.get_name() == "help" || sub.get_name() == "serve" {
+                continue;
+            }
+            let after = sub
+                .get_after_help()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(
+                after.contains(&format!("flint {}", sub.get_name())),
+                "`flint {} --help` shows no example",
+                sub.get_name()
+            );
+            assert!(
+                sub.get_long_about().is_some(),
+                "{} has no long help",
+                sub.get_name()
+            );
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The admin API under `/v1/functions`: deploy, inspect, configure, delete,
+//! read logs.
+
+use super::{ApiError, Body, BoxError, json};
+use crate::metrics::LoadSource;
+use crate::registry::FunctionRecord;
+use crate::state::AppState;
+use bytes::Bytes;
+use flint_runtime::{ConfigPatch, Digest, FunctionConfig};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Largest JSON body the admin API reads.
+const MAX_JSON_BODY: u64 = 1 << 20;
+/// Default and largest number of log lines per request.
+const DEFAULT_LOG_LIMIT: usize = 100;
+const MAX_LOG_LIMIT: usize = 1000;
+/// Longest function name.
+pub const MAX_NAME_LEN: usize = 63;
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Names: lowercase letters, digits and `-`, 1-63 characters.
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!("invalid function name {name:?}: use 1-{MAX_NAME_LEN} lowercase letters, digits or `-`"),
+        ))
+    }
+}
+
+fn entry(state: &AppState, name: &str) -> Result<Arc<crate::functions::FunctionEntry>, ApiError> {
+    state.table.get(name).ok_or_else(|| ApiError::function_not_found(name))
+}
+
+/// Reads a whole body up to `limit` bytes; 413 beyond it.
+async fn read_body<B>(body: B, limit: u64, what: &str, flag: &str) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::too_large(what, limit, flag)),
+        Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    }
+}
+
+fn declared_length<B>(request: &Request<B>) -> Option<u64> {
+    request.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+pub(super) async fn deploy<B>(state: &Arc<AppState>, name: &str, request: Request<B>) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    validate_name(name)?;
+    let limit = state.config.max_upload_bytes;
+    if declared_length(&request).is_some_and(|len| len > limit) {
+        return Err(ApiError::too_large("component", limit, "--max-upload-bytes"));
+    }
+    let bytes = read_body(request.into_body(), limit, "component", "--max-upload-bytes").await?;
+    let digest = Digest::of(&bytes);
+
+    // One deploy at a time: version numbers and the table stay in step.
+    let _deploying = state.deploy_lock.lock().await;
+    if let Some(latest) = state.table.get(name).and_then(|e| e.latest()) {
+        if latest.record.digest == digest {
+            return Ok(json(
+                StatusCode::OK,
+                &json!({
+                    "name": name, "version": latest.record.version, "digest": digest.to_string(),
+                    "created": false, "size_bytes": latest.record.size_bytes, "compile_ms": latest.record.compile_ms,
+                }),
+            ));
+        }
+    }
+
+    let runtime = state.runtime.clone();
+    let blobs = state.blobs.clone();
+    let prepared = {
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            // Identical bytes deployed before (under any name) are already
+            // validated and compiled for this engine: map them instead.
+            let (component, source, compile_ms) = match runtime.load_cached(&digest) {
+                Some(component) => (component, LoadSource::Disk, 0.0),
+                None => {
+                    let compiled = runtime.compile(&bytes)?;
+                    (compiled.component, LoadSource::Compile, compiled.compile_time.as_secs_f64() * 1000.0)
+                }
+            };
+            blobs.put(&digest, &bytes).map_err(ApiError::internal)?;
+            Ok((component, source, compile_ms, bytes.len() as u64))
+        })
+        .await
+        .map_err(ApiError::internal)??
+    };
+    let (component, source, compile_ms, size) = prepared;
+
+    let added = state.registry.add_version(name, &digest, size, compile_ms, &FunctionConfig::default())?;
+    let entry = match state.table.get(name) {
+        Some(entry) => entry,
+        None => state.table.upsert(&FunctionRecord {
+            name: name.to_string(),
+            config: FunctionConfig::default(),
+            created_at: added.record.created_at,
+            updated_at: added.record.created_at,
+        }),
+    };
+    entry.stats.loaded(source);
+    state.metrics.artifact_loaded(name, source);
+    let version = added.record.version;
+    state.table.add_version(&entry, added.record, Some(component)).map_err(ApiError::internal)?;
+    tracing::info!(function = name, version, %digest, compile_ms, "deployed");
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "name": name, "version": version, "digest": digest.to_string(),
+            "created": true, "size_bytes": size, "compile_ms": compile_ms,
+        }),
+    ))
+}
+
+pub(super) fn list(state: &AppState) -> Result<Response<Body>, ApiError> {
+    let functions: Vec<_> = state
+        .table
+        .list()
+        .into_iter()
+        .map(|e| {
+            let latest = e.latest();
+            json!({
+                "name": e.name,
+                "latest_version": latest.as_ref().map(|v| v.record.version),
+                "digest": latest.as_ref().map(|v| v.record.digest.to_string()),
+                "versions": e.versions().len(),
+                "size_bytes": latest.as_ref().map(|v| v.record.size_bytes),
+                "updated_at": time(e.times().1),
+                "invocations": e.stats.invocations(),
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "functions": functions })))
+}
+
+pub(super) fn info(state: &AppState, name: &str) -> Result<Response<Body>, ApiError> {
+    let e = entry(state, name)?;
+    let versions: Vec<_> = e
+        .versions()
+        .iter()
+        .map(|v| {
+            json!({
+                "version": v.record.version,
+                "digest": v.record.digest.to_string(),
+                "size_bytes": v.record.size_bytes,
+                "compile_ms": v.record.compile_ms,
+                "created_at": time(v.record.created_at),
+                "loaded": v.pool().is_some(),
+            })
+        })
+        .collect();
+    let (created, updated) = e.times();
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "name": e.name,
+            "latest_version": e.latest().map(|v| v.record.version),
+            "created_at": time(created),
+            "updated_at": time(updated),
+            "config": *e.config(),
+            "versions": versions,
+            "stats": e.stats.snapshot(e.gate().in_flight(), e.warm_instances()),
+        }),
+    ))
+}
+
+pub(super) async fn delete(state: &Arc<AppState>, name: &str) -> Result<Response<Body>, ApiError> {
+    let _deploying = state.deploy_lock.lock().await;
+    let e = entry(state, name)?;
+    state.registry.delete_function(name)?;
+    state.table.remove(name);
+    // Blobs are shared by digest: drop only those no version uses any more.
+    for v in e.versions() {
+        let digest = &v.record.digest;
+        if !state.registry.digest_in_use(digest)? {
+            state.blobs.remove(digest).map_err(ApiError::internal)?;
+            let _ = std::fs::remove_file(state.runtime.cache().path(digest));
+        }
+    }
+    tracing::info!(function = name, "deleted");
+    let mut response = Response::new(super::full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+pub(super) fn get_config(state: &AppState, name: &str) -> Result<Response<Body>, ApiError> {
+    let e = entry(state, name)?;
+    Ok(json(StatusCode::OK, &json!(*e.config())))
+}
+
+pub(super) async fn patch_config<B>(state: &Arc<AppState>, name: &str, request: Request<B>) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let e = entry(state, name)?;
+    let body = read_body(request.into_body(), MAX_JSON_BODY, "config", "(fixed 1 MiB)").await?;
+    let patch: ConfigPatch = serde_json::from_slice(&body).map_err(|err| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", format!("invalid config JSON: {err}"))
+    })?;
+    let _deploying = state.deploy_lock.lock().await;
+    let next = e.config().patched(patch)?;
+    if !state.registry.set_config(name, &next)? {
+        return Err(ApiError::function_not_found(name));
+    }
+    let started = Instant::now();
+    state.table.set_config(&e, next.clone(), SystemTime::now()).map_err(ApiError::internal)?;
+    tracing::info!(function = name, elapsed_ms = started.elapsed().as_millis() as u64, "config updated");
+    Ok(json(StatusCode::OK, &json!(next)))
+}
+
+pub(super) fn logs(state: &AppState, name: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let e = entry(state, name)?;
+    let mut limit = DEFAULT_LOG_LIMIT;
+    let mut after = None;
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = || value.parse::<u64>().map_err(|_| ApiError::bad_request(format!("`{key}` must be a number, got {value:?}")));
+        match key {
+            "limit" => limit = (number()? as usize).min(MAX_LOG_LIMIT),
+            "after" => after = Some(number()?),
+            _ => return Err(ApiError::bad_request(format!("unknown query parameter `{key}`; use limit and after"))),
+        }
+    }
+    let lines: Vec<_> = e
+        .log
+        .tail(after, limit)
+        .into_iter()
+        .map(|l| {
+            json!({
+                "seq": l.seq, "time": time(l.time), "version": l.version,
+                "request_id": l.request_id, "stream": l.stream, "line": l.line,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "lines": lines })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_name;
+
+    #[test]
+    fn names_follow_the_rules() {
+        for ok in ["a", "hello", "my-fn-2", &"x".repeat(63)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Hello", "a_b", "a.b", "a b", &"x".repeat(64), "ünï"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

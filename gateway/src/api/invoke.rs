@@ -1,0 +1,105 @@
+//! The invoke path: `/fn/{name}[@{version}]/{rest...}` runs a function.
+
+use super::{ApiError, Body, BoxError};
+use crate::state::AppState;
+use bytes::Bytes;
+use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id, next_request_id};
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::sync::Arc;
+
+/// Splits `name@3/rest` into the name, an optional version and the guest path.
+fn parse_target(target: &str) -> Result<(&str, Option<u32>, &str), ApiError> {
+    let (head, rest) = match target.find('/') {
+        Some(i) => (&target[..i], &target[i..]),
+        None => (target, "/"),
+    };
+    match head.split_once('@') {
+        Some((name, version)) => {
+            let version = version.parse().map_err(|_| {
+                ApiError::bad_request(format!("`{version}` is not a version number; use /fn/{name}@N/..."))
+            })?;
+            Ok((name, Some(version), rest))
+        }
+        None => Ok((head, None, rest)),
+    }
+}
+
+fn body_error(error: BoxError) -> WasiHttpError {
+    if error.is::<LengthLimitError>() {
+        return WasiHttpError::HttpRequestBodySize(None);
+    }
+    match error.downcast::<hyper::Error>() {
+        Ok(hyper) => WasiHttpError::Hyper(*hyper),
+        Err(other) => WasiHttpError::InternalError(Some(other.to_string())),
+    }
+}
+
+pub(super) async fn invoke<B>(state: &Arc<AppState>, request: Request<B>, target: &str) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (name, pinned, rest) = parse_target(target)?;
+    let entry = state.table.get(name).ok_or_else(|| ApiError::function_not_found(name))?;
+    let latest = entry.latest();
+    let version = match pinned {
+        Some(n) => entry.version(n),
+        None => latest.clone(),
+    }
+    .ok_or_else(|| ApiError::version_not_found(name, pinned.unwrap_or(0), latest.map(|l| l.record.version)))?;
+
+    let limit = state.config.max_request_body_bytes;
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::too_large("request body", limit, "--max-request-body-bytes"));
+    }
+
+    let permit = entry.gate().acquire().await?;
+    let pool = state.table.pool(&entry, &version).await.map_err(ApiError::internal)?;
+
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .unwrap_or_else(|| "localhost".to_string());
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| ApiError::bad_request(format!("bad request target: {e}")))?;
+    let body: HyperIncomingBody = Limited::new(body, limit as usize).map_err(body_error).boxed_unsync();
+
+    let request_id = next_request_id();
+    let response = pool.invoke(permit, request_id, Request::from_parts(parts, body)).await?;
+    let mut response = response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&format_request_id(request_id)) {
+        headers.insert("x-flint-request-id", id);
+    }
+    headers.insert("x-flint-version", HeaderValue::from(pool.version()));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_target;
+
+    #[test]
+    fn targets_split_into_name_version_and_path() {
+        assert_eq!(parse_target("hello").unwrap(), ("hello", None, "/"));
+        assert_eq!(parse_target("hello/a/b").unwrap(), ("hello", None, "/a/b"));
+        assert_eq!(parse_target("hello@3/x").unwrap(), ("hello", Some(3), "/x"));
+        assert!(parse_target("hello@x/").is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! Gateway settings and their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "flint-data";
+/// Default largest component upload.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
+/// Default largest request body passed to a function.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 16 << 20;
+/// Default time a pooled instance may wait unused before it is dropped.
+pub const DEFAULT_INSTANCE_IDLE: Duration = Duration::from_secs(60);
+/// Default time a version may go unused before it is unloaded from memory.
+pub const DEFAULT_UNLOAD_AFTER: Duration = Duration::from_secs(600);
+/// Time allowed to read a request's headers (slow-loris guard).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Everything `flint serve` can be told.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Registry, blobs and artifact cache live here.
+    pub data_dir: PathBuf,
+    /// Largest component upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest request body passed to a function, in bytes.
+    pub max_request_body_bytes: u64,
+    /// Pooled instances unused this long are dropped.
+    pub instance_idle: Duration,
+    /// Versions unused this long are unloaded (reloaded from disk on use).
+    pub unload_after: Duration,
+    /// Use the pooling instance allocator.
+    pub pooling: bool,
+    /// Copy-on-write memory images.
+    pub memory_init_cow: bool,
+    /// Instance slots of the pooling allocator.
+    pub max_instances: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+            instance_idle: DEFAULT_INSTANCE_IDLE,
+            unload_after: DEFAULT_UNLOAD_AFTER,
+            pooling: true,
+            memory_init_cow: true,
+            max_instances: flint_runtime::DEFAULT_MAX_INSTANCES,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The live function table: names -> versions -> loaded instance pools.
+//!
+//! The registry is the source of truth; this table mirrors it in memory and
+//! owns what only a running process has: loaded components, instance pools,
+//! concurrency gates, guest logs and counters. A version is loaded on first
+//! use (mapped from the disk cache, or compiled from its blob when the cache
+//! misses) and dropped again when idle, unless it keeps `min_instances`.
+
+use crate::blobs::BlobStore;
+use crate::metrics::{FunctionObserver, FunctionStats, LoadSource, Metrics};
+use crate::registry::{FunctionRecord, VersionRecord};
+use flint_runtime::{
+    Component, ConcurrencyGate, DEFAULT_LOG_LINES, FunctionConfig, GuestLog, InstancePool, Runtime,
+};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+#[derive(Clone)]
+struct Loaded {
+    component: Component,
+    pool: Arc<InstancePool>,
+}
+
+/// One immutable version and, while loaded, its pool.
+pub struct VersionEntry {
+    /// What the registry holds about it.
+    pub record: VersionRecord,
+    loaded: RwLock<Option<Loaded>>,
+}
+
+impl VersionEntry {
+    /// The pool if the version is loaded.
+    pub fn pool(&self) -> Option<Arc<InstancePool>> {
+        self.loaded.read().unwrap().as_ref().map(|l| l.pool.clone())
+    }
+}
+
+struct Settings {
+    config: Arc<FunctionConfig>,
+    gate: Arc<ConcurrencyGate>,
+    created_at: SystemTime,
+    updated_at: SystemTime,
+}
+
+fn gate_for(config: &FunctionConfig) -> Arc<ConcurrencyGate> {
+    Arc::new(ConcurrencyGate::new(
+        config.max_concurrency,
+        config.max_queue,
+        Duration::from_millis(config.queue_timeout_ms),
+    ))
+}
+
+/// A function: its settings, versions, log and counters.
+pub struct FunctionEntry {
+    /// Its name.
+    pub name: String,
+    settings: RwLock<Settings>,
+    versions: RwLock<BTreeMap<u32, Arc<VersionEntry>>>,
+    /// Captured guest output.
+    pub log: Arc<GuestLog>,
+    /// Counters since start.
+    pub stats: Arc<FunctionStats>,
+    observer: Arc<FunctionObserver>,
+    load_lock: tokio::sync::Mutex<()>,
+}
+
+impl FunctionEntry {
+    /// The effective configuration.
+    pub fn config(&self) -> Arc<FunctionConfig> {
+        self.settings.read().unwrap().config.clone()
+    }
+
+    /// The concurrency gate of the current configuration.
+    pub fn gate(&self) -> Arc<ConcurrencyGate> {
+        self.settings.read().unwrap().gate.clone()
+    }
+
+    /// Creation and last-change times.
+    pub fn times(&self) -> (SystemTime, SystemTime) {
+        let s = self.settings.read().unwrap();
+        (s.created_at, s.updated_at)
+    }
+
+    /// All versions, oldest first.
+    pub fn versions(&self) -> Vec<Arc<VersionEntry>> {
+        self.versions.read().unwrap().values().cloned().collect()
+    }
+
+    /// The latest version.
+    pub fn latest(&self) -> Option<Arc<VersionEntry>> {
+        self.versions.read().unwrap().values().next_back().cloned()
+    }
+
+    /// A specific version.
+    pub fn version(&self, version: u32) -> Option<Arc<VersionEntry>> {
+        self.versions.read().unwrap().get(&version).cloned()
+    }
+
+    /// Instances waiting in the pools of all loaded versions.
+    pub fn warm_instances(&self) -> usize {
+        self.versions().iter().filter_map(|v| v.pool()).map(|p| p.warm_instances()).sum()
+    }
+}
+
+/// The in-memory mirror of the registry plus runtime state.
+pub struct FunctionTable {
+    runtime: Arc<Runtime>,
+    blobs: Arc<BlobStore>,
+    metrics: Arc<Metrics>,
+    functions: RwLock<BTreeMap<String, Arc<FunctionEntry>>>,
+}
+
+impl FunctionTable {
+    /// An empty table.
+    pub fn new(runtime: Arc<Runtime>, blobs: Arc<BlobStore>, metrics: Arc<Metrics>) -> Self {
+        Self { runtime, blobs, metrics, functions: RwLock::default() }
+    }
+
+    /// A function by name.
+    pub fn get(&self, name: &str) -> Option<Arc<FunctionEntry>> {
+        self.functions.read().unwrap().get(name).cloned()
+    }
+
+    /// All functions by name.
+    pub fn list(&self) -> Vec<Arc<FunctionEntry>> {
+        self.functions.read().unwrap().values().cloned().collect()
+    }
+
+    /// Adds or updates a function from its registry record.
+    pub fn upsert(&self, record: &FunctionRecord) -> Arc<FunctionEntry> {
+        let mut functions = self.functions.write().unwrap();
+        if let Some(entry) = functions.get(&record.name) {
+            entry.settings.write().unwrap().updated_at = record.updated_at;
+            return entry.clone();
+        }
+        let stats = Arc::new(FunctionStats::default());
+        let entry = Arc::new(FunctionEntry {
+            name: record.name.clone(),
+            settings: RwLock::new(Settings {
+                config: Arc::new(record.config.clone()),
+                gate: gate_for(&record.config),
+                created_at: record.created_at,
+                updated_at: record.updated_at,
+            }),
+            versions: RwLock::default(),
+            log: Arc::new(GuestLog::new(&record.name, DEFAULT_LOG_LINES)),
+            stats: stats.clone(),
+            observer: Arc::new(FunctionObserver { stats, metrics: self.metrics.clone() }),
+            load_lock: tokio::sync::Mutex::new(()),
+        });
+        functions.insert(record.name.clone(), entry.clone());
+        entry
+    }
+
+    /// Adds a version; with `component`, its pool is ready at once, so the
+    /// first call pays no load.
+    pub fn add_version(
+        self: &Arc<Self>,
+        entry: &Arc<FunctionEntry>,
+        record: VersionRecord,
+        component: Option<Component>,
+    ) -> anyhow::Result<()> {
+        let version = record.version;
+        let loaded = match component {
+            Some(component) => Some(self.make_loaded(entry, version, component)?),
+            None => None,
+        };
+        let v = Arc::new(VersionEntry { record, loaded: RwLock::new(loaded) });
+        entry.versions.write().unwrap().insert(version, v);
+        self.keep_warm(entry);
+        Ok(())
+    }
+
+    fn make_loaded(&self, entry: &FunctionEntry, version: u32, component: Component) -> anyhow::Result<Loaded> {
+        let pool = InstancePool::new(
+            &self.runtime,
+            &entry.name,
+            version,
+            &component,
+            entry.config(),
+            entry.log.clone(),
+            entry.observer.clone(),
+        )?;
+        Ok(Loaded { component, pool })
+    }
+
+    /// Removes a function from the table.
+    pub fn remove(&self, name: &str) -> Option<Arc<FunctionEntry>> {
+        self.metrics.remove_function(name);
+        self.functions.write().unwrap().remove(name)
+    }
+
+    /// Applies a new configuration: new gate, and loaded versions get fresh
+    /// pools (warm instances built with the old env or limits are dropped;
+    /// in-flight invocations finish on their old instances).
+    pub fn set_config(self: &Arc<Self>, entry: &Arc<FunctionEntry>, config: FunctionConfig, updated_at: SystemTime) -> anyhow::Result<()> {
+        {
+            let mut s = entry.settings.write().unwrap();
+            s.gate = gate_for(&config);
+            s.config = Arc::new(config);
+            s.updated_at = updated_at;
+        }
+        for v in entry.versions() {
+            let component = v.loaded.read().unwrap().as_ref().map(|l| l.component.clone());
+            if let Some(component) = component {
+                let loaded = self.make_loaded(entry, v.record.version, component)?;
+                *v.loaded.write().unwrap() = Some(loaded);
+            }
+        }
+        self.keep_warm(entry);
+        Ok(())
+    }
+
+    /// The pool of `version`, loading the version if needed.
+    pub async fn pool(&self, entry: &Arc<FunctionEntry>, version: &Arc<VersionEntry>) -> anyhow::Result<Arc<InstancePool>> {
+        if let Some(pool) = version.pool() {
+            return Ok(pool);
+        }
+        let _guard = entry.load_lock.lock().await;
+        if let Some(pool) = version.pool() {
+            return Ok(pool);
+        }
+        let digest = version.record.digest.clone();
+        let runtime = self.runtime.clone();
+        let blobs = self.blobs.clone();
+        let (component, source) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            if let Some(component) = runtime.load_cached(&digest) {
+                return Ok((component, LoadSource::Disk));
+            }
+            let bytes = blobs.get(&digest)?;
+            Ok((runtime.compile(&bytes)?.component, LoadSource::Compile))
+        })
+        .await??;
+        entry.stats.loaded(source);
+        self.metrics.artifact_loaded(&entry.name, source);
+        tracing::info!(function = %entry.name, version = version.record.version, ?source, "version loaded");
+        let loaded = self.make_loaded(entry, version.record.version, component)?;
+        let pool = loaded.pool.clone();
+        *version.loaded.write().unwrap() = Some(loaded);
+        pool.fill();
+        Ok(pool)
+    }
+
+    /// Loads the latest version and pre-instantiates `min_instances` when the
+    /// function asks for warm instances.
+    fn keep_warm(self: &Arc<Self>, entry: &Arc<FunctionEntry>) {
+        if entry.config().min_instances == 0 {
+            return;
+        }
+        let Some(latest) = entry.latest() else { return };
+        if let Some(pool) = latest.pool() {
+            pool.fill();
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let table = self.clone();
+        let entry = entry.clone();
+        handle.spawn(async move {
+            if let Err(e) = table.pool(&entry, &latest).await {
+                tracing::warn!(function = %entry.name, error = %e, "could not load version for min_instances");
+            }
+        });
+    }
+
+    /// Periodic upkeep: drops pooled instances idle past `instance_idle`, and
+    /// unloads versions unused for `unload_after` (the latest version of a
+    /// function with `min_instances` stays loaded).
+    pub fn maintain(&self, instance_idle: Duration, unload_after: Duration) {
+        for entry in self.list() {
+            let latest = entry.latest().map(|v| v.record.version);
+            let keep_latest = entry.config().min_instances > 0;
+            for v in entry.versions() {
+                let Some(pool) = v.pool() else { continue };
+                pool.trim(instance_idle);
+                let pinned = keep_latest && Some(v.record.version) == latest;
+                if !pinned && pool.idle_for() > unload_after {
+                    tracing::info!(function = %entry.name, version = v.record.version, "unloading idle version");
+                    *v.loaded.write().unwrap() = None;
+                }
+            }
+            self.metrics.set_gauges(&entry.name, entry.gate().in_flight(), entry.warm_instances());
+        }
+    }
+
+    /// Updates the per-function gauges (before a metrics scrape).
+    pub fn refresh_gauges(&self) {
+        for entry in self.list() {
+            self.metrics.set_gauges(&entry.name, entry.gate().in_flight(), entry.warm_instances());
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Flint's gateway: the HTTP server (invoke path and admin API), the router
+//! from names and versions to instance pools, the registry (SQLite plus
+//! content-addressed blobs) and the metrics.
+//!
+//! Requests flow `serve` -> [`api::handle`] -> router -> the runtime's
+//! instance pool. [`api::handle`] is the whole application as a function of
+//! a request; [`server::serve`] is one accept loop around it.
+
+pub mod api;
+pub mod blobs;
+pub mod config;
+pub mod functions;
+pub mod metrics;
+pub mod registry;
+pub mod server;
+pub mod state;
+
+pub use config::GatewayConfig;
+pub use state::AppState;

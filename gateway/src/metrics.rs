@@ -1,0 +1,211 @@
+//! Prometheus metrics and the per-function counters behind the info API.
+
+use flint_runtime::{InvocationObserver, InvokeError, StartKind};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    function: String,
+    version: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    function: String,
+    kind: String,
+}
+
+/// Every metric Flint exports.
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<OutcomeLabels, Counter>,
+    duration: Family<FunctionLabels, Histogram>,
+    starts: Family<KindLabels, Counter>,
+    artifact_loads: Family<KindLabels, Counter>,
+    in_flight: Family<FunctionLabels, Gauge>,
+    warm_instances: Family<FunctionLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("flint");
+        let invocations = Family::<OutcomeLabels, Counter>::default();
+        let duration = Family::<FunctionLabels, Histogram>::new_with_constructor(|| {
+            // 50 µs .. ~100 s
+            Histogram::new(exponential_buckets(0.00005, 2.5, 16))
+        });
+        let starts = Family::<KindLabels, Counter>::default();
+        let artifact_loads = Family::<KindLabels, Counter>::default();
+        let in_flight = Family::<FunctionLabels, Gauge>::default();
+        let warm_instances = Family::<FunctionLabels, Gauge>::default();
+        registry.register("invocations", "Invocations by function, version and outcome", invocations.clone());
+        registry.register(
+            "invocation_duration_seconds",
+            "Invocation duration including the response body",
+            duration.clone(),
+        );
+        registry.register("starts", "Invocation starts by kind (cold: instantiated on the request path; warm: taken from the pool)", starts.clone());
+        registry.register(
+            "artifact_loads",
+            "Compiled components made ready by source (disk: mapped from the artifact cache; compile: compiled from bytes)",
+            artifact_loads.clone(),
+        );
+        registry.register("in_flight", "Invocations running now", in_flight.clone());
+        registry.register("warm_instances", "Instances waiting in the pool", warm_instances.clone());
+        Self { registry, invocations, duration, starts, artifact_loads, in_flight, warm_instances }
+    }
+}
+
+impl Metrics {
+    /// Sets the gauges of one function (called before each scrape).
+    pub fn set_gauges(&self, function: &str, in_flight: u32, warm_instances: usize) {
+        let labels = FunctionLabels { function: function.to_string() };
+        self.in_flight.get_or_create(&labels).set(in_flight as i64);
+        self.warm_instances.get_or_create(&labels).set(warm_instances as i64);
+    }
+
+    /// Forgets the gauges of a deleted function.
+    pub fn remove_function(&self, function: &str) {
+        let labels = FunctionLabels { function: function.to_string() };
+        self.in_flight.remove(&labels);
+        self.warm_instances.remove(&labels);
+    }
+
+    /// Counts the making-ready of a compiled component.
+    pub fn artifact_loaded(&self, function: &str, source: LoadSource) {
+        let kind = match source {
+            LoadSource::Disk => "disk",
+            LoadSource::Compile => "compile",
+        };
+        self.artifact_loads.get_or_create(&KindLabels { function: function.into(), kind: kind.into() }).inc();
+    }
+
+    /// The Prometheus/OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+/// Where a version's compiled component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Mapped from the artifact cache.
+    Disk,
+    /// Compiled from the component bytes.
+    Compile,
+}
+
+/// Counters of one function since the process started (the info API's
+/// `stats`).
+#[derive(Debug, Default)]
+pub struct FunctionStats {
+    invocations: AtomicU64,
+    errors: AtomicU64,
+    warm_starts: AtomicU64,
+    cold_starts: AtomicU64,
+    disk_loads: AtomicU64,
+    compiles: AtomicU64,
+}
+
+/// A snapshot of [`FunctionStats`] plus the live gauges.
+#[derive(Debug, Clone, Serialize)]
+#[expect(missing_docs, reason = "self-explanatory counters")]
+pub struct StatsSnapshot {
+    pub invocations: u64,
+    pub errors: u64,
+    pub in_flight: u32,
+    pub warm_instances: usize,
+    pub warm_starts: u64,
+    pub cold_starts: u64,
+    pub disk_loads: u64,
+    pub compiles: u64,
+}
+
+impl FunctionStats {
+    /// Counts a load of `source`.
+    pub fn loaded(&self, source: LoadSource) {
+        match source {
+            LoadSource::Disk => &self.disk_loads,
+            LoadSource::Compile => &self.compiles,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Snapshot with the given gauges.
+    pub fn snapshot(&self, in_flight: u32, warm_instances: usize) -> StatsSnapshot {
+        StatsSnapshot {
+            invocations: self.invocations.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            in_flight,
+            warm_instances,
+            warm_starts: self.warm_starts.load(Ordering::Relaxed),
+            cold_starts: self.cold_starts.load(Ordering::Relaxed),
+            disk_loads: self.disk_loads.load(Ordering::Relaxed),
+            compiles: self.compiles.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Invocations so far.
+    pub fn invocations(&self) -> u64 {
+        self.invocations.load(Ordering::Relaxed)
+    }
+}
+
+/// Feeds one function's invocations into its stats and the metrics.
+pub struct FunctionObserver {
+    /// The function's counters.
+    pub stats: Arc<FunctionStats>,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl InvocationObserver for FunctionObserver {
+    fn started(&self, function: &str, _version: u32, start: StartKind) {
+        match start {
+            StartKind::Cold => &self.stats.cold_starts,
+            StartKind::Warm => &self.stats.warm_starts,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .starts
+            .get_or_create(&KindLabels { function: function.into(), kind: start.as_str().into() })
+            .inc();
+    }
+
+    fn finished(&self, function: &str, version: u32, outcome: Result<(), &InvokeError>, elapsed: Duration) {
+        self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        if outcome.is_err() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcome = outcome.err().map_or("ok", InvokeError::code);
+        self.metrics
+            .invocations
+            .get_or_create(&OutcomeLabels {
+                function: function.into(),
+                version: version.to_string(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.metrics
+            .duration
+            .get_or_create(&FunctionLabels { function: function.into() })
+            .observe(elapsed.as_secs_f64());
+    }
+}

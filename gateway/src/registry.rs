@@ -1,0 +1,278 @@
+//! The registry: what functions exist, their versions and configuration.
+//!
+//! Storage sits behind the [`Registry`] trait so that a PostgreSQL backend
+//! (several gateways sharing one registry) can follow without touching the
+//! router or the runtime. The embedded default is [`SqliteRegistry`]: WAL
+//! journal with `synchronous=FULL`, so a commit that an API call
+//! acknowledged survives a process kill and a power loss.
+
+use flint_runtime::{Digest, FunctionConfig};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A function as stored.
+#[derive(Debug, Clone)]
+pub struct FunctionRecord {
+    /// Its name.
+    pub name: String,
+    /// Its effective configuration.
+    pub config: FunctionConfig,
+    /// When it was first deployed.
+    pub created_at: SystemTime,
+    /// When it last changed (version or config).
+    pub updated_at: SystemTime,
+}
+
+/// One immutable version of a function.
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    /// 1, 2, ... per function.
+    pub version: u32,
+    /// Content digest of the component.
+    pub digest: Digest,
+    /// Component size in bytes.
+    pub size_bytes: u64,
+    /// Compile time at upload, in milliseconds.
+    pub compile_ms: f64,
+    /// When it was deployed.
+    pub created_at: SystemTime,
+}
+
+/// What [`Registry::add_version`] did.
+#[derive(Debug, Clone)]
+pub struct AddedVersion {
+    /// The version now latest.
+    pub record: VersionRecord,
+    /// False when the bytes equal the latest version's (no new version).
+    pub created: bool,
+}
+
+/// A registry failure.
+#[derive(Debug, thiserror::Error)]
+#[error("registry: {0}")]
+pub struct RegistryError(String);
+
+impl From<rusqlite::Error> for RegistryError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for RegistryError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Result of registry calls.
+pub type RegistryResult<T> = Result<T, RegistryError>;
+
+/// Persistent function metadata.
+pub trait Registry: Send + Sync {
+    /// Every function with its versions, by name.
+    fn load_all(&self) -> RegistryResult<Vec<(FunctionRecord, Vec<VersionRecord>)>>;
+    /// Records a new version unless `digest` equals the latest one's; creates
+    /// the function with `default_config` if it does not exist.
+    fn add_version(
+        &self,
+        name: &str,
+        digest: &Digest,
+        size_bytes: u64,
+        compile_ms: f64,
+        default_config: &FunctionConfig,
+    ) -> RegistryResult<AddedVersion>;
+    /// Replaces a function's configuration; false if the function is unknown.
+    fn set_config(&self, name: &str, config: &FunctionConfig) -> RegistryResult<bool>;
+    /// Deletes a function and its versions; false if it did not exist.
+    fn delete_function(&self, name: &str) -> RegistryResult<bool>;
+    /// Whether any version of any function uses `digest`.
+    fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool>;
+}
+
+/// The embedded SQLite registry.
+pub struct SqliteRegistry {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS functions (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    compile_ms REAL NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (function, version)
+);
+CREATE INDEX IF NOT EXISTS versions_digest ON versions(digest);
+";
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+impl SqliteRegistry {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> RegistryResult<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+}
+
+fn latest_version(conn: &Connection, name: &str) -> rusqlite::Result<Option<VersionRecord>> {
+    conn.query_row(
+        "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+         WHERE function = ?1 ORDER BY version DESC LIMIT 1",
+        params![name],
+        version_row,
+    )
+    .optional()
+}
+
+fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    let digest: String = row.get(1)?;
+    Ok(VersionRecord {
+        version: row.get(0)?,
+        digest: Digest::parse(&digest).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, "bad digest".into())
+        })?,
+        size_bytes: row.get::<_, i64>(2)? as u64,
+        compile_ms: row.get(3)?,
+        created_at: from_ms(row.get(4)?),
+    })
+}
+
+impl Registry for SqliteRegistry {
+    fn load_all(&self) -> RegistryResult<Vec<(FunctionRecord, Vec<VersionRecord>)>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare("SELECT name, config, created_at_ms, updated_at_ms FROM functions ORDER BY name")?;
+        let functions = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut versions = conn.prepare(
+            "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+             WHERE function = ?1 ORDER BY version",
+        )?;
+        let mut out = Vec::with_capacity(functions.len());
+        for (name, config, created, updated) in functions {
+            let config: FunctionConfig = serde_json::from_str(&config)?;
+            let list = versions.query_map(params![name], version_row)?.collect::<Result<Vec<_>, _>>()?;
+            out.push((
+                FunctionRecord { name, config, created_at: from_ms(created), updated_at: from_ms(updated) },
+                list,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn add_version(
+        &self,
+        name: &str,
+        digest: &Digest,
+        size_bytes: u64,
+        compile_ms: f64,
+        default_config: &FunctionConfig,
+    ) -> RegistryResult<AddedVersion> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        if let Some(latest) = latest_version(&tx, name)? {
+            if &latest.digest == digest {
+                return Ok(AddedVersion { record: latest, created: false });
+            }
+        }
+        tx.execute(
+            "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT(name) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
+            params![name, serde_json::to_string(default_config)?, now],
+        )?;
+        let version: u32 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE function = ?1",
+            params![name],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![name, version, digest.to_string(), size_bytes as i64, compile_ms, now],
+        )?;
+        tx.commit()?;
+        Ok(AddedVersion {
+            record: VersionRecord { version, digest: digest.clone(), size_bytes, compile_ms, created_at: from_ms(now) },
+            created: true,
+        })
+    }
+
+    fn set_config(&self, name: &str, config: &FunctionConfig) -> RegistryResult<bool> {
+        let conn = self.conn.lock().unwrap();
+        let n = conn.execute(
+            "UPDATE functions SET config = ?2, updated_at_ms = ?3 WHERE name = ?1",
+            params![name, serde_json::to_string(config)?, now_ms()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn delete_function(&self, name: &str) -> RegistryResult<bool> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn.execute("DELETE FROM functions WHERE name = ?1", params![name])? == 1)
+    }
+
+    fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool> {
+        let conn = self.conn.lock().unwrap();
+        let n: i64 =
+            conn.query_row("SELECT COUNT(*) FROM versions WHERE digest = ?1", params![digest.to_string()], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_numbered_deduplicated_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let cfg = FunctionConfig::default();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        {
+            let reg = SqliteRegistry::open(&path).unwrap();
+            assert_eq!(reg.add_version("f", &a, 1, 1.0, &cfg).unwrap().record.version, 1);
+            let again = reg.add_version("f", &a, 1, 1.0, &cfg).unwrap();
+            assert!(!again.created);
+            assert_eq!(again.record.version, 1);
+            assert_eq!(reg.add_version("f", &b, 1, 1.0, &cfg).unwrap().record.version, 2);
+            let mut changed = cfg.clone();
+            changed.memory_mb = 64;
+            assert!(reg.set_config("f", &changed).unwrap());
+        }
+        let reg = SqliteRegistry::open(&path).unwrap();
+        let all = reg.load_all().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0.config.memory_mb, 64);
+        assert_eq!(all[0].1.len(), 2);
+        assert!(reg.digest_in_use(&a).unwrap());
+        assert!(reg.delete_function("f").unwrap());
+        assert!(!reg.digest_in_use(&a).unwrap());
+        assert!(!reg.delete_function("f").unwrap());
+    }
+}

@@ -1,0 +1,210 @@
+//! Validation, compilation and the on-disk cache of compiled components.
+//!
+//! A component is compiled once, at upload. The compiled artifact is written
+//! to the cache directory under its content digest and the engine's
+//! compatibility hash, so a restarted process (or a version that was unloaded
+//! when idle) maps it back from disk instead of compiling again; an engine
+//! with different settings simply misses the cache and recompiles.
+
+use crate::fsutil::write_atomic;
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The SHA-256 of a component's bytes, shown as `sha256:<hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// Parses `sha256:<64 hex>` or bare hex.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(hex.to_ascii_lowercase()))
+    }
+
+    /// The lowercase hex, without the `sha256:` prefix.
+    pub fn hex(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+/// Why an upload is not a component Flint can run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// The bytes do not start with the Wasm magic number.
+    #[error("not a WebAssembly binary (missing the \\0asm header); upload a .wasm component")]
+    NotWasm,
+    /// A core module rather than a component.
+    #[error(
+        "this is a core WebAssembly module, not a component; build for wasm32-wasip2 (or run `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// The component failed to parse or validate.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// It does not export `wasi:http/incoming-handler`.
+    #[error(
+        "the component does not export wasi:http/incoming-handler (the wasi:http/proxy world); it exports: [{0}]"
+    )]
+    NotAHttpHandler(String),
+    /// It imports interfaces Flint does not provide.
+    #[error("the component imports interfaces Flint does not provide: [{missing}] ({detail})")]
+    UnsupportedImports {
+        /// The imports that could not be satisfied.
+        missing: String,
+        /// The linker's own words.
+        detail: String,
+    },
+    /// The cache could not be written or read.
+    #[error("artifact cache: {0}")]
+    Cache(#[from] std::io::Error),
+}
+
+/// Packages whose interfaces the linker provides (full WASI 0.2 and wasi:http).
+const PROVIDED_PACKAGES: &[&str] = &[
+    "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/",
+];
+
+/// Checks the cheap things about `bytes` before the compiler sees them.
+pub fn check_header(bytes: &[u8]) -> Result<(), CompileError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(CompileError::NotWasm);
+    }
+    // Core modules carry version 1 with layer 0; components layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(CompileError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Checks a compiled component's exports and imports against what Flint runs.
+pub(crate) fn check_world(
+    engine: &Engine,
+    component: &Component,
+    link_result: wasmtime::Result<()>,
+) -> Result<(), CompileError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    if !exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@0.2")) {
+        return Err(CompileError::NotAHttpHandler(exports.join(", ")));
+    }
+    if let Err(e) = link_result {
+        let missing: Vec<String> = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .filter(|name| !PROVIDED_PACKAGES.iter().any(|p| name.starts_with(p)))
+            .collect();
+        let missing = if missing.is_empty() { "see detail".to_string() } else { missing.join(", ") };
+        return Err(CompileError::UnsupportedImports { missing, detail: format!("{e:#}") });
+    }
+    Ok(())
+}
+
+/// A `Hasher` over SHA-256, so the engine compatibility key is stable across
+/// processes (std's `DefaultHasher` is not promised to be).
+struct StableHasher(Sha256);
+
+impl Hasher for StableHasher {
+    fn finish(&self) -> u64 {
+        let out = self.0.clone().finalize();
+        u64::from_le_bytes(out[..8].try_into().unwrap())
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The on-disk cache of compiled artifacts.
+pub struct ArtifactCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl ArtifactCache {
+    /// A cache under `dir` for artifacts compatible with `engine`.
+    pub fn new(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut hasher = StableHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = format!("{:016x}", hasher.finish());
+        Ok(Self { dir: dir.to_path_buf(), engine_key })
+    }
+
+    /// Where the artifact of `digest` lives for this engine.
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))
+    }
+
+    /// Whether an artifact for `digest` is cached.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    /// Stores a compiled artifact.
+    pub fn store(&self, digest: &Digest, artifact: &[u8]) -> std::io::Result<()> {
+        write_atomic(&self.path(digest), artifact)
+    }
+
+    /// Maps a cached artifact into memory.
+    pub fn load(&self, engine: &Engine, digest: &Digest) -> wasmtime::Result<Component> {
+        let path = self.path(digest);
+        // SAFETY: the file was produced by `Engine::precompile_component` of an
+        // engine with the same compatibility hash and written atomically into
+        // Flint's own data directory; nothing else writes there.
+        #[expect(unsafe_code, reason = "mapping our own precompiled artifact is the point of the cache")]
+        unsafe {
+            Component::deserialize_file(engine, path)
+        }
+    }
+
+    /// Removes cached artifacts whose digest is not in `keep` (any engine key).
+    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some((hex, _)) = name.split_once('-') {
+                if !keep(hex) {
+                    std::fs::remove_file(self.dir.join(&name))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_checks_name_the_problem() {
+        assert!(matches!(check_header(b"hello world"), Err(CompileError::NotWasm)));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(CompileError::CoreModule)));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn digest_round_trips() {
+        let d = Digest::of(b"abc");
+        assert_eq!(Digest::parse(&d.to_string()), Some(d.clone()));
+        assert!(d.to_string().starts_with("sha256:ba7816bf"));
+        assert_eq!(Digest::parse("sha256:xyz"), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! Flint's runtime: the Wasm engine and the instance pools.
+//!
+//! A function is a WebAssembly component exporting
+//! `wasi:http/incoming-handler`. The runtime compiles it once (at upload),
+//! caches the compiled artifact on disk, pre-links it per version, and runs
+//! each request in a sandboxed instance under the function's limits:
+//!
+//! - [`Runtime`] owns the one [`wasmtime::Engine`] (component model, epoch
+//!   interruption, pooling allocator, copy-on-write images), the linker
+//!   (WASI 0.2 and `wasi:http`) and the [`ArtifactCache`].
+//! - [`InstancePool`] holds one version's pre-linked component and its warm
+//!   instances, and runs [`InstancePool::invoke`].
+//! - [`ConcurrencyGate`] bounds a function's in-flight invocations and its
+//!   wait queue.
+//! - [`FunctionConfig`] is the per-function configuration with every limit
+//!   and its default.
+//!
+//! This crate knows nothing of HTTP routing, storage or queues.
+//!
+//! ```no_run
+//! # async fn demo(bytes: Vec<u8>, observer: std::sync::Arc<dyn flint_runtime::InvocationObserver>) -> anyhow::Result<()> {
+//! use flint_runtime::*;
+//! use std::sync::Arc;
+//! let runtime = Runtime::new(&RuntimeConfig::new("/tmp/flint-cache"))?;
+//! let compiled = runtime.compile(&bytes)?;
+//! let config = Arc::new(FunctionConfig::default());
+//! let log = Arc::new(GuestLog::new("hello", DEFAULT_LOG_LINES));
+//! let pool = InstancePool::new(&runtime, "hello", 1, &compiled.component, config.clone(), log, observer)?;
+//! let gate = ConcurrencyGate::new(config.max_concurrency, config.max_queue,
+//!     std::time::Duration::from_millis(config.queue_timeout_ms));
+//! # let request: http::Request<wasmtime_wasi_http::p2::body::HyperIncomingBody> = unimplemented!();
+//! let response = pool.invoke(gate.acquire().await?, next_request_id(), request).await?;
+//! # Ok(()) }
+//! ```
+
+mod artifact;
+mod config;
+mod engine;
+mod error;
+pub mod fsutil;
+mod gate;
+mod guest_log;
+mod host;
+mod outbound;
+mod pool;
+
+pub use artifact::{ArtifactCache, CompileError, Digest};
+pub use config::*;
+pub use engine::{Compiled, DEFAULT_MAX_INSTANCES, EPOCH_TICK, Runtime, RuntimeConfig};
+pub use error::InvokeError;
+pub use gate::{ConcurrencyGate, GatePermit, RETRY_AFTER_SECS};
+pub use guest_log::{DEFAULT_LOG_LINES, GuestLog, LogLine, MAX_LINE_BYTES, Stream, format_request_id};
+pub use host::HostState;
+pub use outbound::HostPattern;
+pub use pool::{InstancePool, InvocationObserver, InvokeResponse, StartKind, next_request_id};
+pub use wasmtime::component::Component;
+pub use wasmtime_wasi_http::Error as WasiHttpError;
+pub use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};

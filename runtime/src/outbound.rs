@@ -1,0 +1,213 @@
+//! The outbound HTTP policy: a function may call only the hosts it lists.
+//!
+//! A request is allowed when its authority matches an entry of the
+//! function's `allowed_outbound_hosts` (`host`, `host:port` or
+//! `*.domain`). Because the admin API and other internal services live on
+//! loopback and private networks, a name that resolves to a loopback,
+//! private, link-local or otherwise non-public address is refused unless the
+//! matching entry names that IP address literally.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One entry of `allowed_outbound_hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// Lowercase host, without a leading `*.` for wildcards.
+    host: String,
+    wildcard: bool,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Parses `host`, `host:port`, `*.domain`, `[v6]` or `[v6]:port`.
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        let entry = entry.trim().to_ascii_lowercase();
+        if entry.is_empty() || entry.contains('/') || entry.contains('@') {
+            return Err(format!(
+                "{entry:?} is not a host; write `host`, `host:port` or `*.domain` without a scheme or path"
+            ));
+        }
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (v6, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{entry:?}: unclosed `[`"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p.parse().map_err(|_| format!("{entry:?}: bad port"))?),
+                None if after.is_empty() => None,
+                None => return Err(format!("{entry:?}: unexpected {after:?}")),
+            };
+            (v6.to_string(), port)
+        } else {
+            match entry.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    Some(p.parse().map_err(|_| format!("{entry:?}: bad port {p:?}"))?),
+                ),
+                None => (entry.clone(), None),
+            }
+        };
+        let (host, wildcard) = match host.strip_prefix("*.") {
+            Some(rest) => (rest.to_string(), true),
+            None => (host, false),
+        };
+        if host.is_empty() || host.contains('*') {
+            return Err(format!("{entry:?}: `*` is only allowed as a leading `*.`"));
+        }
+        Ok(Self { host, wildcard, port })
+    }
+
+    fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        if self.wildcard {
+            host.strip_suffix(&self.host)
+                .is_some_and(|prefix| prefix.ends_with('.'))
+        } else {
+            host == self.host
+        }
+    }
+
+    fn is_ip_literal(&self) -> bool {
+        !self.wildcard && self.host.parse::<IpAddr>().is_ok()
+    }
+}
+
+/// Whether an address is reachable on the public internet.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let seg0 = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg0 & 0xfe00) == 0xfc00
+                || (seg0 & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| !is_public(IpAddr::V4(v4))))
+        }
+    }
+}
+
+/// `wasi:http` hooks that enforce a function's outbound allow-list.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundPolicy {
+    allowed: Arc<[HostPattern]>,
+}
+
+impl OutboundPolicy {
+    /// Builds the policy from validated `allowed_outbound_hosts` entries.
+    pub fn new(entries: &[String]) -> Self {
+        let allowed = entries
+            .iter()
+            .filter_map(|e| HostPattern::parse(e).ok())
+            .collect();
+        Self { allowed }
+    }
+
+    /// Decides whether a request to `host:port` may go out.
+    async fn check(&self, host: &str, port: u16) -> Result<(), HttpError> {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let Some(pattern) = self.allowed.iter().find(|p| p.matches(&host, port)) else {
+            tracing::debug!(%host, port, "outbound request denied: host not allowed");
+            return Err(HttpError::HttpRequestDenied);
+        };
+        if pattern.is_ip_literal() {
+            return Ok(());
+        }
+        let addrs = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| HttpError::DnsError { rcode: Some("lookup failed".into()), info_code: None })?;
+        for addr in addrs {
+            if !is_public(addr.ip()) {
+                tracing::debug!(%host, ip = %addr.ip(), "outbound request denied: non-public address");
+                return Err(HttpError::DestinationIpProhibited);
+            }
+        }
+        Ok(())
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let policy = self.clone();
+        Box::new(async move {
+            let uri = request.uri();
+            let host = uri.host().unwrap_or_default().to_string();
+            let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+            policy.check(&host, port).await?;
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_hosts_and_ports() {
+        let p = HostPattern::parse("api.example.com").unwrap();
+        assert!(p.matches("api.example.com", 443));
+        assert!(!p.matches("evil.com", 443));
+        let p = HostPattern::parse("*.example.com").unwrap();
+        assert!(p.matches("a.example.com", 80));
+        assert!(!p.matches("example.com", 80));
+        assert!(!p.matches("aexample.com", 80));
+        let p = HostPattern::parse("127.0.0.1:8080").unwrap();
+        assert!(p.matches("127.0.0.1", 8080));
+        assert!(!p.matches("127.0.0.1", 8081));
+        assert!(p.is_ip_literal());
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected() {
+        for bad in ["", "http://x", "x/y", "a*.b", "host:port", "[::1"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_ranges_are_not_public() {
+        for ip in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "169.254.1.1", "::1", "fd00::1", "100.64.0.1"] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(is_public("93.184.216.34".parse().unwrap()));
+    }
+}

@@ -1,0 +1,279 @@
+//! The instance pool of one function version.
+//!
+//! Every request gets a fresh instance by default (`max_requests_per_instance`
+//! = 1), instantiated from the pre-linked component; `min_instances` are kept
+//! instantiated ahead of requests so a burst after idle pays no
+//! instantiation. A function that opts in to reuse gets its instance back
+//! into the pool after a successful request, up to `max_requests_per_instance`
+//! requests or until it sits idle too long. An instance that trapped, timed
+//! out or hit its memory cap is dropped, never reused, and an instance never
+//! leaves the pool of its version.
+
+use crate::config::FunctionConfig;
+use crate::gate::GatePermit;
+use crate::guest_log::GuestLog;
+use crate::host::{HostState, Sandbox, Sinks, new_store};
+use crate::outbound::OutboundPolicy;
+use crate::{InvokeError, Runtime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
+
+/// How an invocation got its instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartKind {
+    /// Instantiated from the pre-linked component on the request path.
+    Cold,
+    /// Taken from the pool: pre-instantiated ahead of time, or reused.
+    Warm,
+}
+
+impl StartKind {
+    /// Metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cold => "cold",
+            Self::Warm => "warm",
+        }
+    }
+}
+
+/// Receives what happened to each invocation (metrics, stats).
+pub trait InvocationObserver: Send + Sync {
+    /// An invocation got its instance.
+    fn started(&self, function: &str, version: u32, start: StartKind);
+    /// An invocation ended: `Ok` or the error code, and its duration
+    /// (response body included).
+    fn finished(&self, function: &str, version: u32, outcome: Result<(), &InvokeError>, elapsed: Duration);
+}
+
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh process-wide invocation id.
+pub fn next_request_id() -> u64 {
+    NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+struct Instance {
+    store: Store<HostState>,
+    proxy: Proxy,
+    sinks: Sinks,
+    served: u32,
+}
+
+struct Idle {
+    instance: Instance,
+    since: Instant,
+}
+
+/// The warm pool and pre-linked component of one function version.
+pub struct InstancePool {
+    function: Arc<str>,
+    version: u32,
+    engine: wasmtime::Engine,
+    pre: ProxyPre<HostState>,
+    sandbox: Sandbox,
+    observer: Arc<dyn InvocationObserver>,
+    idle: Mutex<Vec<Idle>>,
+    refilling: AtomicBool,
+    last_used: Mutex<Instant>,
+}
+
+/// The response of an invocation; its body streams from the guest.
+pub type InvokeResponse = http::Response<HyperOutgoingBody>;
+
+impl InstancePool {
+    /// Pre-links `component` and creates its (empty) pool; call
+    /// [`InstancePool::fill`] to instantiate `min_instances` ahead of time.
+    pub fn new(
+        runtime: &Runtime,
+        function: &str,
+        version: u32,
+        component: &Component,
+        config: Arc<FunctionConfig>,
+        log: Arc<GuestLog>,
+        observer: Arc<dyn InvocationObserver>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let pre = runtime.prelink(component)?;
+        let outbound = OutboundPolicy::new(&config.allowed_outbound_hosts);
+        Ok(Arc::new(Self {
+            function: function.into(),
+            version,
+            engine: runtime.engine().clone(),
+            pre,
+            sandbox: Sandbox { config, outbound, log, version },
+            observer,
+            idle: Mutex::new(Vec::new()),
+            refilling: AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
+        }))
+    }
+
+    /// The configuration this pool was built with.
+    pub fn config(&self) -> &FunctionConfig {
+        &self.sandbox.config
+    }
+
+    /// The version this pool runs.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Instances waiting in the pool.
+    pub fn warm_instances(&self) -> usize {
+        self.idle.lock().unwrap().len()
+    }
+
+    /// Time since the pool last served a request.
+    pub fn idle_for(&self) -> Duration {
+        self.last_used.lock().unwrap().elapsed()
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.sandbox.config.timeout_ms)
+    }
+
+    async fn instantiate(&self) -> Result<Instance, InvokeError> {
+        let (mut store, sinks) = new_store(&self.engine, &self.sandbox);
+        store.data_mut().deadline = Instant::now() + self.timeout();
+        store.set_epoch_deadline(1);
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(proxy) => Ok(Instance { store, proxy, sinks, served: 0 }),
+            Err(e) => Err(self.classify(e, &store)),
+        }
+    }
+
+    /// Instantiates instances until `min_instances` wait in the pool. Runs in
+    /// the background; at most one fill runs at a time.
+    pub fn fill(self: &Arc<Self>) {
+        let min = self.sandbox.config.min_instances as usize;
+        if min == 0 || self.warm_instances() >= min || self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            while pool.warm_instances() < min {
+                match pool.instantiate().await {
+                    Ok(instance) => pool.idle.lock().unwrap().push(Idle { instance, since: Instant::now() }),
+                    Err(e) => {
+                        tracing::warn!(function = %pool.function, version = pool.version, error = %e, "pre-instantiation failed");
+                        break;
+                    }
+                }
+            }
+            pool.refilling.store(false, Ordering::Release);
+        });
+    }
+
+    /// Drops pooled instances idle longer than `max_idle`, keeping
+    /// `min_instances`.
+    pub fn trim(&self, max_idle: Duration) {
+        let min = self.sandbox.config.min_instances as usize;
+        let mut idle = self.idle.lock().unwrap();
+        // Oldest first; instances beyond `min` that waited too long go.
+        idle.sort_by_key(|i| std::cmp::Reverse(i.since));
+        while idle.len() > min && idle.last().is_some_and(|i| i.since.elapsed() > max_idle) {
+            idle.pop();
+        }
+    }
+
+    fn take(&self) -> Option<Instance> {
+        // Most recently used first: its memory is most likely still in cache.
+        self.idle.lock().unwrap().pop().map(|i| i.instance)
+    }
+
+    fn give_back(&self, mut instance: Instance) {
+        let reusable = instance.served < self.sandbox.config.max_requests_per_instance;
+        if reusable {
+            instance.store.data_mut().memory.hit = false;
+            self.idle.lock().unwrap().push(Idle { instance, since: Instant::now() });
+        }
+    }
+
+    /// Runs one request on an instance of this version. `permit` is held
+    /// until the invocation ends, response body included.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        permit: GatePermit,
+        request_id: u64,
+        request: http::Request<HyperIncomingBody>,
+    ) -> Result<InvokeResponse, InvokeError> {
+        let started = Instant::now();
+        *self.last_used.lock().unwrap() = started;
+        let (mut instance, start) = match self.take() {
+            Some(instance) => (instance, StartKind::Warm),
+            None => match self.instantiate().await {
+                Ok(instance) => (instance, StartKind::Cold),
+                Err(e) => {
+                    self.observer.finished(&self.function, self.version, Err(&e), started.elapsed());
+                    return Err(e);
+                }
+            },
+        };
+        self.fill();
+        self.observer.started(&self.function, self.version, start);
+        instance.served += 1;
+        instance.sinks.request_id.store(request_id, Ordering::Relaxed);
+        let timeout = self.timeout();
+        instance.store.data_mut().deadline = Instant::now() + timeout;
+        instance.store.set_epoch_deadline(1);
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let mut http = instance.store.data_mut().http();
+        let prepared = http
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| Ok((req, http.new_response_outparam(sender)?)));
+        let (req, out) = match prepared {
+            Ok(pair) => pair,
+            Err(e) => {
+                let e = InvokeError::Internal(format!("{e:#}"));
+                self.observer.finished(&self.function, self.version, Err(&e), started.elapsed());
+                return Err(e);
+            }
+        };
+
+        let pool = self.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let call = instance.proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, req, out);
+            let outcome = match tokio::time::timeout(timeout, call).await {
+                Err(_elapsed) => Err(InvokeError::Timeout { limit_ms: pool.sandbox.config.timeout_ms }),
+                Ok(Err(e)) => Err(pool.classify(e, &instance.store)),
+                Ok(Ok(())) => Ok(()),
+            };
+            instance.sinks.flush();
+            pool.observer.finished(&pool.function, pool.version, outcome.as_ref().map(|_| ()), started.elapsed());
+            if outcome.is_ok() {
+                pool.give_back(instance);
+            }
+            outcome
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(InvokeError::Guest(format!("{code:?}"))),
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(InvokeError::NoResponse),
+                Err(join) => Err(InvokeError::Internal(format!("invocation task failed: {join}"))),
+            },
+        }
+    }
+
+    fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> InvokeError {
+        if store.data().memory.hit {
+            return InvokeError::MemoryLimitExceeded { limit_mb: self.sandbox.config.memory_mb };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => InvokeError::Timeout { limit_ms: self.sandbox.config.timeout_ms },
+            Some(trap) => InvokeError::Trap(trap.to_string()),
+            None => InvokeError::Trap(error.root_cause().to_string()),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The glue that [`export!`](crate::export) expands to. Not public API: it
+//! may change in any release.
+
+pub use wasi;
+pub use wasi::exports::http::incoming_handler::Guest;
+pub use wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+use wasi::http::types::{Fields, IncomingBody, OutgoingBody, OutgoingResponse};
+use wasi::io::streams::StreamError;
+
+use crate::{Request, Response, request};
+
+/// How much of the request body to ask for per `blocking-read`. The host may
+/// return less; a bigger ask only means fewer calls for big bodies.
+const READ_CHUNK: u64 = 64 * 1024;
+
+/// `blocking-write-and-flush` accepts at most 4096 bytes per call (wasi:io).
+const WRITE_CHUNK: usize = 4096;
+
+/// Serves one request: reads it, runs `handler`, writes the response.
+pub fn serve<F>(incoming: IncomingRequest, response_out: ResponseOutparam, handler: F)
+where
+    F: FnOnce(Request) -> Response,
+{
+    let response = match read_request(&incoming) {
+        Ok(request) => handler(request),
+        Err(response) => response,
+    };
+    drop(incoming);
+    write_response(response, response_out);
+}
+
+fn read_request(incoming: &IncomingRequest) -> Result<Request, Response> {
+    let method = request::method_from_wasi(incoming.method());
+    let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".to_owned());
+    let headers = incoming
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), lossy_string(value)))
+        .collect();
+    let body = read_body(incoming)?;
+    Ok(request::from_parts(method, path_with_query, headers, body))
+}
+
+fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, Response> {
+    let body = incoming
+        .consume()
+        .map_err(|()| internal("the request body was already consumed"))?;
+    let stream = body
+        .stream()
+        .map_err(|()| internal("the request body stream was already taken"))?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(err)) => {
+                return Err(Response::error(
+                    400,
+                    "body_read_failed",
+                    format!("could not read the request body: {}", err.to_debug_string()),
+                ));
+            }
+        }
+    }
+    // The stream is a child of the body and must go first.
+    drop(stream);
+    drop(IncomingBody::finish(body));
+    Ok(bytes)
+}
+
+fn write_response(response: Response, response_out: ResponseOutparam) {
+    let (outgoing, bytes) = match to_outgoing(response) {
+        Ok(parts) => parts,
+        Err(message) => to_outgoing(Response::error(500, "invalid_response", message))
+            .expect("the SDK's own error response is always valid"),
+    };
+    let body = outgoing
+        .body()
+        .expect("the body of a new outgoing response is available");
+    ResponseOutparam::set(response_out, Ok(outgoing));
+    if !bytes.is_empty() {
+        let stream = body
+            .write()
+            .expect("the stream of a new outgoing body is available");
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                // The caller went away. Dropping the body without `finish`
+                // tells the host that the response is incomplete.
+                return;
+            }
+        }
+    }
+    // A failure here means the host refused the body (e.g. a content-length
+    // mismatch) and has already failed the response; nothing is left to do.
+    let _ = OutgoingBody::finish(body, None);
+}
+
+/// Builds the host's response, or says which part of it the host rejected.
+fn to_outgoing(response: Response) -> Result<(OutgoingResponse, Vec<u8>), String> {
+    let (status, headers, bytes) = response.into_parts();
+    let fields = Fields::new();
+    let mut has_length = false;
+    for (name, value) in &headers {
+        has_length |= name.eq_ignore_ascii_case("content-length");
+        fields.append(name, value.as_bytes()).map_err(|err| {
+            format!("the host rejected response header `{name}: {value}`: {err:?}")
+        })?;
+    }
+    // Without a length the host must send the body chunked; with one, the
+    // caller's client knows the size up front.
+    let body_allowed = !(100..200).contains(&status) && status != 204 && status != 304;
+    if !has_length && body_allowed {
+        fields
+            .append("content-length", bytes.len().to_string().as_bytes())
+            .map_err(|err| format!("the host rejected the content-length header: {err:?}"))?;
+    }
+    let outgoing = OutgoingResponse::new(fields);
+    outgoing
+        .set_status_code(status)
+        .map_err(|()| format!("the host rejected the status code {status}"))?;
+    Ok((outgoing, bytes))
+}
+
+fn internal(message: &str) -> Response {
+    Response::error(500, "internal", message)
+}
+
+fn lossy_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
