@@ -13,7 +13,9 @@ impl BlobStore {
     /// A store under `dir`.
     pub fn new(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {

@@ -99,7 +99,11 @@ impl FunctionEntry {
 
     /// Instances waiting in the pools of all loaded versions.
     pub fn warm_instances(&self) -> usize {
-        self.versions().iter().filter_map(|v| v.pool()).map(|p| p.warm_instances()).sum()
+        self.versions()
+            .iter()
+            .filter_map(|v| v.pool())
+            .map(|p| p.warm_instances())
+            .sum()
     }
 }
 
@@ -114,7 +118,12 @@ pub struct FunctionTable {
 impl FunctionTable {
     /// An empty table.
     pub fn new(runtime: Arc<Runtime>, blobs: Arc<BlobStore>, metrics: Arc<Metrics>) -> Self {
-        Self { runtime, blobs, metrics, functions: RwLock::default() }
+        Self {
+            runtime,
+            blobs,
+            metrics,
+            functions: RwLock::default(),
+        }
     }
 
     /// A function by name.
@@ -146,7 +155,10 @@ impl FunctionTable {
             versions: RwLock::default(),
             log: Arc::new(GuestLog::new(&record.name, DEFAULT_LOG_LINES)),
             stats: stats.clone(),
-            observer: Arc::new(FunctionObserver { stats, metrics: self.metrics.clone() }),
+            observer: Arc::new(FunctionObserver {
+                stats,
+                metrics: self.metrics.clone(),
+            }),
             load_lock: tokio::sync::Mutex::new(()),
         });
         functions.insert(record.name.clone(), entry.clone());
@@ -166,13 +178,21 @@ impl FunctionTable {
             Some(component) => Some(self.make_loaded(entry, version, component)?),
             None => None,
         };
-        let v = Arc::new(VersionEntry { record, loaded: RwLock::new(loaded) });
+        let v = Arc::new(VersionEntry {
+            record,
+            loaded: RwLock::new(loaded),
+        });
         entry.versions.write().unwrap().insert(version, v);
         self.keep_warm(entry);
         Ok(())
     }
 
-    fn make_loaded(&self, entry: &FunctionEntry, version: u32, component: Component) -> anyhow::Result<Loaded> {
+    fn make_loaded(
+        &self,
+        entry: &FunctionEntry,
+        version: u32,
+        component: Component,
+    ) -> anyhow::Result<Loaded> {
         let pool = InstancePool::new(
             &self.runtime,
             &entry.name,
@@ -194,7 +214,12 @@ impl FunctionTable {
     /// Applies a new configuration: new gate, and loaded versions get fresh
     /// pools (warm instances built with the old env or limits are dropped;
     /// in-flight invocations finish on their old instances).
-    pub fn set_config(self: &Arc<Self>, entry: &Arc<FunctionEntry>, config: FunctionConfig, updated_at: SystemTime) -> anyhow::Result<()> {
+    pub fn set_config(
+        self: &Arc<Self>,
+        entry: &Arc<FunctionEntry>,
+        config: FunctionConfig,
+        updated_at: SystemTime,
+    ) -> anyhow::Result<()> {
         {
             let mut s = entry.settings.write().unwrap();
             s.gate = gate_for(&config);
@@ -202,7 +227,12 @@ impl FunctionTable {
             s.updated_at = updated_at;
         }
         for v in entry.versions() {
-            let component = v.loaded.read().unwrap().as_ref().map(|l| l.component.clone());
+            let component = v
+                .loaded
+                .read()
+                .unwrap()
+                .as_ref()
+                .map(|l| l.component.clone());
             if let Some(component) = component {
                 let loaded = self.make_loaded(entry, v.record.version, component)?;
                 *v.loaded.write().unwrap() = Some(loaded);
@@ -213,7 +243,11 @@ impl FunctionTable {
     }
 
     /// The pool of `version`, loading the version if needed.
-    pub async fn pool(&self, entry: &Arc<FunctionEntry>, version: &Arc<VersionEntry>) -> anyhow::Result<Arc<InstancePool>> {
+    pub async fn pool(
+        &self,
+        entry: &Arc<FunctionEntry>,
+        version: &Arc<VersionEntry>,
+    ) -> anyhow::Result<Arc<InstancePool>> {
         if let Some(pool) = version.pool() {
             return Ok(pool);
         }
@@ -253,7 +287,9 @@ impl FunctionTable {
             pool.fill();
             return;
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let table = self.clone();
         let entry = entry.clone();
         handle.spawn(async move {
@@ -279,14 +315,22 @@ impl FunctionTable {
                     *v.loaded.write().unwrap() = None;
                 }
             }
-            self.metrics.set_gauges(&entry.name, entry.gate().in_flight(), entry.warm_instances());
+            self.metrics.set_gauges(
+                &entry.name,
+                entry.gate().in_flight(),
+                entry.warm_instances(),
+            );
         }
     }
 
     /// Updates the per-function gauges (before a metrics scrape).
     pub fn refresh_gauges(&self) {
         for entry in self.list() {
-            self.metrics.set_gauges(&entry.name, entry.gate().in_flight(), entry.warm_instances());
+            self.metrics.set_gauges(
+                &entry.name,
+                entry.gate().in_flight(),
+                entry.warm_instances(),
+            );
         }
     }
 }

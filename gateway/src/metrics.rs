@@ -53,7 +53,11 @@ impl Default for Metrics {
         let artifact_loads = Family::<KindLabels, Counter>::default();
         let in_flight = Family::<FunctionLabels, Gauge>::default();
         let warm_instances = Family::<FunctionLabels, Gauge>::default();
-        registry.register("invocations", "Invocations by function, version and outcome", invocations.clone());
+        registry.register(
+            "invocations",
+            "Invocations by function, version and outcome",
+            invocations.clone(),
+        );
         registry.register(
             "invocation_duration_seconds",
             "Invocation duration including the response body",
@@ -66,22 +70,40 @@ impl Default for Metrics {
             artifact_loads.clone(),
         );
         registry.register("in_flight", "Invocations running now", in_flight.clone());
-        registry.register("warm_instances", "Instances waiting in the pool", warm_instances.clone());
-        Self { registry, invocations, duration, starts, artifact_loads, in_flight, warm_instances }
+        registry.register(
+            "warm_instances",
+            "Instances waiting in the pool",
+            warm_instances.clone(),
+        );
+        Self {
+            registry,
+            invocations,
+            duration,
+            starts,
+            artifact_loads,
+            in_flight,
+            warm_instances,
+        }
     }
 }
 
 impl Metrics {
     /// Sets the gauges of one function (called before each scrape).
     pub fn set_gauges(&self, function: &str, in_flight: u32, warm_instances: usize) {
-        let labels = FunctionLabels { function: function.to_string() };
+        let labels = FunctionLabels {
+            function: function.to_string(),
+        };
         self.in_flight.get_or_create(&labels).set(in_flight as i64);
-        self.warm_instances.get_or_create(&labels).set(warm_instances as i64);
+        self.warm_instances
+            .get_or_create(&labels)
+            .set(warm_instances as i64);
     }
 
     /// Forgets the gauges of a deleted function.
     pub fn remove_function(&self, function: &str) {
-        let labels = FunctionLabels { function: function.to_string() };
+        let labels = FunctionLabels {
+            function: function.to_string(),
+        };
         self.in_flight.remove(&labels);
         self.warm_instances.remove(&labels);
     }
@@ -92,13 +114,19 @@ impl Metrics {
             LoadSource::Disk => "disk",
             LoadSource::Compile => "compile",
         };
-        self.artifact_loads.get_or_create(&KindLabels { function: function.into(), kind: kind.into() }).inc();
+        self.artifact_loads
+            .get_or_create(&KindLabels {
+                function: function.into(),
+                kind: kind.into(),
+            })
+            .inc();
     }
 
     /// The Prometheus/OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }
@@ -131,6 +159,7 @@ pub struct StatsSnapshot {
     pub invocations: u64,
     pub errors: u64,
     pub in_flight: u32,
+    pub queued: u32,
     pub warm_instances: usize,
     pub warm_starts: u64,
     pub cold_starts: u64,
@@ -149,11 +178,12 @@ impl FunctionStats {
     }
 
     /// Snapshot with the given gauges.
-    pub fn snapshot(&self, in_flight: u32, warm_instances: usize) -> StatsSnapshot {
+    pub fn snapshot(&self, in_flight: u32, queued: u32, warm_instances: usize) -> StatsSnapshot {
         StatsSnapshot {
             invocations: self.invocations.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             in_flight,
+            queued,
             warm_instances,
             warm_starts: self.warm_starts.load(Ordering::Relaxed),
             cold_starts: self.cold_starts.load(Ordering::Relaxed),
@@ -185,11 +215,20 @@ impl InvocationObserver for FunctionObserver {
         .fetch_add(1, Ordering::Relaxed);
         self.metrics
             .starts
-            .get_or_create(&KindLabels { function: function.into(), kind: start.as_str().into() })
+            .get_or_create(&KindLabels {
+                function: function.into(),
+                kind: start.as_str().into(),
+            })
             .inc();
     }
 
-    fn finished(&self, function: &str, version: u32, outcome: Result<(), &InvokeError>, elapsed: Duration) {
+    fn finished(
+        &self,
+        function: &str,
+        version: u32,
+        outcome: Result<(), &InvokeError>,
+        elapsed: Duration,
+    ) {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         if outcome.is_err() {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -205,7 +244,9 @@ impl InvocationObserver for FunctionObserver {
             .inc();
         self.metrics
             .duration
-            .get_or_create(&FunctionLabels { function: function.into() })
+            .get_or_create(&FunctionLabels {
+                function: function.into(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 }

@@ -116,7 +116,10 @@ CREATE INDEX IF NOT EXISTS versions_digest ON versions(digest);
 ";
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 fn from_ms(ms: i64) -> SystemTime {
@@ -132,7 +135,9 @@ impl SqliteRegistry {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 }
 
@@ -151,7 +156,11 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     Ok(VersionRecord {
         version: row.get(0)?,
         digest: Digest::parse(&digest).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, "bad digest".into())
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                "bad digest".into(),
+            )
         })?,
         size_bytes: row.get::<_, i64>(2)? as u64,
         compile_ms: row.get(3)?,
@@ -162,10 +171,17 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
 impl Registry for SqliteRegistry {
     fn load_all(&self) -> RegistryResult<Vec<(FunctionRecord, Vec<VersionRecord>)>> {
         let conn = self.conn.lock().unwrap();
-        let mut stmt = conn.prepare("SELECT name, config, created_at_ms, updated_at_ms FROM functions ORDER BY name")?;
+        let mut stmt = conn.prepare(
+            "SELECT name, config, created_at_ms, updated_at_ms FROM functions ORDER BY name",
+        )?;
         let functions = stmt
             .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?, row.get(3)?))
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut versions = conn.prepare(
@@ -175,9 +191,16 @@ impl Registry for SqliteRegistry {
         let mut out = Vec::with_capacity(functions.len());
         for (name, config, created, updated) in functions {
             let config: FunctionConfig = serde_json::from_str(&config)?;
-            let list = versions.query_map(params![name], version_row)?.collect::<Result<Vec<_>, _>>()?;
+            let list = versions
+                .query_map(params![name], version_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             out.push((
-                FunctionRecord { name, config, created_at: from_ms(created), updated_at: from_ms(updated) },
+                FunctionRecord {
+                    name,
+                    config,
+                    created_at: from_ms(created),
+                    updated_at: from_ms(updated),
+                },
                 list,
             ));
         }
@@ -197,7 +220,10 @@ impl Registry for SqliteRegistry {
         let now = now_ms();
         if let Some(latest) = latest_version(&tx, name)? {
             if &latest.digest == digest {
-                return Ok(AddedVersion { record: latest, created: false });
+                return Ok(AddedVersion {
+                    record: latest,
+                    created: false,
+                });
             }
         }
         tx.execute(
@@ -217,7 +243,13 @@ impl Registry for SqliteRegistry {
         )?;
         tx.commit()?;
         Ok(AddedVersion {
-            record: VersionRecord { version, digest: digest.clone(), size_bytes, compile_ms, created_at: from_ms(now) },
+            record: VersionRecord {
+                version,
+                digest: digest.clone(),
+                size_bytes,
+                compile_ms,
+                created_at: from_ms(now),
+            },
             created: true,
         })
     }
@@ -238,8 +270,11 @@ impl Registry for SqliteRegistry {
 
     fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool> {
         let conn = self.conn.lock().unwrap();
-        let n: i64 =
-            conn.query_row("SELECT COUNT(*) FROM versions WHERE digest = ?1", params![digest.to_string()], |r| r.get(0))?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM versions WHERE digest = ?1",
+            params![digest.to_string()],
+            |r| r.get(0),
+        )?;
         Ok(n > 0)
     }
 }
@@ -256,11 +291,23 @@ mod tests {
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
         {
             let reg = SqliteRegistry::open(&path).unwrap();
-            assert_eq!(reg.add_version("f", &a, 1, 1.0, &cfg).unwrap().record.version, 1);
+            assert_eq!(
+                reg.add_version("f", &a, 1, 1.0, &cfg)
+                    .unwrap()
+                    .record
+                    .version,
+                1
+            );
             let again = reg.add_version("f", &a, 1, 1.0, &cfg).unwrap();
             assert!(!again.created);
             assert_eq!(again.record.version, 1);
-            assert_eq!(reg.add_version("f", &b, 1, 1.0, &cfg).unwrap().record.version, 2);
+            assert_eq!(
+                reg.add_version("f", &b, 1, 1.0, &cfg)
+                    .unwrap()
+                    .record
+                    .version,
+                2
+            );
             let mut changed = cfg.clone();
             changed.memory_mb = 64;
             assert!(reg.set_config("f", &changed).unwrap());

@@ -29,20 +29,29 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (up to a grace period).
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let maintenance = tokio::spawn({
         let state = state.clone();
         async move {
             let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
             loop {
                 tick.tick().await;
-                state.table.maintain(state.config.instance_idle, state.config.unload_after);
+                state
+                    .table
+                    .maintain(state.config.instance_idle, state.config.unload_after);
             }
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently skips the header read timeout.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -76,7 +85,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
     drop(listener);
     maintenance.abort();
     tracing::info!("shutting down; waiting for in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; closing remaining connections");
     }
     Ok(())

@@ -32,17 +32,23 @@ impl AppState {
     /// registry. Versions load lazily from the artifact cache.
     pub fn open(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let mut runtime_config = RuntimeConfig::new(dir.join("cache"));
         runtime_config.pooling = config.pooling;
         runtime_config.memory_init_cow = config.memory_init_cow;
         runtime_config.max_instances = config.max_instances;
-        let runtime = Arc::new(Runtime::new(&runtime_config).context("cannot start the Wasm runtime")?);
+        let runtime =
+            Arc::new(Runtime::new(&runtime_config).context("cannot start the Wasm runtime")?);
         let registry = SqliteRegistry::open(&dir.join("registry.db"))
             .with_context(|| format!("cannot open the registry in {}", dir.display()))?;
         let blobs = Arc::new(BlobStore::new(&dir.join("blobs"))?);
         let metrics = Arc::new(Metrics::default());
-        let table = Arc::new(FunctionTable::new(runtime.clone(), blobs.clone(), metrics.clone()));
+        let table = Arc::new(FunctionTable::new(
+            runtime.clone(),
+            blobs.clone(),
+            metrics.clone(),
+        ));
         for (function, versions) in registry.load_all()? {
             let entry = table.upsert(&function);
             for version in versions {

@@ -78,7 +78,13 @@ pub enum CompileError {
 
 /// Packages whose interfaces the linker provides (full WASI 0.2 and wasi:http).
 const PROVIDED_PACKAGES: &[&str] = &[
-    "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+    "wasi:http/",
 ];
 
 /// Checks the cheap things about `bytes` before the compiler sees them.
@@ -100,18 +106,31 @@ pub(crate) fn check_world(
     link_result: wasmtime::Result<()>,
 ) -> Result<(), CompileError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
-    if !exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@0.2")) {
-        return Err(CompileError::NotAHttpHandler(exports.join(", ")));
-    }
     if let Err(e) = link_result {
         let missing: Vec<String> = ty
             .imports(engine)
             .map(|(name, _)| name.to_string())
             .filter(|name| !PROVIDED_PACKAGES.iter().any(|p| name.starts_with(p)))
             .collect();
-        let missing = if missing.is_empty() { "see detail".to_string() } else { missing.join(", ") };
-        return Err(CompileError::UnsupportedImports { missing, detail: format!("{e:#}") });
+        let missing = if missing.is_empty() {
+            "see detail".to_string()
+        } else {
+            missing.join(", ")
+        };
+        return Err(CompileError::UnsupportedImports {
+            missing,
+            detail: format!("{e:#}"),
+        });
+    }
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if !exports
+        .iter()
+        .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"))
+    {
+        return Err(CompileError::NotAHttpHandler(exports.join(", ")));
     }
     Ok(())
 }
@@ -143,12 +162,16 @@ impl ArtifactCache {
         let mut hasher = StableHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
-        Ok(Self { dir: dir.to_path_buf(), engine_key })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            engine_key,
+        })
     }
 
     /// Where the artifact of `digest` lives for this engine.
     pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))
+        self.dir
+            .join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))
     }
 
     /// Whether an artifact for `digest` is cached.
@@ -167,7 +190,10 @@ impl ArtifactCache {
         // SAFETY: the file was produced by `Engine::precompile_component` of an
         // engine with the same compatibility hash and written atomically into
         // Flint's own data directory; nothing else writes there.
-        #[expect(unsafe_code, reason = "mapping our own precompiled artifact is the point of the cache")]
+        #[expect(
+            unsafe_code,
+            reason = "mapping our own precompiled artifact is the point of the cache"
+        )]
         unsafe {
             Component::deserialize_file(engine, path)
         }
@@ -195,8 +221,14 @@ mod tests {
 
     #[test]
     fn header_checks_name_the_problem() {
-        assert!(matches!(check_header(b"hello world"), Err(CompileError::NotWasm)));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(CompileError::CoreModule)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(CompileError::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(CompileError::CoreModule)
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 

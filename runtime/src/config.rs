@@ -163,9 +163,19 @@ impl FunctionConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_range("memory_mb", self.memory_mb, 1, MAX_MEMORY_MB)?;
         check_range("timeout_ms", self.timeout_ms, 1, MAX_TIMEOUT_MS)?;
-        check_range("max_concurrency", self.max_concurrency, 1, MAX_MAX_CONCURRENCY)?;
+        check_range(
+            "max_concurrency",
+            self.max_concurrency,
+            1,
+            MAX_MAX_CONCURRENCY,
+        )?;
         check_range("max_queue", self.max_queue, 0, MAX_MAX_QUEUE)?;
-        check_range("queue_timeout_ms", self.queue_timeout_ms, 0, MAX_QUEUE_TIMEOUT_MS)?;
+        check_range(
+            "queue_timeout_ms",
+            self.queue_timeout_ms,
+            0,
+            MAX_QUEUE_TIMEOUT_MS,
+        )?;
         check_range("min_instances", self.min_instances, 0, MAX_MIN_INSTANCES)?;
         if self.min_instances > self.max_concurrency {
             return Err(ConfigError {
@@ -225,12 +235,48 @@ mod tests {
     fn patch_names_the_bad_field() {
         let base = FunctionConfig::default();
         let cases = [
-            (ConfigPatch { memory_mb: Some(0), ..Default::default() }, "memory_mb"),
-            (ConfigPatch { timeout_ms: Some(MAX_TIMEOUT_MS + 1), ..Default::default() }, "timeout_ms"),
-            (ConfigPatch { max_concurrency: Some(0), ..Default::default() }, "max_concurrency"),
-            (ConfigPatch { max_requests_per_instance: Some(0), ..Default::default() }, "max_requests_per_instance"),
-            (ConfigPatch { min_instances: Some(65), ..Default::default() }, "min_instances"),
-            (ConfigPatch { allowed_outbound_hosts: Some(vec!["http://x/y".into()]), ..Default::default() }, "allowed_outbound_hosts"),
+            (
+                ConfigPatch {
+                    memory_mb: Some(0),
+                    ..Default::default()
+                },
+                "memory_mb",
+            ),
+            (
+                ConfigPatch {
+                    timeout_ms: Some(MAX_TIMEOUT_MS + 1),
+                    ..Default::default()
+                },
+                "timeout_ms",
+            ),
+            (
+                ConfigPatch {
+                    max_concurrency: Some(0),
+                    ..Default::default()
+                },
+                "max_concurrency",
+            ),
+            (
+                ConfigPatch {
+                    max_requests_per_instance: Some(0),
+                    ..Default::default()
+                },
+                "max_requests_per_instance",
+            ),
+            (
+                ConfigPatch {
+                    min_instances: Some(65),
+                    ..Default::default()
+                },
+                "min_instances",
+            ),
+            (
+                ConfigPatch {
+                    allowed_outbound_hosts: Some(vec!["http://x/y".into()]),
+                    ..Default::default()
+                },
+                "allowed_outbound_hosts",
+            ),
         ];
         for (patch, field) in cases {
             assert_eq!(base.patched(patch).unwrap_err().field, field);
@@ -241,7 +287,10 @@ mod tests {
     fn patch_keeps_unset_fields() {
         let base = FunctionConfig::default();
         let next = base
-            .patched(ConfigPatch { memory_mb: Some(64), ..Default::default() })
+            .patched(ConfigPatch {
+                memory_mb: Some(64),
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(next.memory_mb, 64);
         assert_eq!(next.timeout_ms, base.timeout_ms);

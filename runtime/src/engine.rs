@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Default number of instances that may exist at once (pool slots).
@@ -92,21 +92,27 @@ impl Runtime {
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            ?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         let cache = ArtifactCache::new(&config.cache_dir, &engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        std::thread::Builder::new().name("flint-epoch".into()).spawn({
-            let engine = engine.clone();
-            let stop = ticker_stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+        std::thread::Builder::new()
+            .name("flint-epoch".into())
+            .spawn({
+                let engine = engine.clone();
+                let stop = ticker_stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
                 }
-            }
-        })?;
-        Ok(Self { engine, linker, cache, ticker_stop })
+            })?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            ticker_stop,
+        })
     }
 
     /// The process's engine.
@@ -124,15 +130,21 @@ impl Runtime {
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
         check_header(bytes)?;
         let start = Instant::now();
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
         let compile_time = start.elapsed();
         let link = self.linker.instantiate_pre(&component).map(drop);
         check_world(&self.engine, &component, link)?;
         let digest = Digest::of(bytes);
-        let artifact = component.serialize().map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let artifact = component
+            .serialize()
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
         self.cache.store(&digest, &artifact)?;
-        Ok(Compiled { digest, component, compile_time })
+        Ok(Compiled {
+            digest,
+            component,
+            compile_time,
+        })
     }
 
     /// Maps a cached artifact (a "disk" start); `None` when not cached for

@@ -53,10 +53,14 @@ impl ConcurrencyGate {
         }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err(self.overloaded(format!("the wait queue is full (max_queue {})", self.max_queue)));
+            return Err(self.overloaded(format!(
+                "the wait queue is full (max_queue {})",
+                self.max_queue
+            )));
         }
         let _waiting = Waiting(&self.waiting);
-        match tokio::time::timeout(self.queue_timeout, self.semaphore.clone().acquire_owned()).await {
+        match tokio::time::timeout(self.queue_timeout, self.semaphore.clone().acquire_owned()).await
+        {
             Ok(Ok(permit)) => Ok(GatePermit { _permit: permit }),
             _ => Err(self.overloaded(format!(
                 "no slot freed within queue_timeout_ms {}",

@@ -59,7 +59,11 @@ pub struct GuestLog {
 impl GuestLog {
     /// A log for `function` keeping at most `capacity` lines.
     pub fn new(function: &str, capacity: usize) -> Self {
-        Self { function: function.to_string(), capacity, ring: Mutex::default() }
+        Self {
+            function: function.to_string(),
+            capacity,
+            ring: Mutex::default(),
+        }
     }
 
     fn push(&self, version: u32, request_id: u64, stream: Stream, line: &[u8]) {
@@ -72,7 +76,14 @@ impl GuestLog {
         if ring.lines.len() == self.capacity {
             ring.lines.pop_front();
         }
-        ring.lines.push_back(LogLine { seq, time: SystemTime::now(), version, request_id, stream, line });
+        ring.lines.push_back(LogLine {
+            seq,
+            time: SystemTime::now(),
+            version,
+            request_id,
+            stream,
+            line,
+        });
     }
 
     /// Without `after`: the newest `limit` lines. With `after`: the oldest
@@ -81,8 +92,19 @@ impl GuestLog {
     pub fn tail(&self, after: Option<u64>, limit: usize) -> Vec<LogLine> {
         let ring = self.ring.lock().unwrap();
         match after {
-            Some(after) => ring.lines.iter().filter(|l| l.seq > after).take(limit).cloned().collect(),
-            None => ring.lines.iter().skip(ring.lines.len().saturating_sub(limit)).cloned().collect(),
+            Some(after) => ring
+                .lines
+                .iter()
+                .filter(|l| l.seq > after)
+                .take(limit)
+                .cloned()
+                .collect(),
+            None => ring
+                .lines
+                .iter()
+                .skip(ring.lines.len().saturating_sub(limit))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -104,8 +126,19 @@ pub(crate) struct LogSink {
 }
 
 impl LogSink {
-    pub(crate) fn new(log: Arc<GuestLog>, version: u32, stream: Stream, request_id: Arc<AtomicU64>) -> Self {
-        Self { log, version, stream, request_id, partial: Arc::default() }
+    pub(crate) fn new(
+        log: Arc<GuestLog>,
+        version: u32,
+        stream: Stream,
+        request_id: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            log,
+            version,
+            stream,
+            request_id,
+            partial: Arc::default(),
+        }
     }
 
     fn write(&self, buf: &[u8]) {
@@ -127,7 +160,12 @@ impl LogSink {
     pub(crate) fn flush_partial(&self) {
         let mut partial = self.partial.lock().unwrap();
         if !partial.is_empty() {
-            self.log.push(self.version, self.request_id.load(Ordering::Relaxed), self.stream, &partial);
+            self.log.push(
+                self.version,
+                self.request_id.load(Ordering::Relaxed),
+                self.stream,
+                &partial,
+            );
             partial.clear();
         }
     }
@@ -146,7 +184,11 @@ impl StdoutStream for LogSink {
 }
 
 impl AsyncWrite for LogSink {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.write(buf);
         Poll::Ready(Ok(buf.len()))
     }

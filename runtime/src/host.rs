@@ -27,7 +27,12 @@ pub(crate) struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit_bytes {
             self.hit = true;
             return Ok(false);
@@ -35,7 +40,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -52,13 +62,20 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
     }
 }
 
@@ -89,8 +106,18 @@ impl Sinks {
 /// memory cap and an epoch callback that interrupts the guest at its deadline.
 pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<HostState>, Sinks) {
     let request_id = Arc::new(AtomicU64::new(0));
-    let stdout = LogSink::new(sandbox.log.clone(), sandbox.version, Stream::Stdout, request_id.clone());
-    let stderr = LogSink::new(sandbox.log.clone(), sandbox.version, Stream::Stderr, request_id.clone());
+    let stdout = LogSink::new(
+        sandbox.log.clone(),
+        sandbox.version,
+        Stream::Stdout,
+        request_id.clone(),
+    );
+    let stderr = LogSink::new(
+        sandbox.log.clone(),
+        sandbox.version,
+        Stream::Stderr,
+        request_id.clone(),
+    );
     let mut wasi = WasiCtx::builder();
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
@@ -106,7 +133,10 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
         outbound: sandbox.outbound.clone(),
-        memory: MemoryCap { limit_bytes: sandbox.config.memory_mb as usize * 1024 * 1024, hit: false },
+        memory: MemoryCap {
+            limit_bytes: sandbox.config.memory_mb as usize * 1024 * 1024,
+            hit: false,
+        },
         deadline: Instant::now(),
     };
     let mut store = Store::new(engine, state);
@@ -119,5 +149,12 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<
             Ok(UpdateDeadline::Yield(1))
         }
     });
-    (store, Sinks { request_id, stdout, stderr })
+    (
+        store,
+        Sinks {
+            request_id,
+            stdout,
+            stderr,
+        },
+    )
 }

@@ -49,7 +49,9 @@ pub use config::*;
 pub use engine::{Compiled, DEFAULT_MAX_INSTANCES, EPOCH_TICK, Runtime, RuntimeConfig};
 pub use error::InvokeError;
 pub use gate::{ConcurrencyGate, GatePermit, RETRY_AFTER_SECS};
-pub use guest_log::{DEFAULT_LOG_LINES, GuestLog, LogLine, MAX_LINE_BYTES, Stream, format_request_id};
+pub use guest_log::{
+    DEFAULT_LOG_LINES, GuestLog, LogLine, MAX_LINE_BYTES, Stream, format_request_id,
+};
 pub use host::HostState;
 pub use outbound::HostPattern;
 pub use pool::{InstancePool, InvocationObserver, InvokeResponse, StartKind, next_request_id};

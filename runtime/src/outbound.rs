@@ -43,7 +43,10 @@ impl HostPattern {
             match entry.rsplit_once(':') {
                 Some((h, p)) => (
                     h.to_string(),
-                    Some(p.parse().map_err(|_| format!("{entry:?}: bad port {p:?}"))?),
+                    Some(
+                        p.parse()
+                            .map_err(|_| format!("{entry:?}: bad port {p:?}"))?,
+                    ),
                 ),
                 None => (entry.clone(), None),
             }
@@ -55,7 +58,11 @@ impl HostPattern {
         if host.is_empty() || host.contains('*') {
             return Err(format!("{entry:?}: `*` is only allowed as a leading `*.`"));
         }
-        Ok(Self { host, wildcard, port })
+        Ok(Self {
+            host,
+            wildcard,
+            port,
+        })
     }
 
     fn matches(&self, host: &str, port: u16) -> bool {
@@ -94,7 +101,9 @@ fn is_public(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (seg0 & 0xfe00) == 0xfc00
                 || (seg0 & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| !is_public(IpAddr::V4(v4))))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| !is_public(IpAddr::V4(v4))))
         }
     }
 }
@@ -117,7 +126,10 @@ impl OutboundPolicy {
 
     /// Decides whether a request to `host:port` may go out.
     async fn check(&self, host: &str, port: u16) -> Result<(), HttpError> {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let Some(pattern) = self.allowed.iter().find(|p| p.matches(&host, port)) else {
             tracing::debug!(%host, port, "outbound request denied: host not allowed");
             return Err(HttpError::HttpRequestDenied);
@@ -127,7 +139,10 @@ impl OutboundPolicy {
         }
         let addrs = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|_| HttpError::DnsError { rcode: Some("lookup failed".into()), info_code: None })?;
+            .map_err(|_| HttpError::DnsError {
+                rcode: Some("lookup failed".into()),
+                info_code: None,
+            })?;
         for addr in addrs {
             if !is_public(addr.ip()) {
                 tracing::debug!(%host, ip = %addr.ip(), "outbound request denied: non-public address");
@@ -205,7 +220,15 @@ mod tests {
 
     #[test]
     fn private_ranges_are_not_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "169.254.1.1", "::1", "fd00::1", "100.64.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         assert!(is_public("93.184.216.34".parse().unwrap()));

@@ -50,7 +50,13 @@ pub trait InvocationObserver: Send + Sync {
     fn started(&self, function: &str, version: u32, start: StartKind);
     /// An invocation ended: `Ok` or the error code, and its duration
     /// (response body included).
-    fn finished(&self, function: &str, version: u32, outcome: Result<(), &InvokeError>, elapsed: Duration);
+    fn finished(
+        &self,
+        function: &str,
+        version: u32,
+        outcome: Result<(), &InvokeError>,
+        elapsed: Duration,
+    );
 }
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
@@ -107,7 +113,12 @@ impl InstancePool {
             version,
             engine: runtime.engine().clone(),
             pre,
-            sandbox: Sandbox { config, outbound, log, version },
+            sandbox: Sandbox {
+                config,
+                outbound,
+                log,
+                version,
+            },
             observer,
             idle: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
@@ -144,7 +155,12 @@ impl InstancePool {
         store.data_mut().deadline = Instant::now() + self.timeout();
         store.set_epoch_deadline(1);
         match self.pre.instantiate_async(&mut store).await {
-            Ok(proxy) => Ok(Instance { store, proxy, sinks, served: 0 }),
+            Ok(proxy) => Ok(Instance {
+                store,
+                proxy,
+                sinks,
+                served: 0,
+            }),
             Err(e) => Err(self.classify(e, &store)),
         }
     }
@@ -160,7 +176,10 @@ impl InstancePool {
         tokio::spawn(async move {
             while pool.warm_instances() < min {
                 match pool.instantiate().await {
-                    Ok(instance) => pool.idle.lock().unwrap().push(Idle { instance, since: Instant::now() }),
+                    Ok(instance) => pool.idle.lock().unwrap().push(Idle {
+                        instance,
+                        since: Instant::now(),
+                    }),
                     Err(e) => {
                         tracing::warn!(function = %pool.function, version = pool.version, error = %e, "pre-instantiation failed");
                         break;
@@ -192,7 +211,10 @@ impl InstancePool {
         let reusable = instance.served < self.sandbox.config.max_requests_per_instance;
         if reusable {
             instance.store.data_mut().memory.hit = false;
-            self.idle.lock().unwrap().push(Idle { instance, since: Instant::now() });
+            self.idle.lock().unwrap().push(Idle {
+                instance,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -211,7 +233,12 @@ impl InstancePool {
             None => match self.instantiate().await {
                 Ok(instance) => (instance, StartKind::Cold),
                 Err(e) => {
-                    self.observer.finished(&self.function, self.version, Err(&e), started.elapsed());
+                    self.observer.finished(
+                        &self.function,
+                        self.version,
+                        Err(&e),
+                        started.elapsed(),
+                    );
                     return Err(e);
                 }
             },
@@ -219,7 +246,10 @@ impl InstancePool {
         self.fill();
         self.observer.started(&self.function, self.version, start);
         instance.served += 1;
-        instance.sinks.request_id.store(request_id, Ordering::Relaxed);
+        instance
+            .sinks
+            .request_id
+            .store(request_id, Ordering::Relaxed);
         let timeout = self.timeout();
         instance.store.data_mut().deadline = Instant::now() + timeout;
         instance.store.set_epoch_deadline(1);
@@ -233,7 +263,8 @@ impl InstancePool {
             Ok(pair) => pair,
             Err(e) => {
                 let e = InvokeError::Internal(format!("{e:#}"));
-                self.observer.finished(&self.function, self.version, Err(&e), started.elapsed());
+                self.observer
+                    .finished(&self.function, self.version, Err(&e), started.elapsed());
                 return Err(e);
             }
         };
@@ -241,14 +272,25 @@ impl InstancePool {
         let pool = self.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
-            let call = instance.proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, req, out);
+            let call = instance.proxy.wasi_http_incoming_handler().call_handle(
+                &mut instance.store,
+                req,
+                out,
+            );
             let outcome = match tokio::time::timeout(timeout, call).await {
-                Err(_elapsed) => Err(InvokeError::Timeout { limit_ms: pool.sandbox.config.timeout_ms }),
+                Err(_elapsed) => Err(InvokeError::Timeout {
+                    limit_ms: pool.sandbox.config.timeout_ms,
+                }),
                 Ok(Err(e)) => Err(pool.classify(e, &instance.store)),
                 Ok(Ok(())) => Ok(()),
             };
             instance.sinks.flush();
-            pool.observer.finished(&pool.function, pool.version, outcome.as_ref().map(|_| ()), started.elapsed());
+            pool.observer.finished(
+                &pool.function,
+                pool.version,
+                outcome.as_ref().map(|_| ()),
+                started.elapsed(),
+            );
             if outcome.is_ok() {
                 pool.give_back(instance);
             }
@@ -261,17 +303,23 @@ impl InstancePool {
             Err(_) => match task.await {
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(())) => Err(InvokeError::NoResponse),
-                Err(join) => Err(InvokeError::Internal(format!("invocation task failed: {join}"))),
+                Err(join) => Err(InvokeError::Internal(format!(
+                    "invocation task failed: {join}"
+                ))),
             },
         }
     }
 
     fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> InvokeError {
         if store.data().memory.hit {
-            return InvokeError::MemoryLimitExceeded { limit_mb: self.sandbox.config.memory_mb };
+            return InvokeError::MemoryLimitExceeded {
+                limit_mb: self.sandbox.config.memory_mb,
+            };
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => InvokeError::Timeout { limit_ms: self.sandbox.config.timeout_ms },
+            Some(Trap::Interrupt) => InvokeError::Timeout {
+                limit_ms: self.sandbox.config.timeout_ms,
+            },
             Some(trap) => InvokeError::Trap(trap.to_string()),
             None => InvokeError::Trap(error.root_cause().to_string()),
         }

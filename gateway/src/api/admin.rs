@@ -29,20 +29,27 @@ fn time(t: SystemTime) -> String {
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_name",
-            format!("invalid function name {name:?}: use 1-{MAX_NAME_LEN} lowercase letters, digits or `-`"),
+            format!(
+                "invalid function name {name:?}: use 1-{MAX_NAME_LEN} lowercase letters, digits or `-`"
+            ),
         ))
     }
 }
 
 fn entry(state: &AppState, name: &str) -> Result<Arc<crate::functions::FunctionEntry>, ApiError> {
-    state.table.get(name).ok_or_else(|| ApiError::function_not_found(name))
+    state
+        .table
+        .get(name)
+        .ok_or_else(|| ApiError::function_not_found(name))
 }
 
 /// Reads a whole body up to `limit` bytes; 413 beyond it.
@@ -54,25 +61,49 @@ where
     match Limited::new(body, limit as usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(ApiError::too_large(what, limit, flag)),
-        Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 
 fn declared_length<B>(request: &Request<B>) -> Option<u64> {
-    request.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
-pub(super) async fn deploy<B>(state: &Arc<AppState>, name: &str, request: Request<B>) -> Result<Response<Body>, ApiError>
+pub(super) async fn deploy<B>(
+    state: &Arc<AppState>,
+    name: &str,
+    request: Request<B>,
+) -> Result<Response<Body>, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    validate_name(name)?;
     let limit = state.config.max_upload_bytes;
     if declared_length(&request).is_some_and(|len| len > limit) {
-        return Err(ApiError::too_large("component", limit, "--max-upload-bytes"));
+        return Err(ApiError::too_large(
+            "component",
+            limit,
+            "--max-upload-bytes",
+        ));
     }
-    let bytes = read_body(request.into_body(), limit, "component", "--max-upload-bytes").await?;
+    // Read the (bounded) body before judging the name, so the client gets
+    // the 400 on a connection it can keep using.
+    let bytes = read_body(
+        request.into_body(),
+        limit,
+        "component",
+        "--max-upload-bytes",
+    )
+    .await?;
+    validate_name(name)?;
     let digest = Digest::of(&bytes);
 
     // One deploy at a time: version numbers and the table stay in step.
@@ -100,7 +131,11 @@ where
                 Some(component) => (component, LoadSource::Disk, 0.0),
                 None => {
                     let compiled = runtime.compile(&bytes)?;
-                    (compiled.component, LoadSource::Compile, compiled.compile_time.as_secs_f64() * 1000.0)
+                    (
+                        compiled.component,
+                        LoadSource::Compile,
+                        compiled.compile_time.as_secs_f64() * 1000.0,
+                    )
                 }
             };
             blobs.put(&digest, &bytes).map_err(ApiError::internal)?;
@@ -111,7 +146,10 @@ where
     };
     let (component, source, compile_ms, size) = prepared;
 
-    let added = state.registry.add_version(name, &digest, size, compile_ms, &FunctionConfig::default())?;
+    let added =
+        state
+            .registry
+            .add_version(name, &digest, size, compile_ms, &FunctionConfig::default())?;
     let entry = match state.table.get(name) {
         Some(entry) => entry,
         None => state.table.upsert(&FunctionRecord {
@@ -124,7 +162,10 @@ where
     entry.stats.loaded(source);
     state.metrics.artifact_loaded(name, source);
     let version = added.record.version;
-    state.table.add_version(&entry, added.record, Some(component)).map_err(ApiError::internal)?;
+    state
+        .table
+        .add_version(&entry, added.record, Some(component))
+        .map_err(ApiError::internal)?;
     tracing::info!(function = name, version, %digest, compile_ms, "deployed");
     Ok(json(
         StatusCode::CREATED,
@@ -173,6 +214,10 @@ pub(super) fn info(state: &AppState, name: &str) -> Result<Response<Body>, ApiEr
         })
         .collect();
     let (created, updated) = e.times();
+    let gate = e.gate();
+    let stats = e
+        .stats
+        .snapshot(gate.in_flight(), gate.waiting(), e.warm_instances());
     Ok(json(
         StatusCode::OK,
         &json!({
@@ -182,7 +227,7 @@ pub(super) fn info(state: &AppState, name: &str) -> Result<Response<Body>, ApiEr
             "updated_at": time(updated),
             "config": *e.config(),
             "versions": versions,
-            "stats": e.stats.snapshot(e.gate().in_flight(), e.warm_instances()),
+            "stats": stats,
         }),
     ))
 }
@@ -211,38 +256,87 @@ pub(super) fn get_config(state: &AppState, name: &str) -> Result<Response<Body>,
     Ok(json(StatusCode::OK, &json!(*e.config())))
 }
 
-pub(super) async fn patch_config<B>(state: &Arc<AppState>, name: &str, request: Request<B>) -> Result<Response<Body>, ApiError>
+pub(super) async fn patch_config<B>(
+    state: &Arc<AppState>,
+    name: &str,
+    request: Request<B>,
+) -> Result<Response<Body>, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let e = entry(state, name)?;
-    let body = read_body(request.into_body(), MAX_JSON_BODY, "config", "(fixed 1 MiB)").await?;
-    let patch: ConfigPatch = serde_json::from_slice(&body).map_err(|err| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", format!("invalid config JSON: {err}"))
-    })?;
+    let body = read_body(
+        request.into_body(),
+        MAX_JSON_BODY,
+        "config",
+        "(fixed 1 MiB)",
+    )
+    .await?;
+    let patch = parse_patch(&body)?;
     let _deploying = state.deploy_lock.lock().await;
     let next = e.config().patched(patch)?;
     if !state.registry.set_config(name, &next)? {
         return Err(ApiError::function_not_found(name));
     }
     let started = Instant::now();
-    state.table.set_config(&e, next.clone(), SystemTime::now()).map_err(ApiError::internal)?;
-    tracing::info!(function = name, elapsed_ms = started.elapsed().as_millis() as u64, "config updated");
+    state
+        .table
+        .set_config(&e, next.clone(), SystemTime::now())
+        .map_err(ApiError::internal)?;
+    tracing::info!(
+        function = name,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "config updated"
+    );
     Ok(json(StatusCode::OK, &json!(next)))
 }
 
-pub(super) fn logs(state: &AppState, name: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+/// Parses a config patch; a bad value is reported with its field's name.
+fn parse_patch(body: &[u8]) -> Result<ConfigPatch, ApiError> {
+    let invalid =
+        |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", message);
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
+    let Some(fields) = value.as_object() else {
+        return Err(invalid("expected a JSON object of config fields".into()));
+    };
+    for (field, v) in fields {
+        let single = serde_json::Value::Object([(field.clone(), v.clone())].into_iter().collect());
+        if let Err(e) = serde_json::from_value::<ConfigPatch>(single) {
+            return Err(invalid(format!("invalid `{field}`: {e}")));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+}
+
+pub(super) fn logs(
+    state: &AppState,
+    name: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
     let e = entry(state, name)?;
     let mut limit = DEFAULT_LOG_LIMIT;
     let mut after = None;
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let number = || value.parse::<u64>().map_err(|_| ApiError::bad_request(format!("`{key}` must be a number, got {value:?}")));
+        let number = || {
+            value.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("`{key}` must be a number, got {value:?}"))
+            })
+        };
         match key {
             "limit" => limit = (number()? as usize).min(MAX_LOG_LIMIT),
             "after" => after = Some(number()?),
-            _ => return Err(ApiError::bad_request(format!("unknown query parameter `{key}`; use limit and after"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{key}`; use limit and after"
+                )));
+            }
         }
     }
     let lines: Vec<_> = e

@@ -20,7 +20,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// 404 `function_not_found`.
@@ -59,7 +64,11 @@ impl ApiError {
     /// 500 `internal_error`.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", error.to_string())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            error.to_string(),
+        )
     }
 
     /// The JSON response.
@@ -67,9 +76,21 @@ impl ApiError {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = Response::new(full(body.to_string()));
         *response.status_mut() = self.status;
-        response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is left unread: the connection cannot be
+            // reused, and saying so keeps clients from sending on it.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(secs) = self.retry_after {
-            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -84,10 +105,17 @@ impl From<InvokeError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &e {
-            InvokeError::Overloaded { retry_after_secs, .. } => Some(*retry_after_secs),
+            InvokeError::Overloaded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         };
-        Self { status, code: e.code(), message: e.to_string(), retry_after }
+        Self {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            retry_after,
+        }
     }
 }
 
@@ -95,7 +123,11 @@ impl From<CompileError> for ApiError {
     fn from(e: CompileError) -> Self {
         match e {
             CompileError::Cache(io) => Self::internal(io),
-            other => Self::new(StatusCode::BAD_REQUEST, "invalid_component", other.to_string()),
+            other => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_component",
+                other.to_string(),
+            ),
         }
     }
 }

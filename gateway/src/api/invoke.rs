@@ -7,6 +7,7 @@ use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id, next_re
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Splits `name@3/rest` into the name, an optional version and the guest path.
 fn parse_target(target: &str) -> Result<(&str, Option<u32>, &str), ApiError> {
@@ -17,7 +18,9 @@ fn parse_target(target: &str) -> Result<(&str, Option<u32>, &str), ApiError> {
     match head.split_once('@') {
         Some((name, version)) => {
             let version = version.parse().map_err(|_| {
-                ApiError::bad_request(format!("`{version}` is not a version number; use /fn/{name}@N/..."))
+                ApiError::bad_request(format!(
+                    "`{version}` is not a version number; use /fn/{name}@N/..."
+                ))
             })?;
             Ok((name, Some(version), rest))
         }
@@ -35,19 +38,28 @@ fn body_error(error: BoxError) -> WasiHttpError {
     }
 }
 
-pub(super) async fn invoke<B>(state: &Arc<AppState>, request: Request<B>, target: &str) -> Result<Response<Body>, ApiError>
+pub(super) async fn invoke<B>(
+    state: &Arc<AppState>,
+    request: Request<B>,
+    target: &str,
+) -> Result<Response<Body>, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (name, pinned, rest) = parse_target(target)?;
-    let entry = state.table.get(name).ok_or_else(|| ApiError::function_not_found(name))?;
+    let entry = state
+        .table
+        .get(name)
+        .ok_or_else(|| ApiError::function_not_found(name))?;
     let latest = entry.latest();
     let version = match pinned {
         Some(n) => entry.version(n),
         None => latest.clone(),
     }
-    .ok_or_else(|| ApiError::version_not_found(name, pinned.unwrap_or(0), latest.map(|l| l.record.version)))?;
+    .ok_or_else(|| {
+        ApiError::version_not_found(name, pinned.unwrap_or(0), latest.map(|l| l.record.version))
+    })?;
 
     let limit = state.config.max_request_body_bytes;
     let declared = request
@@ -55,11 +67,19 @@ where
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::too_large("request body", limit, "--max-request-body-bytes"));
+        return Err(ApiError::too_large(
+            "request body",
+            limit,
+            "--max-request-body-bytes",
+        ));
     }
 
     let permit = entry.gate().acquire().await?;
-    let pool = state.table.pool(&entry, &version).await.map_err(ApiError::internal)?;
+    let pool = state
+        .table
+        .pool(&entry, &version)
+        .await
+        .map_err(ApiError::internal)?;
 
     let (mut parts, body) = request.into_parts();
     let path_and_query = match parts.uri.query() {
@@ -70,7 +90,13 @@ where
         .uri
         .authority()
         .map(|a| a.to_string())
-        .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(String::from))
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)
+        })
         .unwrap_or_else(|| "localhost".to_string());
     parts.uri = Uri::builder()
         .scheme("http")
@@ -78,16 +104,34 @@ where
         .path_and_query(path_and_query)
         .build()
         .map_err(|e| ApiError::bad_request(format!("bad request target: {e}")))?;
-    let body: HyperIncomingBody = Limited::new(body, limit as usize).map_err(body_error).boxed_unsync();
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let body: HyperIncomingBody = Limited::new(body, limit as usize)
+        .map_err({
+            let overflowed = overflowed.clone();
+            move |e| {
+                if e.is::<LengthLimitError>() {
+                    overflowed.store(true, Ordering::Relaxed);
+                }
+                body_error(e)
+            }
+        })
+        .boxed_unsync();
 
     let request_id = next_request_id();
-    let response = pool.invoke(permit, request_id, Request::from_parts(parts, body)).await?;
+    let response = pool
+        .invoke(permit, request_id, Request::from_parts(parts, body))
+        .await?;
     let mut response = response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::from_str(&format_request_id(request_id)) {
         headers.insert("x-flint-request-id", id);
     }
     headers.insert("x-flint-version", HeaderValue::from(pool.version()));
+    if overflowed.load(Ordering::Relaxed) {
+        // The function saw a truncated body; the rest is unread, so this
+        // connection cannot carry another request.
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(response)
 }
 

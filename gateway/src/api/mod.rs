@@ -21,14 +21,19 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A JSON response.
 pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -45,7 +50,11 @@ where
     result.unwrap_or_else(ApiError::into_response)
 }
 
-async fn route<B>(state: &Arc<AppState>, request: Request<B>, path: &str) -> Result<Response<Body>, ApiError>
+async fn route<B>(
+    state: &Arc<AppState>,
+    request: Request<B>,
+    path: &str,
+) -> Result<Response<Body>, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -56,19 +65,26 @@ where
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"] | ["readyz"]) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        (&Method::GET, ["healthz"] | ["readyz"]) => {
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        }
         (&Method::GET, ["metrics"]) => {
             state.table.refresh_gauges();
             let mut response = Response::new(full(state.metrics.encode()));
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             Ok(response)
         }
         (&Method::GET, ["v1", "openapi.json"]) => {
             let mut response = Response::new(full(OPENAPI));
-            response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             Ok(response)
         }
         (&Method::GET, ["v1", "functions"]) => admin::list(state),
@@ -76,9 +92,16 @@ where
         (&Method::GET, ["v1", "functions", name]) => admin::info(state, name),
         (&Method::DELETE, ["v1", "functions", name]) => admin::delete(state, name).await,
         (&Method::GET, ["v1", "functions", name, "config"]) => admin::get_config(state, name),
-        (&Method::PATCH, ["v1", "functions", name, "config"]) => admin::patch_config(state, name, request).await,
-        (&Method::GET, ["v1", "functions", name, "logs"]) => admin::logs(state, name, request.uri().query()),
-        (_, ["healthz" | "readyz" | "metrics"] | ["v1", "openapi.json"] | ["v1", "functions", ..]) => Err(ApiError::new(
+        (&Method::PATCH, ["v1", "functions", name, "config"]) => {
+            admin::patch_config(state, name, request).await
+        }
+        (&Method::GET, ["v1", "functions", name, "logs"]) => {
+            admin::logs(state, name, request.uri().query())
+        }
+        (
+            _,
+            ["healthz" | "readyz" | "metrics"] | ["v1", "openapi.json"] | ["v1", "functions", ..],
+        ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed on {path}; see GET /v1/openapi.json"),
@@ -86,7 +109,9 @@ where
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"),
+            format!(
+                "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
+            ),
         )),
     }
 }

@@ -1,0 +1,113 @@
+//! The `flint` CLI against a real server.
+
+use crate::support::{FLINT, Server};
+use flint_test_artifacts as artifacts;
+use serde_json::Value;
+use std::process::Output;
+
+fn flint(server: &Server, args: &[&str]) -> Output {
+    std::process::Command::new(FLINT)
+        .args(args)
+        .env("FLINT_SERVER", &server.url)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn deploy_invoke_list_configure_logs_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    let out = flint(&server, &["deploy", "hello", artifacts::HELLO]);
+    assert!(stdout(&out).contains("Deployed hello version 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Uploading"));
+    let out = flint(&server, &["deploy", "hello", artifacts::HELLO, "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["created"], false);
+
+    assert_eq!(
+        stdout(&flint(&server, &["invoke", "hello"])),
+        "Hello from Flint!\n"
+    );
+    flint(&server, &["deploy", "echo", artifacts::ECHO]);
+    let out = stdout(&flint(
+        &server,
+        &["invoke", "echo", "/p", "--data", r#"{"message":"cli"}"#],
+    ));
+    assert!(out.contains(r#""upper":"CLI""#), "{out}");
+
+    let table = stdout(&flint(&server, &["ls"]));
+    assert!(
+        table.contains("NAME") && table.contains("hello") && table.contains("echo"),
+        "{table}"
+    );
+    let list: Value = serde_json::from_str(&stdout(&flint(&server, &["ls", "--json"]))).unwrap();
+    assert_eq!(list["functions"].as_array().unwrap().len(), 2);
+
+    let out = stdout(&flint(
+        &server,
+        &["config", "echo", "--memory-mb", "64", "--env", "A=1"],
+    ));
+    assert!(out.contains("64"), "{out}");
+    let config: Value =
+        serde_json::from_str(&stdout(&flint(&server, &["config", "echo", "--json"]))).unwrap();
+    assert_eq!(config["memory_mb"], 64);
+    assert_eq!(config["env"]["A"], "1");
+    let info = stdout(&flint(&server, &["info", "echo"]));
+    assert!(
+        info.contains("memory_mb  ") && info.contains("latest version 1"),
+        "{info}"
+    );
+
+    flint(&server, &["deploy", "probe", artifacts::PROBE]);
+    stdout(&flint(&server, &["invoke", "probe", "/print?msg=from-cli"]));
+    let logs = stdout(&flint(&server, &["logs", "probe"]));
+    assert!(logs.contains("from-cli"), "{logs}");
+
+    let out = flint(&server, &["invoke", "probe", "/trap"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trap"));
+
+    stdout(&flint(&server, &["rm", "probe"]));
+    let out = flint(&server, &["info", "probe"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not found") && stderr.contains("flint ls"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let out = std::process::Command::new(FLINT)
+        .args(["ls", "--server", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("flint serve"), "{stderr}");
+    let out = std::process::Command::new(FLINT)
+        .args(["deploy", "x", "/no/such/file.wasm"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.wasm"));
+    let help = std::process::Command::new(FLINT)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--listen") && help.contains("FLINT_DATA_DIR"),
+        "{help}"
+    );
+}

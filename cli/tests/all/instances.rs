@@ -1,0 +1,107 @@
+//! Fresh instances by default, opt-in reuse, isolation, warm pools, unload.
+
+use crate::support::Server;
+use flint_test_artifacts as artifacts;
+use serde_json::json;
+
+async fn counters(server: &Server, name: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (status, body) = server.get(&format!("/fn/{name}/counter")).await;
+        assert_eq!(status, 200, "{body}");
+        out.push(body);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_request_gets_a_fresh_instance_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("probe", artifacts::PROBE).await;
+    assert_eq!(counters(&server, "probe", 5).await, ["1"; 5]);
+}
+
+#[tokio::test]
+async fn reuse_counts_up_to_the_limit_and_restarts_after_a_trap() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("probe", artifacts::PROBE).await;
+    server
+        .configure("probe", json!({"max_requests_per_instance": 3}))
+        .await;
+    assert_eq!(
+        counters(&server, "probe", 7).await,
+        ["1", "2", "3", "1", "2", "3", "1"]
+    );
+
+    server
+        .configure("probe", json!({"max_requests_per_instance": 100}))
+        .await;
+    assert_eq!(counters(&server, "probe", 2).await, ["1", "2"]);
+    assert_eq!(server.get("/fn/probe/trap").await.0, 500);
+    assert_eq!(counters(&server, "probe", 2).await, ["1", "2"]);
+    // A timed-out instance is never reused either.
+    server.configure("probe", json!({"timeout_ms": 200})).await;
+    assert_eq!(counters(&server, "probe", 1).await, ["1"]);
+    assert_eq!(server.get("/fn/probe/spin").await.0, 504);
+    assert_eq!(counters(&server, "probe", 1).await, ["1"]);
+}
+
+#[tokio::test]
+async fn functions_from_the_same_bytes_never_share_an_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    for name in ["iso-a", "iso-b"] {
+        server.deploy(name, artifacts::PROBE).await;
+        server
+            .configure(name, json!({"max_requests_per_instance": 10}))
+            .await;
+    }
+    let mut seen = Vec::new();
+    for name in ["iso-a", "iso-a", "iso-b", "iso-a", "iso-b"] {
+        seen.push(server.get(&format!("/fn/{name}/counter")).await.1);
+    }
+    assert_eq!(seen, ["1", "2", "1", "3", "2"]);
+    // Nor do two versions of one function.
+    server.deploy("iso-a", artifacts::HELLO).await;
+    server.deploy("iso-a", artifacts::PROBE).await;
+    assert_eq!(server.get("/fn/iso-a@3/counter").await.1, "1");
+    assert_eq!(server.get("/fn/iso-a@1/counter").await.1, "4");
+}
+
+#[tokio::test]
+async fn min_instances_are_warm_before_requests_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("warm", artifacts::HELLO).await;
+    server.configure("warm", json!({"min_instances": 2})).await;
+    server
+        .wait_for_info("warm", "2 warm instances", |i| {
+            i["stats"]["warm_instances"] == 2
+        })
+        .await;
+    assert_eq!(server.get("/fn/warm/").await.0, 200);
+    let info = server.info("warm").await;
+    assert_eq!(info["stats"]["warm_starts"], 1, "{info}");
+    assert_eq!(info["stats"]["cold_starts"], 0, "{info}");
+    // The pool is topped up again off the request path.
+    server
+        .wait_for_info("warm", "refilled", |i| i["stats"]["warm_instances"] == 2)
+        .await;
+}
+
+#[tokio::test]
+async fn idle_versions_unload_and_come_back_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--unload-after-secs", "1"]);
+    server.deploy("idle", artifacts::HELLO).await;
+    assert_eq!(server.get("/fn/idle/").await.0, 200);
+    server
+        .wait_for_info("idle", "unloaded", |i| i["versions"][0]["loaded"] == false)
+        .await;
+    assert_eq!(server.get("/fn/idle/").await.1, "Hello from Flint!\n");
+    let info = server.info("idle").await;
+    assert_eq!(info["stats"]["disk_loads"], 1, "{info}");
+    assert_eq!(info["stats"]["compiles"], 1, "{info}");
+}

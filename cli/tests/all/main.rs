@@ -1,0 +1,10 @@
+//! Integration tests: the real `flint` binary serving on an ephemeral
+//! loopback port, real components built from `functions/`.
+
+mod cli;
+mod deploy;
+mod instances;
+mod lifecycle;
+mod limits;
+mod sandbox;
+mod support;

@@ -1,0 +1,176 @@
+//! A real `flint serve` process on an ephemeral loopback port, and helpers
+//! to talk to it.
+
+use flint_test_artifacts as artifacts;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `flint` binary under test.
+pub const FLINT: &str = env!("CARGO_BIN_EXE_flint");
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server with a fresh data dir inside `dir`.
+    pub fn start(dir: &tempfile::TempDir) -> Server {
+        Self::start_with(dir.path(), &[])
+    }
+
+    /// Starts a server on `data_dir` with extra `flint serve` flags; waits
+    /// (bounded) for its "listening on" line.
+    pub fn start_with(data_dir: &Path, args: &[&str]) -> Server {
+        let data_dir = data_dir.join("data");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .unwrap();
+        let mut child = Command::new(FLINT)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(args)
+            .env("FLINT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawning flint serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on http://") {
+                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("flint serve did not print its listening line within 60 s");
+        Server {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Kills the process at once (SIGKILL): nothing gets to shut down cleanly.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The URL of `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Deploys component bytes as `name`; returns status and JSON.
+    pub async fn deploy_bytes(&self, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(self.at(&format!("/v1/functions/{name}")))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Deploys a built function and asserts success.
+    pub async fn deploy(&self, name: &str, component: &str) -> Value {
+        let (status, body) = self.deploy_bytes(name, artifacts::bytes(component)).await;
+        assert!(status.is_success(), "deploy {name}: {status} {body}");
+        body
+    }
+
+    /// GET returning status and text.
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self.http.get(self.at(path)).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// GET returning status and JSON.
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(self.at(path)).send().await.unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// PATCHes a function's config; returns status and JSON.
+    pub async fn patch_config(&self, name: &str, patch: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .patch(self.at(&format!("/v1/functions/{name}/config")))
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Sets config and asserts success.
+    pub async fn configure(&self, name: &str, patch: Value) {
+        let (status, body) = self.patch_config(name, patch).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// A function's info JSON.
+    pub async fn info(&self, name: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/v1/functions/{name}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls `check` on the function's info until it holds (bounded).
+    pub async fn wait_for_info(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = self.info(name).await;
+            if check(&info) {
+                return info;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {info}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts an error response's status and code; returns its message.
+pub fn assert_error(status: StatusCode, body: &str, want_status: u16, want_code: &str) -> String {
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    assert_eq!(status.as_u16(), want_status, "{body}");
+    assert_eq!(json["error"]["code"], want_code, "{body}");
+    json["error"]["message"].as_str().unwrap().to_string()
+}
