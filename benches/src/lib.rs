@@ -1,1 +1,1 @@
-//! placeholder
+//! Flint's benchmarks live in `benches/` (criterion); see `benches/README.md`.

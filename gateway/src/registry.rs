@@ -218,13 +218,13 @@ impl Registry for SqliteRegistry {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction()?;
         let now = now_ms();
-        if let Some(latest) = latest_version(&tx, name)? {
-            if &latest.digest == digest {
-                return Ok(AddedVersion {
-                    record: latest,
-                    created: false,
-                });
-            }
+        if let Some(latest) = latest_version(&tx, name)?
+            && &latest.digest == digest
+        {
+            return Ok(AddedVersion {
+                record: latest,
+                created: false,
+            });
         }
         tx.execute(
             "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)

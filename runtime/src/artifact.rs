@@ -198,21 +198,6 @@ impl ArtifactCache {
             Component::deserialize_file(engine, path)
         }
     }
-
-    /// Removes cached artifacts whose digest is not in `keep` (any engine key).
-    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) -> std::io::Result<usize> {
-        let mut removed = 0;
-        for entry in std::fs::read_dir(&self.dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some((hex, _)) = name.split_once('-') {
-                if !keep(hex) {
-                    std::fs::remove_file(self.dir.join(&name))?;
-                    removed += 1;
-                }
-            }
-        }
-        Ok(removed)
-    }
 }
 
 #[cfg(test)]

@@ -108,16 +108,16 @@ where
 
     // One deploy at a time: version numbers and the table stay in step.
     let _deploying = state.deploy_lock.lock().await;
-    if let Some(latest) = state.table.get(name).and_then(|e| e.latest()) {
-        if latest.record.digest == digest {
-            return Ok(json(
-                StatusCode::OK,
-                &json!({
-                    "name": name, "version": latest.record.version, "digest": digest.to_string(),
-                    "created": false, "size_bytes": latest.record.size_bytes, "compile_ms": latest.record.compile_ms,
-                }),
-            ));
-        }
+    if let Some(latest) = state.table.get(name).and_then(|e| e.latest())
+        && latest.record.digest == digest
+    {
+        return Ok(json(
+            StatusCode::OK,
+            &json!({
+                "name": name, "version": latest.record.version, "digest": digest.to_string(),
+                "created": false, "size_bytes": latest.record.size_bytes, "compile_ms": latest.record.compile_ms,
+            }),
+        ));
     }
 
     let runtime = state.runtime.clone();

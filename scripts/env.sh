@@ -1,0 +1,15 @@
+# Shared settings of the scripts in this folder (sourced, not run).
+
+# One cargo target directory shared by every run, so CI and repeated runs
+# reuse compiled dependencies (wasmtime takes minutes to build from scratch).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flint/target}"
+# Guest functions build in a target dir of their own (see artifacts/build.rs).
+export WASM_TARGET_DIR="$CARGO_TARGET_DIR/wasm-functions"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "installing the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+  fi
+}
