@@ -194,12 +194,19 @@ impl InstancePool {
     /// `min_instances`.
     pub fn trim(&self, max_idle: Duration) {
         let min = self.sandbox.config.min_instances as usize;
-        let mut idle = self.idle.lock().unwrap();
-        // Oldest first; instances beyond `min` that waited too long go.
-        idle.sort_by_key(|i| std::cmp::Reverse(i.since));
-        while idle.len() > min && idle.last().is_some_and(|i| i.since.elapsed() > max_idle) {
-            idle.pop();
-        }
+        let expired: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap();
+            // Instances are pushed as they become idle, so the oldest lead.
+            let excess = idle.len().saturating_sub(min);
+            let n = idle
+                .iter()
+                .take(excess)
+                .take_while(|i| i.since.elapsed() > max_idle)
+                .count();
+            idle.drain(..n).collect()
+        };
+        // Tearing instances down returns their slots; do it outside the lock.
+        drop(expired);
     }
 
     fn take(&self) -> Option<Instance> {
