@@ -12,6 +12,8 @@ pub const DEFAULT_DATA_DIR: &str = "flint-data";
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 /// Default largest request body passed to a function.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 16 << 20;
+/// Default longest compile of an upload.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time a pooled instance may wait unused before it is dropped.
 pub const DEFAULT_INSTANCE_IDLE: Duration = Duration::from_secs(60);
 /// Default time a version may go unused before it is unloaded from memory.
@@ -32,6 +34,8 @@ pub struct GatewayConfig {
     pub max_upload_bytes: u64,
     /// Largest request body passed to a function, in bytes.
     pub max_request_body_bytes: u64,
+    /// Longest compile of an upload.
+    pub compile_timeout: Duration,
     /// Pooled instances unused this long are dropped.
     pub instance_idle: Duration,
     /// Versions unused this long are unloaded (reloaded from disk on use).
@@ -51,6 +55,7 @@ impl Default for GatewayConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             instance_idle: DEFAULT_INSTANCE_IDLE,
             unload_after: DEFAULT_UNLOAD_AFTER,
             pooling: true,

@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Largest request body passed to a function, in bytes (larger bodies get 413)
     #[arg(long, env = "FLINT_MAX_REQUEST_BODY_BYTES", default_value_t = defaults::DEFAULT_MAX_REQUEST_BODY_BYTES, value_name = "BYTES")]
     pub max_request_body_bytes: u64,
+    /// Longest compile of an uploaded component, in milliseconds (slower uploads get 400 compile_timeout)
+    #[arg(long, env = "FLINT_COMPILE_TIMEOUT_MS", default_value_t = defaults::DEFAULT_COMPILE_TIMEOUT.as_millis() as u64, value_name = "MS")]
+    pub compile_timeout_ms: u64,
     /// Seconds a pooled (warm) instance may sit unused before it is dropped
     #[arg(long, env = "FLINT_INSTANCE_IDLE_SECS", default_value_t = defaults::DEFAULT_INSTANCE_IDLE.as_secs(), value_name = "SECS")]
     pub instance_idle_secs: u64,
@@ -46,6 +49,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         max_upload_bytes: args.max_upload_bytes,
         max_request_body_bytes: args.max_request_body_bytes,
+        compile_timeout: Duration::from_millis(args.compile_timeout_ms),
         instance_idle: Duration::from_secs(args.instance_idle_secs),
         unload_after: Duration::from_secs(args.unload_after_secs),
         pooling: !args.no_pooling,

@@ -225,3 +225,23 @@ async fn config_values_are_validated() {
     assert_eq!(config["memory_mb"], 128);
     assert_eq!(server.get("/fn/f/counter").await.0, 200);
 }
+
+#[tokio::test]
+async fn compile_time_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--compile-timeout-ms", "1"]);
+    let (status, body) = server
+        .deploy_bytes("slow-compile", artifacts::bytes(artifacts::PROBE))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "compile_timeout");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--compile-timeout-ms"),
+        "{body}"
+    );
+    assert_eq!(server.get("/v1/functions/slow-compile").await.0, 404);
+    assert_eq!(server.get("/healthz").await.0, 200);
+}

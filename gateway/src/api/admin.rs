@@ -124,7 +124,7 @@ where
     let blobs = state.blobs.clone();
     let prepared = {
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let task = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             // Identical bytes deployed before (under any name) are already
             // validated and compiled for this engine: map them instead.
             let (component, source, compile_ms) = match runtime.load_cached(&digest) {
@@ -140,9 +140,24 @@ where
             };
             blobs.put(&digest, &bytes).map_err(ApiError::internal)?;
             Ok((component, source, compile_ms, bytes.len() as u64))
-        })
-        .await
-        .map_err(ApiError::internal)??
+        });
+        // Cranelift cannot be interrupted: on timeout the compile finishes
+        // in the background (its artifact may land in the cache), but the
+        // upload is refused and nothing is recorded.
+        let limit = state.config.compile_timeout;
+        match tokio::time::timeout(limit, task).await {
+            Ok(joined) => joined.map_err(ApiError::internal)??,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "compile_timeout",
+                    format!(
+                        "compiling the component took longer than {} ms (server flag --compile-timeout-ms); make it smaller",
+                        limit.as_millis()
+                    ),
+                ));
+            }
+        }
     };
     let (component, source, compile_ms, size) = prepared;
 
