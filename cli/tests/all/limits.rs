@@ -76,10 +76,7 @@ async fn over_concurrency_and_queue_gets_429() {
         )
         .await;
     let slow: Vec<_> = (0..3)
-        .map(|_| {
-            let (http, url) = (server.http.clone(), server.at("/fn/slow/sleep?ms=1500"));
-            tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
-        })
+        .map(|_| server.spawn_get("/fn/slow/sleep?ms=1500"))
         .collect();
     server
         .wait_for_info("slow", "2 in flight and 1 queued", |i| {
@@ -97,7 +94,7 @@ async fn over_concurrency_and_queue_gets_429() {
     let message = assert_error(status, &response.text().await.unwrap(), 429, "overloaded");
     assert!(message.contains("max_concurrency 2"), "{message}");
     for task in slow {
-        assert_eq!(task.await.unwrap(), 200);
+        assert_eq!(task.await.unwrap().0, 200);
     }
     assert_eq!(server.get("/fn/slow/counter").await.0, 200);
 }
@@ -113,17 +110,14 @@ async fn queue_wait_is_bounded() {
             json!({"max_concurrency": 1, "max_queue": 5, "queue_timeout_ms": 100}),
         )
         .await;
-    let busy = {
-        let (http, url) = (server.http.clone(), server.at("/fn/slow/sleep?ms=1500"));
-        tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
-    };
+    let busy = server.spawn_get("/fn/slow/sleep?ms=1500");
     server
         .wait_for_info("slow", "1 in flight", |i| i["stats"]["in_flight"] == 1)
         .await;
     let (status, body) = server.get("/fn/slow/counter").await;
     let message = assert_error(status, &body, 429, "overloaded");
     assert!(message.contains("queue_timeout_ms 100"), "{message}");
-    assert_eq!(busy.await.unwrap(), 200);
+    assert_eq!(busy.await.unwrap().0, 200);
     assert_eq!(server.get("/fn/slow/counter").await.0, 200);
 }
 

@@ -101,6 +101,15 @@ impl Server {
         (response.status(), response.text().await.unwrap())
     }
 
+    /// Starts a GET in the background (for calls that must be in flight).
+    pub fn spawn_get(&self, path: &str) -> tokio::task::JoinHandle<(StatusCode, String)> {
+        let (http, url) = (self.http.clone(), self.at(path));
+        tokio::spawn(async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        })
+    }
+
     /// GET returning status and JSON.
     pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
         let response = self.http.get(self.at(path)).send().await.unwrap();

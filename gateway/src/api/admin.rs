@@ -1,7 +1,7 @@
 //! The admin API under `/v1/functions`: deploy, inspect, configure, delete,
 //! read logs.
 
-use super::{ApiError, Body, BoxError, json};
+use super::{ApiError, Body, RequestBody, declared_length, json};
 use crate::metrics::LoadSource;
 use crate::registry::FunctionRecord;
 use crate::state::AppState;
@@ -53,11 +53,12 @@ fn entry(state: &AppState, name: &str) -> Result<Arc<crate::functions::FunctionE
 }
 
 /// Reads a whole body up to `limit` bytes; 413 beyond it.
-async fn read_body<B>(body: B, limit: u64, what: &str, flag: &str) -> Result<Bytes, ApiError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+async fn read_body(
+    body: impl RequestBody,
+    limit: u64,
+    what: &str,
+    flag: &str,
+) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit as usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(ApiError::too_large(what, limit, flag)),
@@ -67,25 +68,11 @@ where
     }
 }
 
-fn declared_length<B>(request: &Request<B>) -> Option<u64> {
-    request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-pub(super) async fn deploy<B>(
+pub(super) async fn deploy(
     state: &Arc<AppState>,
     name: &str,
-    request: Request<B>,
-) -> Result<Response<Body>, ApiError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+    request: Request<impl RequestBody>,
+) -> Result<Response<Body>, ApiError> {
     let limit = state.config.max_upload_bytes;
     if declared_length(&request).is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(
@@ -271,15 +258,11 @@ pub(super) fn get_config(state: &AppState, name: &str) -> Result<Response<Body>,
     Ok(json(StatusCode::OK, &json!(*e.config())))
 }
 
-pub(super) async fn patch_config<B>(
+pub(super) async fn patch_config(
     state: &Arc<AppState>,
     name: &str,
-    request: Request<B>,
-) -> Result<Response<Body>, ApiError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+    request: Request<impl RequestBody>,
+) -> Result<Response<Body>, ApiError> {
     let e = entry(state, name)?;
     let body = read_body(
         request.into_body(),

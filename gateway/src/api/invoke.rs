@@ -1,8 +1,7 @@
 //! The invoke path: `/fn/{name}[@{version}]/{rest...}` runs a function.
 
-use super::{ApiError, Body, BoxError};
+use super::{ApiError, Body, BoxError, RequestBody, declared_length};
 use crate::state::AppState;
-use bytes::Bytes;
 use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id, next_request_id};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -38,15 +37,11 @@ fn body_error(error: BoxError) -> WasiHttpError {
     }
 }
 
-pub(super) async fn invoke<B>(
+pub(super) async fn invoke(
     state: &Arc<AppState>,
-    request: Request<B>,
+    request: Request<impl RequestBody>,
     target: &str,
-) -> Result<Response<Body>, ApiError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+) -> Result<Response<Body>, ApiError> {
     let (name, pinned, rest) = parse_target(target)?;
     let entry = state
         .table
@@ -62,11 +57,7 @@ where
     })?;
 
     let limit = state.config.max_request_body_bytes;
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if declared_length(&request).is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(
             "request body",
             limit,

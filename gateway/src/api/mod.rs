@@ -19,6 +19,28 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// A request body the API accepts (hyper's, or any other in tests).
+pub trait RequestBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<T> RequestBody for T where
+    T: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+/// The `content-length` a request declares, if any.
+pub(crate) fn declared_length<B>(request: &Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -40,25 +62,17 @@ pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Bo
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// Handles one request: the whole application.
-pub async fn handle<B>(state: Arc<AppState>, request: Request<B>) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub async fn handle(state: Arc<AppState>, request: Request<impl RequestBody>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let result = route(&state, request, &path).await;
     result.unwrap_or_else(ApiError::into_response)
 }
 
-async fn route<B>(
+async fn route(
     state: &Arc<AppState>,
-    request: Request<B>,
+    request: Request<impl RequestBody>,
     path: &str,
-) -> Result<Response<Body>, ApiError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+) -> Result<Response<Body>, ApiError> {
     if let Some(target) = path.strip_prefix("/fn/") {
         return invoke::invoke(state, request, target).await;
     }
