@@ -119,3 +119,29 @@ async fn in_flight_calls_finish_on_their_version() {
         ("1".to_string(), "slept 1000 ms".to_string())
     );
 }
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_calls_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("slow", artifacts::PROBE).await;
+    let call = server.spawn_get("/fn/slow/sleep?ms=1000");
+    server
+        .wait_for_info("slow", "the call in flight", |i| {
+            i["stats"]["in_flight"] == 1
+        })
+        .await;
+    let url = server.url.clone();
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        call.await.unwrap(),
+        (reqwest::StatusCode::OK, "slept 1000 ms".to_string())
+    );
+    assert!(
+        reqwest::get(format!("{url}/healthz")).await.is_err(),
+        "the server should be gone"
+    );
+}

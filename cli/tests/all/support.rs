@@ -70,6 +70,24 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flint serve did not exit within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The URL of `path`.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
