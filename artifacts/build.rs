@@ -10,6 +10,8 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("ECHO", "echo"),
     ("WASI_HELLO", "wasi_hello"),
     ("PROBE", "probe"),
+    ("ORDER_PROCESSOR", "order_processor"),
+    ("QUEUE_PROBE", "queue_probe"),
 ];
 
 fn main() {

@@ -13,3 +13,18 @@ ensure_wasm_target() {
     rustup target add wasm32-wasip2
   fi
 }
+
+# The queue-trigger tests talk to RabbitMQ on 127.0.0.1:5672 (guest/guest).
+ensure_rabbitmq() {
+  if rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+    return
+  fi
+  echo "starting RabbitMQ"
+  rabbitmq-server -detached
+  for _ in $(seq 1 90); do
+    rabbitmq-diagnostics -q ping >/dev/null 2>&1 && return
+    sleep 1
+  done
+  echo "RabbitMQ did not answer rabbitmq-diagnostics ping within 90 s" >&2
+  exit 1
+}

@@ -6,6 +6,8 @@
 //! - [`WASI_HELLO`]: written against the plain `wasi` crate, no flint-sdk.
 //! - [`PROBE`]: the test function (counter, spin, alloc, sleep, trap, env,
 //!   outbound, print, body, status, headers).
+//! - [`ORDER_PROCESSOR`]: the example queue-triggered function (CloudEvents).
+//! - [`QUEUE_PROBE`]: the test function of the queue-trigger tests.
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 

@@ -133,6 +133,12 @@ pub enum Command {
     /// Requests to the function fail with 404 from then on. This cannot be undone; deploy
     /// the component again to bring the function back.
     Rm(commands::rm::RmArgs),
+
+    /// Bind functions to RabbitMQ queues (add, ls, rm).
+    ///
+    /// A bound function is invoked once per queue message, at least once, with retries and
+    /// a dead-letter queue. The server needs --amqp-url (or FLINT_AMQP_URL) to consume.
+    Trigger(commands::trigger::TriggerArgs),
 }
 
 /// What a subcommand that talks to a server needs: the client and the output mode.
@@ -176,6 +182,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Config(args) => commands::config::run(&context()?, args).await,
         Command::Logs(args) => commands::logs::run(&context()?, args).await,
         Command::Rm(args) => commands::rm::run(&context()?, args).await,
+        Command::Trigger(args) => commands::trigger::run(&context()?, args).await,
     }
 }
 

@@ -46,6 +46,8 @@ pub struct GatewayConfig {
     pub memory_init_cow: bool,
     /// Instance slots of the pooling allocator.
     pub max_instances: u32,
+    /// RabbitMQ URL for queue triggers; `None` runs without them.
+    pub amqp_url: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +63,7 @@ impl Default for GatewayConfig {
             pooling: true,
             memory_init_cow: true,
             max_instances: flint_runtime::DEFAULT_MAX_INSTANCES,
+            amqp_url: None,
         }
     }
 }

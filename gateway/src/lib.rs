@@ -10,10 +10,12 @@ pub mod api;
 pub mod blobs;
 pub mod config;
 pub mod functions;
+pub mod invoke;
 pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod state;
+pub mod triggers;
 
 pub use config::GatewayConfig;
 pub use state::AppState;

@@ -30,6 +30,13 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    function: String,
+    queue: String,
+    outcome: String,
+}
+
 /// Every metric Flint exports.
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +46,8 @@ pub struct Metrics {
     artifact_loads: Family<KindLabels, Counter>,
     in_flight: Family<FunctionLabels, Gauge>,
     warm_instances: Family<FunctionLabels, Gauge>,
+    messages: Family<MessageLabels, Counter>,
+    broker_connected: Gauge,
 }
 
 impl Default for Metrics {
@@ -75,8 +84,22 @@ impl Default for Metrics {
             "Instances waiting in the pool",
             warm_instances.clone(),
         );
+        let messages = Family::<MessageLabels, Counter>::default();
+        let broker_connected = Gauge::default();
+        registry.register(
+            "messages",
+            "Queue messages by function, queue and outcome (received, acked, retried, dead_lettered)",
+            messages.clone(),
+        );
+        registry.register(
+            "broker_connected",
+            "1 while connected to RabbitMQ, 0 while (re)connecting",
+            broker_connected.clone(),
+        );
         Self {
             registry,
+            messages,
+            broker_connected,
             invocations,
             duration,
             starts,
@@ -106,6 +129,22 @@ impl Metrics {
         };
         self.in_flight.remove(&labels);
         self.warm_instances.remove(&labels);
+    }
+
+    /// Counts a queue message event.
+    pub fn message(&self, function: &str, queue: &str, outcome: &str) {
+        self.messages
+            .get_or_create(&MessageLabels {
+                function: function.into(),
+                queue: queue.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Records the broker connection state.
+    pub fn set_broker_connected(&self, connected: bool) {
+        self.broker_connected.set(i64::from(connected));
     }
 
     /// Counts the making-ready of a compiled component.

@@ -6,6 +6,7 @@
 //! journal with `synchronous=FULL`, so a commit that an API call
 //! acknowledged survives a process kill and a power loss.
 
+use crate::triggers::TriggerSpec;
 use flint_runtime::{Digest, FunctionConfig};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -89,6 +90,11 @@ pub trait Registry: Send + Sync {
     fn delete_function(&self, name: &str) -> RegistryResult<bool>;
     /// Whether any version of any function uses `digest`.
     fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool>;
+    /// Every trigger binding, by function.
+    fn load_triggers(&self) -> RegistryResult<Vec<(String, TriggerSpec)>>;
+    /// Sets (`Some`) or removes (`None`) a function's trigger; false if the
+    /// function is unknown (set) or had no trigger (remove).
+    fn set_trigger(&self, function: &str, spec: Option<&TriggerSpec>) -> RegistryResult<bool>;
 }
 
 /// The embedded SQLite registry.
@@ -113,6 +119,10 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (function, version)
 );
 CREATE INDEX IF NOT EXISTS versions_digest ON versions(digest);
+CREATE TABLE IF NOT EXISTS triggers (
+    function TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+    spec TEXT NOT NULL
+);
 ";
 
 fn now_ms() -> i64 {
@@ -276,6 +286,34 @@ impl Registry for SqliteRegistry {
             |r| r.get(0),
         )?;
         Ok(n > 0)
+    }
+
+    fn load_triggers(&self) -> RegistryResult<Vec<(String, TriggerSpec)>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare("SELECT function, spec FROM triggers ORDER BY function")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(f, spec)| Ok((f, serde_json::from_str(&spec)?)))
+            .collect()
+    }
+
+    fn set_trigger(&self, function: &str, spec: Option<&TriggerSpec>) -> RegistryResult<bool> {
+        let conn = self.conn.lock().unwrap();
+        let n = match spec {
+            Some(spec) => conn.execute(
+                "INSERT INTO triggers (function, spec)
+                 SELECT name, ?2 FROM functions WHERE name = ?1
+                 ON CONFLICT(function) DO UPDATE SET spec = excluded.spec",
+                params![function, serde_json::to_string(spec)?],
+            )?,
+            None => conn.execute(
+                "DELETE FROM triggers WHERE function = ?1",
+                params![function],
+            )?,
+        };
+        Ok(n == 1)
     }
 }
 

@@ -46,6 +46,14 @@ pub async fn serve(
             }
         }
     });
+    let supervisor = if state.triggers.amqp_url().is_some() {
+        Some(tokio::spawn(crate::triggers::amqp::supervise(
+            state.clone(),
+        )))
+    } else {
+        tracing::info!("no --amqp-url: running without queue triggers");
+        None
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently skips the header read timeout.
     builder
@@ -84,6 +92,11 @@ pub async fn serve(
     }
     drop(listener);
     maintenance.abort();
+    if let Some(supervisor) = supervisor {
+        // Stopping the consumers closes their channels: unacked messages go
+        // back to their queues.
+        supervisor.abort();
+    }
     tracing::info!("shutting down; waiting for in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await

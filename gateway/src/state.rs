@@ -5,6 +5,7 @@ use crate::config::GatewayConfig;
 use crate::functions::FunctionTable;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SqliteRegistry};
+use crate::triggers::Triggers;
 use anyhow::Context;
 use flint_runtime::{Runtime, RuntimeConfig};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub table: Arc<FunctionTable>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Queue trigger bindings and the broker state.
+    pub triggers: Triggers,
     /// Serialises deploys, config changes and deletes.
     pub deploy_lock: tokio::sync::Mutex<()>,
 }
@@ -55,7 +58,13 @@ impl AppState {
                 table.add_version(&entry, version, None)?;
             }
         }
-        tracing::info!(functions = table.list().len(), data_dir = %dir.display(), "registry restored");
+        let triggers = Triggers::new(config.amqp_url.clone(), registry.load_triggers()?);
+        tracing::info!(
+            functions = table.list().len(),
+            triggers = triggers.list().len(),
+            data_dir = %dir.display(),
+            "registry restored"
+        );
         Ok(Arc::new(Self {
             config,
             runtime,
@@ -63,6 +72,7 @@ impl AppState {
             blobs,
             table,
             metrics,
+            triggers,
             deploy_lock: tokio::sync::Mutex::new(()),
         }))
     }

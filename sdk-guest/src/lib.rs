@@ -67,6 +67,7 @@
 
 #![deny(missing_docs)]
 
+mod cloudevent;
 mod error;
 mod request;
 mod response;
@@ -76,6 +77,7 @@ pub mod __private;
 
 use std::collections::BTreeMap;
 
+pub use cloudevent::{ATTEMPT_HEADER, CloudEvent, delivery_attempt};
 pub use error::Error;
 pub use request::{Method, Request};
 pub use response::Response;

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod ls;
 pub mod rm;
 pub mod serve;
+pub mod trigger;
 
 /// Parses a function name argument: non-empty and free of the characters that would
 /// change the meaning of a URL path.

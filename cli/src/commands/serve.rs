@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Instance slots of the pooling allocator (instances that may exist at once)
     #[arg(long, env = "FLINT_MAX_INSTANCES", default_value_t = flint_runtime::DEFAULT_MAX_INSTANCES, value_name = "N")]
     pub max_instances: u32,
+    /// RabbitMQ URL for queue triggers, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (without it, no queue triggers)
+    #[arg(long, env = "FLINT_AMQP_URL", value_name = "URL")]
+    pub amqp_url: Option<String>,
     /// Allocate instances on demand instead of from the pooling allocator
     #[arg(long, env = "FLINT_NO_POOLING")]
     pub no_pooling: bool,
@@ -55,6 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         pooling: !args.no_pooling,
         memory_init_cow: !args.no_cow,
         max_instances: args.max_instances,
+        amqp_url: args.amqp_url,
     };
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().context("reading the bound address")?;

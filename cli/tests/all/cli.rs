@@ -111,3 +111,44 @@ fn errors_say_what_to_do() {
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn trigger_commands_manage_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    flint(&server, &["deploy", "orders", artifacts::ORDER_PROCESSOR]);
+    let out = stdout(&flint(
+        &server,
+        &[
+            "trigger",
+            "add",
+            "orders",
+            "--queue",
+            "orders-q",
+            "--max-retries",
+            "2",
+        ],
+    ));
+    assert!(
+        out.contains("orders-q") && out.contains("orders-q.dlq"),
+        "{out}"
+    );
+    let table = stdout(&flint(&server, &["trigger", "ls"]));
+    assert!(
+        table.contains("FUNCTION")
+            && table.contains("orders-q")
+            && table.contains("broker: disabled"),
+        "{table}"
+    );
+    let list: Value =
+        serde_json::from_str(&stdout(&flint(&server, &["trigger", "ls", "--json"]))).unwrap();
+    assert_eq!(list["triggers"][0]["max_retries"], 2);
+    stdout(&flint(&server, &["trigger", "rm", "orders"]));
+    let out = flint(&server, &["trigger", "rm", "orders"]);
+    assert!(!out.status.success());
+    let out = flint(&server, &["trigger", "add", "orders", "--queue", "amq.bad"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("queue"),
+        "{out:?}"
+    );
+}

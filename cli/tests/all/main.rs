@@ -6,5 +6,6 @@ mod deploy;
 mod instances;
 mod lifecycle;
 mod limits;
+mod queues;
 mod sandbox;
 mod support;

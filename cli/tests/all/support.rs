@@ -64,6 +64,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL): nothing gets to shut down cleanly.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -53,7 +53,7 @@ fn entry(state: &AppState, name: &str) -> Result<Arc<crate::functions::FunctionE
 }
 
 /// Reads a whole body up to `limit` bytes; 413 beyond it.
-async fn read_body(
+pub(super) async fn read_body(
     body: impl RequestBody,
     limit: u64,
     what: &str,
@@ -239,6 +239,7 @@ pub(super) async fn delete(state: &Arc<AppState>, name: &str) -> Result<Response
     let e = entry(state, name)?;
     state.registry.delete_function(name)?;
     state.table.remove(name);
+    state.triggers.set(name, None);
     // Blobs are shared by digest: drop only those no version uses any more.
     for v in e.versions() {
         let digest = &v.record.digest;
@@ -264,13 +265,7 @@ pub(super) async fn patch_config(
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let e = entry(state, name)?;
-    let body = read_body(
-        request.into_body(),
-        MAX_JSON_BODY,
-        "config",
-        "(fixed 1 MiB)",
-    )
-    .await?;
+    let body = read_json_body(request).await?;
     let patch = parse_patch(&body)?;
     let _deploying = state.deploy_lock.lock().await;
     let next = e.config().patched(patch)?;
@@ -288,6 +283,17 @@ pub(super) async fn patch_config(
         "config updated"
     );
     Ok(json(StatusCode::OK, &json!(next)))
+}
+
+/// Reads a JSON request body of at most [`MAX_JSON_BODY`] bytes.
+pub(super) async fn read_json_body(request: Request<impl RequestBody>) -> Result<Bytes, ApiError> {
+    read_body(
+        request.into_body(),
+        MAX_JSON_BODY,
+        "JSON body",
+        "(fixed 1 MiB)",
+    )
+    .await
 }
 
 /// Parses a config patch; a bad value is reported with its field's name.

@@ -2,7 +2,7 @@
 
 use super::{ApiError, Body, BoxError, RequestBody, declared_length};
 use crate::state::AppState;
-use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id, next_request_id};
+use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
@@ -43,19 +43,6 @@ pub(super) async fn invoke(
     target: &str,
 ) -> Result<Response<Body>, ApiError> {
     let (name, pinned, rest) = parse_target(target)?;
-    let entry = state
-        .table
-        .get(name)
-        .ok_or_else(|| ApiError::function_not_found(name))?;
-    let latest = entry.latest();
-    let version = match pinned {
-        Some(n) => entry.version(n),
-        None => latest.clone(),
-    }
-    .ok_or_else(|| {
-        ApiError::version_not_found(name, pinned.unwrap_or(0), latest.map(|l| l.record.version))
-    })?;
-
     let limit = state.config.max_request_body_bytes;
     if declared_length(&request).is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(
@@ -64,13 +51,6 @@ pub(super) async fn invoke(
             "--max-request-body-bytes",
         ));
     }
-
-    let permit = entry.gate().acquire().await?;
-    let pool = state
-        .table
-        .pool(&entry, &version)
-        .await
-        .map_err(ApiError::internal)?;
 
     let (mut parts, body) = request.into_parts();
     let path_and_query = match parts.uri.query() {
@@ -108,16 +88,16 @@ pub(super) async fn invoke(
         })
         .boxed_unsync();
 
-    let request_id = next_request_id();
-    let response = pool
-        .invoke(permit, request_id, Request::from_parts(parts, body))
-        .await?;
-    let mut response = response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+    let invoked =
+        crate::invoke::invoke(state, name, pinned, Request::from_parts(parts, body)).await?;
+    let mut response = invoked
+        .response
+        .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
     let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(&format_request_id(request_id)) {
+    if let Ok(id) = HeaderValue::from_str(&format_request_id(invoked.request_id)) {
         headers.insert("x-flint-request-id", id);
     }
-    headers.insert("x-flint-version", HeaderValue::from(pool.version()));
+    headers.insert("x-flint-version", HeaderValue::from(invoked.version));
     if overflowed.load(Ordering::Relaxed) {
         // The function saw a truncated body; the rest is unread, so this
         // connection cannot carry another request.

@@ -5,6 +5,7 @@
 mod admin;
 mod error;
 mod invoke;
+mod triggers;
 
 pub use error::ApiError;
 
@@ -76,11 +77,41 @@ async fn route(
     if let Some(target) = path.strip_prefix("/fn/") {
         return invoke::invoke(state, request, target).await;
     }
+    if let Some(name) = path.strip_prefix("/async/") {
+        let name = name.trim_end_matches('/');
+        if request.method() != Method::POST {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("use POST /async/{name} to queue an invocation"),
+            ));
+        }
+        return triggers::enqueue(state, name, request).await;
+    }
     let method = request.method().clone();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"] | ["readyz"]) => {
+        (&Method::GET, ["healthz"]) => {
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        }
+        (&Method::GET, ["readyz"]) => {
+            let broker = state.triggers.state();
+            let (status, text) = match broker {
+                crate::triggers::BrokerState::Down => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+                _ => (StatusCode::OK, "ok"),
+            };
+            Ok(json(
+                status,
+                &serde_json::json!({"status": text, "broker": broker.as_str()}),
+            ))
+        }
+        (&Method::GET, ["v1", "triggers"]) => triggers::list(state),
+        (&Method::GET, ["v1", "functions", name, "triggers"]) => triggers::get(state, name),
+        (&Method::PUT, ["v1", "functions", name, "triggers"]) => {
+            triggers::put(state, name, request).await
+        }
+        (&Method::DELETE, ["v1", "functions", name, "triggers"]) => {
+            triggers::delete(state, name).await
         }
         (&Method::GET, ["metrics"]) => {
             state.table.refresh_gauges();
@@ -114,7 +145,10 @@ async fn route(
         }
         (
             _,
-            ["healthz" | "readyz" | "metrics"] | ["v1", "openapi.json"] | ["v1", "functions", ..],
+            ["healthz" | "readyz" | "metrics"]
+            | ["v1", "openapi.json"]
+            | ["v1", "triggers"]
+            | ["v1", "functions", ..],
         ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

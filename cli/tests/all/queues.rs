@@ -1,0 +1,755 @@
+//! Queue triggers against the real RabbitMQ on 127.0.0.1:5672, with queue
+//! names unique to each test.
+
+use crate::support::{Server, assert_error};
+use flint_test_artifacts as artifacts;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "flint-test.{prefix}.{}.{}.{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The test's own broker connection.
+struct Broker {
+    connection: Connection,
+    channel: Channel,
+    queues: Vec<String>,
+}
+
+impl Broker {
+    async fn connect() -> Broker {
+        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ must run on 127.0.0.1:5672 (scripts/test starts it)");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Broker {
+            connection,
+            channel,
+            queues: Vec::new(),
+        }
+    }
+
+    /// Declares a durable queue (deleted again when the test ends).
+    async fn declare(&mut self, queue: &str) {
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        self.channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .unwrap();
+        self.queues.push(queue.to_string());
+    }
+
+    async fn publish(&self, queue: &str, body: &[u8], properties: BasicProperties) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+
+    /// Polls `queue` until a message arrives (bounded). Declares it first:
+    /// polling a queue Flint has not declared yet would close the channel.
+    async fn get(&mut self, queue: &str, within: Duration) -> Option<lapin::message::Delivery> {
+        self.declare(queue).await;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(message) = self
+                .channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                return Some(message.delivery);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Collects JSON replies from `queue` until `done` holds (bounded). A
+    /// channel of its own, closed at the end, hands what it did not take
+    /// back to the queue.
+    async fn replies(
+        &self,
+        queue: &str,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let channel = self.connection.create_channel().await.unwrap();
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                unique("c").into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + within;
+        let mut replies = Vec::new();
+        while !done(&replies) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    let mut reply: Value = serde_json::from_slice(&delivery.data).unwrap();
+                    if let Some(id) = delivery.properties.correlation_id() {
+                        reply["correlation_id"] = json!(id.as_str());
+                    }
+                    delivery.ack(BasicAckOptions::default()).await.unwrap();
+                    replies.push(reply);
+                }
+                _ => break,
+            }
+        }
+        channel.close(200, "done".into()).await.unwrap();
+        replies
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let channel = self.channel.clone();
+        let queues = std::mem::take(&mut self.queues);
+        // Best-effort clean-up of this test's queues.
+        tokio::spawn(async move {
+            for q in queues {
+                for name in [q.clone(), format!("{q}.retry"), format!("{q}.dlq")] {
+                    let _ = channel
+                        .queue_delete(name.into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+fn message(id: &str, body: Value, reply_to: Option<&str>) -> (Vec<u8>, BasicProperties) {
+    let mut properties = BasicProperties::default()
+        .with_message_id(id.into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2);
+    if let Some(reply_to) = reply_to {
+        properties = properties
+            .with_reply_to(reply_to.into())
+            .with_correlation_id(format!("corr-{id}").into());
+    }
+    (serde_json::to_vec(&body).unwrap(), properties)
+}
+
+/// A server with queue triggers, `queue-probe` deployed as `name` and bound
+/// to a fresh queue; returns the server, the broker helper and the queue.
+async fn setup(
+    dir: &tempfile::TempDir,
+    name: &str,
+    trigger: Value,
+    extra: &[&str],
+) -> (Server, Broker, String) {
+    let mut args = vec!["--amqp-url", AMQP_URL];
+    args.extend_from_slice(extra);
+    let server = Server::start_with(dir.path(), &args);
+    server.deploy(name, artifacts::QUEUE_PROBE).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique(name);
+    broker.declare(&queue).await;
+    let mut spec = trigger;
+    spec["queue"] = json!(queue);
+    let response = server
+        .http
+        .put(server.at(&format!("/v1/functions/{name}/triggers")))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    (server, broker, queue)
+}
+
+async fn reply_queue(broker: &mut Broker) -> String {
+    let q = unique("replies");
+    broker.declare(&q).await;
+    q
+}
+
+#[tokio::test]
+async fn a_thousand_messages_are_all_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut broker, queue) = setup(&dir, "bulk", json!({"concurrency": 16}), &[]).await;
+    let replies_to = reply_queue(&mut broker).await;
+    for i in 0..1000 {
+        let (body, props) = message(&format!("m-{i}"), json!({"mode": "ok"}), Some(&replies_to));
+        broker.publish(&queue, &body, props).await;
+    }
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(120), |r| {
+            r.iter()
+                .map(|v| v["id"].as_str().unwrap().to_string())
+                .collect::<HashSet<_>>()
+                .len()
+                == 1000
+        })
+        .await;
+    let ids: HashSet<&str> = replies.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1000, "distinct ids seen by the function");
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            r#"flint_messages_total{{function="bulk",queue="{queue}",outcome="acked"}} 1000"#
+        )),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn messages_arrive_as_cloudevents_and_replies_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut broker, queue) = setup(&dir, "ce", json!({}), &[]).await;
+    let replies_to = reply_queue(&mut broker).await;
+    let mut headers = FieldTable::default();
+    headers.insert("tenant".into(), AMQPValue::LongString("acme".into()));
+    let (body, props) = message("evt-1", json!({"mode": "ok"}), Some(&replies_to));
+    broker
+        .publish(
+            &queue,
+            &body,
+            props
+                .with_type("order.created".into())
+                .with_headers(headers),
+        )
+        .await;
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+        .await;
+    let seen = &replies[0];
+    assert_eq!(seen["id"], "evt-1", "{seen}");
+    assert_eq!(
+        seen["source"],
+        format!("amqp://127.0.0.1:5672/%2f/{queue}"),
+        "{seen}"
+    );
+    assert_eq!(seen["type"], "order.created", "{seen}");
+    assert_eq!(seen["specversion"], "1.0", "{seen}");
+    assert!(seen["time"].as_str().unwrap().ends_with('Z'), "{seen}");
+    assert_eq!(seen["content_type"], "application/json", "{seen}");
+    assert_eq!(seen["attempt"], 1, "{seen}");
+    assert_eq!(seen["amqp_headers"]["x-amqp-tenant"], "acme", "{seen}");
+    assert_eq!(seen["correlation_id"], "corr-evt-1", "{seen}");
+}
+
+#[tokio::test]
+async fn the_example_order_processor_reads_structured_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--amqp-url", AMQP_URL]);
+    server.deploy("orders", artifacts::ORDER_PROCESSOR).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique("orders");
+    broker.declare(&queue).await;
+    let replies_to = reply_queue(&mut broker).await;
+    let response = server
+        .http
+        .put(server.at("/v1/functions/orders/triggers"))
+        .json(&json!({"queue": queue}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let event = json!({
+        "specversion": "1.0", "id": "order-evt-7", "source": "shop", "type": "order.created",
+        "data": {"order_id": "A-7", "items": [{"sku": "x", "qty": 2, "price_cents": 150}, {"sku": "y", "qty": 1, "price_cents": 99}]}
+    });
+    let props = BasicProperties::default()
+        .with_content_type("application/cloudevents+json".into())
+        .with_reply_to(replies_to.as_str().into());
+    broker
+        .publish(&queue, event.to_string().as_bytes(), props)
+        .await;
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+        .await;
+    assert_eq!(replies[0]["total_cents"], 399, "{}", replies[0]);
+    assert_eq!(replies[0]["event_id"], "order-evt-7");
+}
+
+#[tokio::test]
+async fn a_failing_message_is_retried_then_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut broker, queue) = setup(
+        &dir,
+        "flaky",
+        json!({"max_retries": 5, "retry_delay_ms": 100}),
+        &[],
+    )
+    .await;
+    let replies_to = reply_queue(&mut broker).await;
+    let (body, props) = message(
+        "flaky-1",
+        json!({"mode": "fail-times", "n": 2}),
+        Some(&replies_to),
+    );
+    broker.publish(&queue, &body, props).await;
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+        .await;
+    assert_eq!(replies[0]["attempt"], 3, "{}", replies[0]);
+    assert!(
+        broker
+            .get(&format!("{queue}.dlq"), Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            r#"flint_messages_total{{function="flaky",queue="{queue}",outcome="retried"}} 2"#
+        )),
+        "{metrics}"
+    );
+}
+
+fn header(delivery: &lapin::message::Delivery, key: &str) -> String {
+    let headers = delivery.properties.headers().as_ref().expect("headers");
+    match headers.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::LongUInt(n)) => n.to_string(),
+        Some(AMQPValue::ShortUInt(n)) => n.to_string(),
+        other => panic!("header {key}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_always_failing_message_ends_in_the_dead_letter_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut broker, queue) = setup(
+        &dir,
+        "doomed",
+        json!({"max_retries": 2, "retry_delay_ms": 50}),
+        &[],
+    )
+    .await;
+    let (body, props) = message("doomed-1", json!({"mode": "fail"}), None);
+    broker.publish(&queue, &body, props).await;
+    let dead = broker
+        .get(&format!("{queue}.dlq"), Duration::from_secs(30))
+        .await
+        .expect("a dead letter");
+    assert_eq!(header(&dead, "x-flint-reason"), "status_500");
+    assert_eq!(header(&dead, "x-flint-attempts"), "3");
+    assert_eq!(header(&dead, "x-flint-last-status"), "500");
+    assert_eq!(header(&dead, "x-flint-function"), "doomed");
+    assert_eq!(
+        dead.properties.message_id().as_ref().unwrap().as_str(),
+        "doomed-1"
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&dead.data).unwrap()["mode"],
+        "fail"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_message_goes_straight_to_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut broker, queue) = setup(
+        &dir,
+        "small",
+        json!({"max_retries": 5}),
+        &["--max-request-body-bytes", "1024"],
+    )
+    .await;
+    let (_, props) = message("big-1", json!({}), None);
+    broker.publish(&queue, &vec![b'x'; 4096], props).await;
+    let dead = broker
+        .get(&format!("{queue}.dlq"), Duration::from_secs(30))
+        .await
+        .expect("a dead letter");
+    assert_eq!(header(&dead, "x-flint-reason"), "payload_too_large");
+    assert_eq!(header(&dead, "x-flint-attempts"), "1");
+    // The next message is processed as usual.
+    let replies_to = reply_queue(&mut broker).await;
+    let (body, props) = message("small-1", json!({"mode": "ok"}), Some(&replies_to));
+    broker.publish(&queue, &body, props).await;
+    assert_eq!(
+        broker
+            .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+            .await[0]["id"],
+        "small-1"
+    );
+}
+
+/// The largest number of invocations that overlapped, from the function's
+/// own `begin`/`end` lines.
+fn max_overlap(lines: &[Value]) -> usize {
+    let mut events: Vec<(String, i32)> = lines
+        .iter()
+        .filter_map(|l| {
+            let text = l["line"].as_str()?;
+            let time = l["time"].as_str()?.to_string();
+            if text.starts_with("begin ") {
+                Some((time, 1))
+            } else if text.starts_with("end ") {
+                Some((time, -1))
+            } else {
+                None
+            }
+        })
+        .collect();
+    // RFC 3339 UTC times sort as strings; ends before begins at a tie.
+    events.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, delta) in events {
+        now += delta;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+#[tokio::test]
+async fn concurrency_never_exceeds_the_trigger_or_the_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut broker, queue) = setup(&dir, "par", json!({"concurrency": 3}), &[]).await;
+    let replies_to = reply_queue(&mut broker).await;
+    for i in 0..12 {
+        let (body, props) = message(
+            &format!("p-{i}"),
+            json!({"mode": "ok", "sleep_ms": 150}),
+            Some(&replies_to),
+        );
+        broker.publish(&queue, &body, props).await;
+    }
+    assert_eq!(
+        broker
+            .replies(&replies_to, Duration::from_secs(60), |r| r.len() == 12)
+            .await
+            .len(),
+        12
+    );
+    let (_, logs) = server.get_json("/v1/functions/par/logs?limit=1000").await;
+    let overlap = max_overlap(logs["lines"].as_array().unwrap());
+    assert!(
+        (2..=3).contains(&overlap),
+        "max concurrent invocations {overlap}"
+    );
+
+    // A function's max_concurrency caps a larger trigger concurrency.
+    server.configure("par", json!({"max_concurrency": 2})).await;
+    let response = server
+        .http
+        .put(server.at("/v1/functions/par/triggers"))
+        .json(&json!({"queue": queue, "concurrency": 8}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, before) = server.get_json("/v1/functions/par/logs?limit=1").await;
+    let after = before["lines"][0]["seq"].as_u64().unwrap();
+    for i in 0..8 {
+        let (body, props) = message(
+            &format!("q-{i}"),
+            json!({"mode": "ok", "sleep_ms": 150}),
+            Some(&replies_to),
+        );
+        broker.publish(&queue, &body, props).await;
+    }
+    assert_eq!(
+        broker
+            .replies(&replies_to, Duration::from_secs(60), |r| r.len() == 8)
+            .await
+            .len(),
+        8
+    );
+    let (_, logs) = server
+        .get_json(&format!("/v1/functions/par/logs?limit=1000&after={after}"))
+        .await;
+    let overlap = max_overlap(logs["lines"].as_array().unwrap());
+    assert!(
+        overlap <= 2,
+        "max concurrent invocations {overlap} with max_concurrency 2"
+    );
+}
+
+async fn wait_for_log(server: &Server, function: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, logs) = server
+            .get(&format!("/v1/functions/{function}/logs?limit=1000"))
+            .await;
+        if logs.contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {needle}: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn async_invoke_queues_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _broker, queue) = setup(&dir, "later", json!({}), &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get_json("/readyz").await.1["broker"] != "up" {
+        assert!(Instant::now() < deadline, "broker never up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = server
+        .http
+        .post(server.at("/async/later"))
+        .header("content-type", "application/json")
+        .body(r#"{"mode":"ok"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["queue"], queue.as_str());
+    let id = accepted["message_id"].as_str().unwrap();
+    wait_for_log(&server, "later", &format!("end {id}")).await;
+
+    let (status, body) = server.get("/async/later").await;
+    assert_error(status, &body, 405, "method_not_allowed");
+    server.deploy("unbound", artifacts::HELLO).await;
+    let response = server
+        .http
+        .post(server.at("/async/unbound"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_error(
+        status,
+        &response.text().await.unwrap(),
+        404,
+        "trigger_not_found",
+    );
+}
+
+#[tokio::test]
+async fn triggers_survive_restart_and_sigkill_loses_no_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut broker, queue) = setup(&dir, "durable", json!({"concurrency": 4}), &[]).await;
+    let replies_to = reply_queue(&mut broker).await;
+    for i in 0..40 {
+        let (body, props) = message(
+            &format!("k-{i}"),
+            json!({"mode": "ok", "sleep_ms": 100}),
+            Some(&replies_to),
+        );
+        broker.publish(&queue, &body, props).await;
+    }
+    // Kill the server while messages are in flight.
+    let first = broker
+        .replies(&replies_to, Duration::from_secs(30), |r| r.len() >= 5)
+        .await;
+    assert!(first.len() >= 5);
+    server.kill();
+
+    let server = Server::start_with(dir.path(), &["--amqp-url", AMQP_URL]);
+    let (status, binding) = server.get_json("/v1/functions/durable/triggers").await;
+    assert_eq!(status, 200, "{binding}");
+    assert_eq!(binding["queue"], queue.as_str());
+    let mut seen: HashSet<String> = first
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let rest = broker
+        .replies(&replies_to, Duration::from_secs(60), |r| {
+            let mut all = seen.clone();
+            all.extend(r.iter().map(|v| v["id"].as_str().unwrap().to_string()));
+            all.len() == 40
+        })
+        .await;
+    seen.extend(rest.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+    assert_eq!(seen.len(), 40, "every message processed at least once");
+}
+
+fn flint_connection_pids(server_pid_name: &str) -> Vec<String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(server_pid_name))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn consumers_come_back_after_the_broker_drops_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut broker, queue) = setup(&dir, "resilient", json!({}), &[]).await;
+    let name = format!("flint serve pid {}", server.pid());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pids = loop {
+        let pids = flint_connection_pids(&name);
+        if !pids.is_empty() {
+            break pids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flint's connection never showed up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for pid in &pids {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args([
+                "close_connection",
+                pid,
+                "test: broker closes the connection",
+            ])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{status:?}");
+    }
+    // HTTP keeps working meanwhile.
+    assert_eq!(server.get("/healthz").await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = flint_connection_pids(&name);
+        if !now.is_empty() && now.iter().all(|p| !pids.contains(p)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flint did not reconnect");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let replies_to = reply_queue(&mut broker).await;
+    let (body, props) = message("after-reconnect", json!({"mode": "ok"}), Some(&replies_to));
+    broker.publish(&queue, &body, props).await;
+    assert_eq!(
+        broker
+            .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+            .await[0]["id"],
+        "after-reconnect"
+    );
+    let (status, ready) = server.get_json("/readyz").await;
+    assert_eq!(
+        (status.as_u16(), ready["broker"].as_str()),
+        (200, Some("up"))
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_degrades_readiness_not_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"],
+    );
+    server.deploy("hello", artifacts::HELLO).await;
+    assert_eq!(server.get("/fn/hello/").await.1, "Hello from Flint!\n");
+    let (status, ready) = server.get_json("/readyz").await;
+    assert_eq!(status, 503);
+    assert_eq!(ready["broker"], "down");
+    let response = server
+        .http
+        .put(server.at("/v1/functions/hello/triggers"))
+        .json(&json!({"queue": unique("never")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = server
+        .http
+        .post(server.at("/async/hello"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_error(
+        status,
+        &response.text().await.unwrap(),
+        503,
+        "broker_unavailable",
+    );
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(metrics.contains("flint_broker_connected 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn trigger_specs_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("f", artifacts::HELLO).await;
+    for (spec, field) in [
+        (json!({"queue": ""}), "queue"),
+        (json!({"queue": "amq.nope"}), "queue"),
+        (json!({"queue": "q", "concurrency": 0}), "concurrency"),
+        (json!({"queue": "q", "max_retries": 1000}), "max_retries"),
+        (json!({"queue": "q", "colour": "red"}), "colour"),
+    ] {
+        let response = server
+            .http
+            .put(server.at("/v1/functions/f/triggers"))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let message = assert_error(
+            status,
+            &response.text().await.unwrap(),
+            400,
+            "invalid_trigger",
+        );
+        assert!(message.contains(field), "{spec}: {message}");
+    }
+    let response = server
+        .http
+        .put(server.at("/v1/functions/nope/triggers"))
+        .json(&json!({"queue": "q"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let (status, body) = server.get("/v1/functions/f/triggers").await;
+    assert_error(status, &body, 404, "trigger_not_found");
+    let (_, list) = server.get_json("/v1/triggers").await;
+    assert_eq!(list, json!({"broker": "disabled", "triggers": []}));
+}
