@@ -100,7 +100,17 @@ fn source_prefix(url: &str) -> String {
 struct Consumer {
     spec: TriggerSpec,
     prefetch: u32,
+    channel: Channel,
     task: JoinHandle<()>,
+}
+
+impl Consumer {
+    /// Stops consuming; closing the channel hands every unacked message
+    /// back to the queue.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.channel.close(200, "consumer stopped".into()).await;
+    }
 }
 
 /// Runs consumers for the current bindings until the connection fails.
@@ -132,11 +142,13 @@ async fn run_connected(state: &Arc<AppState>, url: &str, connection: &Connection
         if let Some((function, _)) = consumers.iter().find(|(_, c)| c.task.is_finished()) {
             let function = function.clone();
             tracing::warn!(%function, "consumer stopped; restarting it");
-            consumers.remove(&function);
+            if let Some(consumer) = consumers.remove(&function) {
+                consumer.stop().await;
+            }
         }
     };
     for (_, consumer) in consumers {
-        consumer.task.abort();
+        consumer.stop().await;
     }
     result
 }
@@ -166,8 +178,8 @@ async fn reconcile(
         .collect();
     for function in stale {
         if let Some(consumer) = consumers.remove(&function) {
-            consumer.task.abort();
-            tracing::info!(%function, queue = %consumer.spec.queue, "stopped consumer");
+            tracing::info!(%function, queue = %consumer.spec.queue, "stopping consumer");
+            consumer.stop().await;
         }
     }
     for (function, spec) in wanted {
@@ -201,7 +213,7 @@ async fn reconcile(
             function.clone(),
             spec.clone(),
             format!("{source}/{}", spec.queue),
-            channel,
+            channel.clone(),
             consumer,
         ));
         consumers.insert(
@@ -209,6 +221,7 @@ async fn reconcile(
             Consumer {
                 spec,
                 prefetch,
+                channel,
                 task,
             },
         );
