@@ -242,7 +242,12 @@ impl Client {
 
     /// A request builder on this client's connection pool.
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.http.request(method, url)
+        let builder = self.http.request(method, url);
+        // Release history records who made a change.
+        match std::env::var("USER") {
+            Ok(user) if !user.is_empty() => builder.header("x-flint-actor", user),
+            _ => builder,
+        }
     }
 
     /// Sends a request and returns the response whatever its status; fails only when no

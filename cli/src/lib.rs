@@ -139,6 +139,43 @@ pub enum Command {
     /// A bound function is invoked once per queue message, at least once, with retries and
     /// a dead-letter queue. The server needs --amqp-url (or FLINT_AMQP_URL) to consume.
     Trigger(commands::trigger::TriggerArgs),
+
+    /// Manage aliases: named pointers to a version or a weighted split.
+    ///
+    /// Call a function through an alias at /fn/NAME@ALIAS/...; plain calls (/fn/NAME/)
+    /// follow the default alias (`latest` until a release sets one). Splits can be sticky
+    /// on a header or cookie, and header rules send chosen callers to a chosen version.
+    Alias(commands::release::AliasArgs),
+
+    /// Switch an alias to a version at once (blue-green).
+    ///
+    /// Calls in flight finish on the version they started on; both stay warm until the
+    /// old one drains. If plain calls still follow `latest`, they follow the alias from now.
+    Release(commands::release::ReleaseArgs),
+
+    /// Return an alias to the target it had before its last change.
+    ///
+    /// Every change is in the history (`flint history NAME`), so a rollback undoes the
+    /// last release, alias change or canary outcome.
+    Rollback(commands::release::RollbackArgs),
+
+    /// Move an alias to a new version step by step, rolling back on errors.
+    ///
+    /// Each step sends a share of the alias's traffic to the candidate for --interval while
+    /// its error rate and p99 latency are compared with the stable version's; a breach
+    /// rolls back at once and records why, passing every step completes the release.
+    Canary(commands::release::CanaryArgs),
+
+    /// Send copies of live requests to a candidate version and compare the answers.
+    ///
+    /// Callers always get the live version's answer; the candidate runs with outbound HTTP
+    /// cut off, and its answers are compared (status, content type, body; JSON as JSON).
+    Shadow(commands::release::ShadowArgs),
+
+    /// Show a function's release history: who changed which alias, when, and why.
+    ///
+    /// Lists releases, rollbacks, alias changes, canary steps and outcomes, and shadow runs.
+    History(commands::release::HistoryArgs),
 }
 
 /// What a subcommand that talks to a server needs: the client and the output mode.
@@ -183,6 +220,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => commands::logs::run(&context()?, args).await,
         Command::Rm(args) => commands::rm::run(&context()?, args).await,
         Command::Trigger(args) => commands::trigger::run(&context()?, args).await,
+        Command::Alias(args) => commands::release::alias(&context()?, args).await,
+        Command::Release(args) => commands::release::release(&context()?, args).await,
+        Command::Rollback(args) => commands::release::rollback(&context()?, args).await,
+        Command::Canary(args) => commands::release::canary(&context()?, args).await,
+        Command::Shadow(args) => commands::release::shadow(&context()?, args).await,
+        Command::History(args) => commands::release::history(&context()?, args).await,
     }
 }
 

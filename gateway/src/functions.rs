@@ -9,12 +9,18 @@
 use crate::blobs::BlobStore;
 use crate::metrics::{FunctionObserver, FunctionStats, LoadSource, Metrics};
 use crate::registry::{FunctionRecord, VersionRecord};
+use crate::releases::Releases;
+use crate::releases::shadow::ShadowState;
+use crate::releases::window::Windows;
 use flint_runtime::{
     Component, ConcurrencyGate, DEFAULT_LOG_LINES, FunctionConfig, GuestLog, InstancePool, Runtime,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
+
+/// Shadow calls of one function in flight at most.
+const SHADOW_CONCURRENCY: u32 = 16;
 
 #[derive(Clone)]
 struct Loaded {
@@ -27,6 +33,8 @@ pub struct VersionEntry {
     /// What the registry holds about it.
     pub record: VersionRecord,
     loaded: RwLock<Option<Loaded>>,
+    /// A pool with side effects cut off, for shadow runs of this version.
+    shadow: RwLock<Option<Arc<InstancePool>>>,
 }
 
 impl VersionEntry {
@@ -63,6 +71,14 @@ pub struct FunctionEntry {
     pub stats: Arc<FunctionStats>,
     observer: Arc<FunctionObserver>,
     load_lock: tokio::sync::Mutex<()>,
+    /// Aliases, default alias and shadow run.
+    pub releases: RwLock<Releases>,
+    /// Per-version outcome windows (canary analysis).
+    pub windows: Windows,
+    /// Shadow-run counters and mismatch samples.
+    pub shadow: ShadowState,
+    /// Bounds shadow calls in flight; a full gate skips the copy.
+    pub shadow_gate: ConcurrencyGate,
 }
 
 impl FunctionEntry {
@@ -160,6 +176,10 @@ impl FunctionTable {
                 metrics: self.metrics.clone(),
             }),
             load_lock: tokio::sync::Mutex::new(()),
+            releases: RwLock::default(),
+            windows: Windows::default(),
+            shadow: ShadowState::default(),
+            shadow_gate: ConcurrencyGate::new(SHADOW_CONCURRENCY, 0, Duration::ZERO),
         });
         functions.insert(record.name.clone(), entry.clone());
         entry
@@ -181,6 +201,7 @@ impl FunctionTable {
         let v = Arc::new(VersionEntry {
             record,
             loaded: RwLock::new(loaded),
+            shadow: RwLock::new(None),
         });
         entry.versions.write().unwrap().insert(version, v);
         self.keep_warm(entry);
@@ -237,6 +258,7 @@ impl FunctionTable {
                 let loaded = self.make_loaded(entry, v.record.version, component)?;
                 *v.loaded.write().unwrap() = Some(loaded);
             }
+            *v.shadow.write().unwrap() = None;
         }
         self.keep_warm(entry);
         Ok(())
@@ -273,6 +295,41 @@ impl FunctionTable {
         let pool = loaded.pool.clone();
         *version.loaded.write().unwrap() = Some(loaded);
         pool.fill();
+        Ok(pool)
+    }
+
+    /// The shadow pool of `version`: same component, but a sandbox that
+    /// allows no outbound HTTP, no warm instances, and invocations that do
+    /// not count in the function's stats or metrics.
+    pub async fn shadow_pool(
+        &self,
+        entry: &Arc<FunctionEntry>,
+        version: &Arc<VersionEntry>,
+    ) -> anyhow::Result<Arc<InstancePool>> {
+        if let Some(pool) = version.shadow.read().unwrap().clone() {
+            return Ok(pool);
+        }
+        self.pool(entry, version).await?;
+        let component = version
+            .loaded
+            .read()
+            .unwrap()
+            .as_ref()
+            .map(|l| l.component.clone())
+            .ok_or_else(|| anyhow::anyhow!("version {} was unloaded", version.record.version))?;
+        let mut config = (*entry.config()).clone();
+        config.allowed_outbound_hosts.clear();
+        config.min_instances = 0;
+        let pool = InstancePool::new(
+            &self.runtime,
+            &entry.name,
+            version.record.version,
+            &component,
+            Arc::new(config),
+            entry.log.clone(),
+            Arc::new(crate::metrics::Unobserved),
+        )?;
+        *version.shadow.write().unwrap() = Some(pool.clone());
         Ok(pool)
     }
 
@@ -313,6 +370,7 @@ impl FunctionTable {
                 if !pinned && pool.idle_for() > unload_after {
                     tracing::info!(function = %entry.name, version = v.record.version, "unloading idle version");
                     *v.loaded.write().unwrap() = None;
+                    *v.shadow.write().unwrap() = None;
                 }
             }
             self.metrics.set_gauges(

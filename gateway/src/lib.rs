@@ -13,6 +13,7 @@ pub mod functions;
 pub mod invoke;
 pub mod metrics;
 pub mod registry;
+pub mod releases;
 pub mod server;
 pub mod state;
 pub mod triggers;

@@ -37,6 +37,12 @@ struct MessageLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeOnly {
+    function: String,
+    result: String,
+}
+
 /// Every metric Flint exports.
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +54,7 @@ pub struct Metrics {
     warm_instances: Family<FunctionLabels, Gauge>,
     messages: Family<MessageLabels, Counter>,
     broker_connected: Gauge,
+    shadow: Family<OutcomeOnly, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,8 +103,15 @@ impl Default for Metrics {
             "1 while connected to RabbitMQ, 0 while (re)connecting",
             broker_connected.clone(),
         );
+        let shadow = Family::<OutcomeOnly, Counter>::default();
+        registry.register(
+            "shadow_comparisons",
+            "Shadow-run comparisons by function and result (match, mismatch, error, skipped)",
+            shadow.clone(),
+        );
         Self {
             registry,
+            shadow,
             messages,
             broker_connected,
             invocations,
@@ -138,6 +152,16 @@ impl Metrics {
                 function: function.into(),
                 queue: queue.into(),
                 outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a shadow comparison.
+    pub fn shadow(&self, function: &str, result: &str) {
+        self.shadow
+            .get_or_create(&OutcomeOnly {
+                function: function.into(),
+                result: result.into(),
             })
             .inc();
     }
@@ -288,4 +312,12 @@ impl InvocationObserver for FunctionObserver {
             })
             .observe(elapsed.as_secs_f64());
     }
+}
+
+/// An observer that records nothing (shadow runs keep their own counters).
+pub struct Unobserved;
+
+impl InvocationObserver for Unobserved {
+    fn started(&self, _: &str, _: u32, _: StartKind) {}
+    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration) {}
 }

@@ -6,6 +6,7 @@
 //! journal with `synchronous=FULL`, so a commit that an API call
 //! acknowledged survives a process kill and a power loss.
 
+use crate::releases::HistoryEntry;
 use crate::triggers::TriggerSpec;
 use flint_runtime::{Digest, FunctionConfig};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -92,6 +93,23 @@ pub trait Registry: Send + Sync {
     fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool>;
     /// Every trigger binding, by function.
     fn load_triggers(&self) -> RegistryResult<Vec<(String, TriggerSpec)>>;
+    /// Every release-state row: (function, kind, key, value). Kinds are
+    /// `alias`, `default`, `canary` and `shadow`.
+    fn load_release_state(
+        &self,
+    ) -> RegistryResult<Vec<(String, String, String, serde_json::Value)>>;
+    /// Sets (`Some`) or removes (`None`) one release-state row and appends
+    /// `history` in the same transaction.
+    fn put_release_state(
+        &self,
+        function: &str,
+        kind: &str,
+        key: &str,
+        value: Option<&serde_json::Value>,
+        history: Option<&HistoryEntry>,
+    ) -> RegistryResult<()>;
+    /// A function's release history, oldest first.
+    fn history(&self, function: &str) -> RegistryResult<Vec<HistoryEntry>>;
     /// Sets (`Some`) or removes (`None`) a function's trigger; false if the
     /// function is unknown (set) or had no trigger (remove).
     fn set_trigger(&self, function: &str, spec: Option<&TriggerSpec>) -> RegistryResult<bool>;
@@ -119,6 +137,18 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (function, version)
 );
 CREATE INDEX IF NOT EXISTS versions_digest ON versions(digest);
+CREATE TABLE IF NOT EXISTS release_state (
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (function, kind, key)
+);
+CREATE TABLE IF NOT EXISTS release_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    entry TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS triggers (
     function TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
     spec TEXT NOT NULL
@@ -286,6 +316,64 @@ impl Registry for SqliteRegistry {
             |r| r.get(0),
         )?;
         Ok(n > 0)
+    }
+
+    fn load_release_state(
+        &self,
+    ) -> RegistryResult<Vec<(String, String, String, serde_json::Value)>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare(
+            "SELECT function, kind, key, value FROM release_state ORDER BY function, kind, key",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+            })?
+            .collect::<Result<Vec<(String, String, String, String)>, _>>()?;
+        rows.into_iter()
+            .map(|(f, k, key, v)| Ok((f, k, key, serde_json::from_str(&v)?)))
+            .collect()
+    }
+
+    fn put_release_state(
+        &self,
+        function: &str,
+        kind: &str,
+        key: &str,
+        value: Option<&serde_json::Value>,
+        history: Option<&HistoryEntry>,
+    ) -> RegistryResult<()> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        match value {
+            Some(v) => tx.execute(
+                "INSERT INTO release_state (function, kind, key, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(function, kind, key) DO UPDATE SET value = excluded.value",
+                params![function, kind, key, v.to_string()],
+            )?,
+            None => tx.execute(
+                "DELETE FROM release_state WHERE function = ?1 AND kind = ?2 AND key = ?3",
+                params![function, kind, key],
+            )?,
+        };
+        if let Some(entry) = history {
+            tx.execute(
+                "INSERT INTO release_history (function, entry) VALUES (?1, ?2)",
+                params![function, serde_json::to_string(entry)?],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn history(&self, function: &str) -> RegistryResult<Vec<HistoryEntry>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt =
+            conn.prepare("SELECT entry FROM release_history WHERE function = ?1 ORDER BY id")?;
+        let rows = stmt
+            .query_map(params![function], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.iter().map(|e| Ok(serde_json::from_str(e)?)).collect()
     }
 
     fn load_triggers(&self) -> RegistryResult<Vec<(String, TriggerSpec)>> {

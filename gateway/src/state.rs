@@ -28,9 +28,31 @@ pub struct AppState {
     pub triggers: Triggers,
     /// Serialises deploys, config changes and deletes.
     pub deploy_lock: tokio::sync::Mutex<()>,
+    /// Abort signals of running canaries, by function.
+    canaries: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl AppState {
+    /// Registers a running canary; returns its abort signal.
+    pub fn canary_abort(&self, function: &str) -> Arc<tokio::sync::Notify> {
+        self.canaries
+            .lock()
+            .unwrap()
+            .entry(function.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Whether a canary of `function` is running in this process.
+    pub fn canary_running(&self, function: &str) -> bool {
+        self.canaries.lock().unwrap().contains_key(function)
+    }
+
+    /// Forgets a finished canary.
+    pub fn canary_done(&self, function: &str) {
+        self.canaries.lock().unwrap().remove(function);
+    }
+
     /// Opens the data directory and restores every function from the
     /// registry. Versions load lazily from the artifact cache.
     pub fn open(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
@@ -65,7 +87,7 @@ impl AppState {
             data_dir = %dir.display(),
             "registry restored"
         );
-        Ok(Arc::new(Self {
+        let state = Arc::new(Self {
             config,
             runtime,
             registry: Arc::new(registry),
@@ -74,6 +96,9 @@ impl AppState {
             metrics,
             triggers,
             deploy_lock: tokio::sync::Mutex::new(()),
-        }))
+            canaries: Default::default(),
+        });
+        crate::releases::ops::restore(&state)?;
+        Ok(state)
     }
 }

@@ -7,6 +7,7 @@ pub mod info;
 pub mod invoke;
 pub mod logs;
 pub mod ls;
+pub mod release;
 pub mod rm;
 pub mod serve;
 pub mod trigger;

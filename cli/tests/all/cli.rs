@@ -152,3 +152,76 @@ async fn trigger_commands_manage_bindings() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn release_commands_drive_aliases_canaries_and_shadows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    flint(&server, &["deploy", "app", artifacts::HELLO]);
+    flint(&server, &["deploy", "app", artifacts::WASI_HELLO]);
+    let out = stdout(&flint(
+        &server,
+        &["release", "app", "--to", "1", "--reason", "go live"],
+    ));
+    assert!(
+        out.contains("Released app version 1") && out.contains("prod*"),
+        "{out}"
+    );
+    assert_eq!(
+        stdout(&flint(&server, &["invoke", "app"])),
+        "Hello from Flint!\n"
+    );
+    let out = stdout(&flint(
+        &server,
+        &[
+            "alias",
+            "set",
+            "app",
+            "split",
+            "1=90",
+            "2=10",
+            "--sticky-header",
+            "x-user",
+        ],
+    ));
+    assert!(
+        out.contains("v1=90% v2=10% (sticky on header x-user)"),
+        "{out}"
+    );
+    let out = stdout(&flint(&server, &["alias", "ls", "app"]));
+    assert!(out.contains("latest") && out.contains("split"), "{out}");
+    stdout(&flint(&server, &["release", "app", "--to", "2"]));
+    stdout(&flint(&server, &["rollback", "app"]));
+    assert_eq!(
+        stdout(&flint(&server, &["invoke", "app"])),
+        "Hello from Flint!\n"
+    );
+    let out = stdout(&flint(&server, &["history", "app"]));
+    assert!(out.contains("rollback") && out.contains("go live"), "{out}");
+    let out = stdout(&flint(
+        &server,
+        &[
+            "canary",
+            "app",
+            "--to",
+            "2",
+            "--steps",
+            "50,100",
+            "--interval",
+            "200ms",
+        ],
+    ));
+    assert!(out.contains("Canary of app to version 2 started"), "{out}");
+    let out = stdout(&flint(&server, &["canary", "status", "app"]));
+    assert!(out.contains("canary of app to version 2"), "{out}");
+    let out = stdout(&flint(
+        &server,
+        &["shadow", "app", "--candidate", "2", "--sample", "50%"],
+    ));
+    assert!(out.contains("50%"), "{out}");
+    let out = stdout(&flint(&server, &["shadow", "report", "app"]));
+    assert!(out.contains("matched"), "{out}");
+    stdout(&flint(&server, &["shadow", "stop", "app"]));
+    let out = flint(&server, &["alias", "set", "app", "prod", "3=50", "1=40"]);
+    assert!(!out.status.success());
+}

@@ -4,12 +4,27 @@ use crate::support::Server;
 use flint_test_artifacts as artifacts;
 use serde_json::json;
 
+/// Calls `path` and waits until the invocation has fully ended: a reusable
+/// instance goes back to the pool only after its response body is sent, so
+/// the next call could otherwise race it and get a fresh instance.
+async fn call_settled(server: &Server, name: &str, path: &str) -> (u16, String) {
+    let (status, body) = server.get(&format!("/fn/{name}{path}")).await;
+    server
+        .wait_for_info(name, "the call to end", |i| i["stats"]["in_flight"] == 0)
+        .await;
+    (status.as_u16(), body)
+}
+
+async fn counter(server: &Server, name: &str, path: &str) -> String {
+    let (status, body) = call_settled(server, name, path).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 async fn counters(server: &Server, name: &str, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let (status, body) = server.get(&format!("/fn/{name}/counter")).await;
-        assert_eq!(status, 200, "{body}");
-        out.push(body);
+        out.push(counter(server, name, "/counter").await);
     }
     out
 }
@@ -39,12 +54,12 @@ async fn reuse_counts_up_to_the_limit_and_restarts_after_a_trap() {
         .configure("probe", json!({"max_requests_per_instance": 100}))
         .await;
     assert_eq!(counters(&server, "probe", 2).await, ["1", "2"]);
-    assert_eq!(server.get("/fn/probe/trap").await.0, 500);
+    assert_eq!(call_settled(&server, "probe", "/trap").await.0, 500);
     assert_eq!(counters(&server, "probe", 2).await, ["1", "2"]);
     // A timed-out instance is never reused either.
     server.configure("probe", json!({"timeout_ms": 200})).await;
     assert_eq!(counters(&server, "probe", 1).await, ["1"]);
-    assert_eq!(server.get("/fn/probe/spin").await.0, 504);
+    assert_eq!(call_settled(&server, "probe", "/spin").await.0, 504);
     assert_eq!(counters(&server, "probe", 1).await, ["1"]);
 }
 
@@ -60,14 +75,14 @@ async fn functions_from_the_same_bytes_never_share_an_instance() {
     }
     let mut seen = Vec::new();
     for name in ["iso-a", "iso-a", "iso-b", "iso-a", "iso-b"] {
-        seen.push(server.get(&format!("/fn/{name}/counter")).await.1);
+        seen.push(counter(&server, name, "/counter").await);
     }
     assert_eq!(seen, ["1", "2", "1", "3", "2"]);
     // Nor do two versions of one function.
     server.deploy("iso-a", artifacts::HELLO).await;
     server.deploy("iso-a", artifacts::PROBE).await;
-    assert_eq!(server.get("/fn/iso-a@3/counter").await.1, "1");
-    assert_eq!(server.get("/fn/iso-a@1/counter").await.1, "4");
+    assert_eq!(counter(&server, "iso-a", "@3/counter").await, "1");
+    assert_eq!(counter(&server, "iso-a", "@1/counter").await, "4");
 }
 
 #[tokio::test]

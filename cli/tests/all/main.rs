@@ -7,5 +7,6 @@ mod instances;
 mod lifecycle;
 mod limits;
 mod queues;
+mod releases;
 mod sandbox;
 mod support;

@@ -1,6 +1,7 @@
 //! The invoke path: `/fn/{name}[@{version}]/{rest...}` runs a function.
 
 use super::{ApiError, Body, BoxError, RequestBody, declared_length};
+use crate::invoke::Target;
 use crate::state::AppState;
 use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id};
 use http::{HeaderValue, Request, Response, Uri};
@@ -8,22 +9,23 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Splits `name@3/rest` into the name, an optional version and the guest path.
-fn parse_target(target: &str) -> Result<(&str, Option<u32>, &str), ApiError> {
+/// Splits `name@3/rest` or `name@prod/rest` into the name, the target and
+/// the guest path. All digits after `@` name a version, anything else an
+/// alias.
+fn parse_target(target: &str) -> (&str, Target<'_>, &str) {
     let (head, rest) = match target.find('/') {
         Some(i) => (&target[..i], &target[i..]),
         None => (target, "/"),
     };
     match head.split_once('@') {
-        Some((name, version)) => {
-            let version = version.parse().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "`{version}` is not a version number; use /fn/{name}@N/..."
-                ))
-            })?;
-            Ok((name, Some(version), rest))
+        Some((name, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            match v.parse() {
+                Ok(n) => (name, Target::Version(n), rest),
+                Err(_) => (name, Target::Alias(v), rest),
+            }
         }
-        None => Ok((head, None, rest)),
+        Some((name, alias)) => (name, Target::Alias(alias), rest),
+        None => (head, Target::Default, rest),
     }
 }
 
@@ -42,7 +44,7 @@ pub(super) async fn invoke(
     request: Request<impl RequestBody>,
     target: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let (name, pinned, rest) = parse_target(target)?;
+    let (name, target, rest) = parse_target(target);
     let limit = state.config.max_request_body_bytes;
     if declared_length(&request).is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(
@@ -89,7 +91,7 @@ pub(super) async fn invoke(
         .boxed_unsync();
 
     let invoked =
-        crate::invoke::invoke(state, name, pinned, Request::from_parts(parts, body)).await?;
+        crate::invoke::invoke(state, name, target, Request::from_parts(parts, body)).await?;
     let mut response = invoked
         .response
         .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
@@ -108,13 +110,22 @@ pub(super) async fn invoke(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_target;
+    use super::{Target, parse_target};
 
     #[test]
-    fn targets_split_into_name_version_and_path() {
-        assert_eq!(parse_target("hello").unwrap(), ("hello", None, "/"));
-        assert_eq!(parse_target("hello/a/b").unwrap(), ("hello", None, "/a/b"));
-        assert_eq!(parse_target("hello@3/x").unwrap(), ("hello", Some(3), "/x"));
-        assert!(parse_target("hello@x/").is_err());
+    fn targets_split_into_name_target_and_path() {
+        assert_eq!(parse_target("hello"), ("hello", Target::Default, "/"));
+        assert_eq!(
+            parse_target("hello/a/b"),
+            ("hello", Target::Default, "/a/b")
+        );
+        assert_eq!(
+            parse_target("hello@3/x"),
+            ("hello", Target::Version(3), "/x")
+        );
+        assert_eq!(
+            parse_target("hello@prod/x"),
+            ("hello", Target::Alias("prod"), "/x")
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod error;
 mod invoke;
+mod releases;
 mod triggers;
 
 pub use error::ApiError;
@@ -106,6 +107,34 @@ async fn route(
             ))
         }
         (&Method::GET, ["v1", "triggers"]) => triggers::list(state),
+        (&Method::GET, ["v1", "functions", name, "aliases"]) => releases::list_aliases(state, name),
+        (&Method::PUT, ["v1", "functions", name, "aliases", alias]) => {
+            releases::put_alias(state, name, alias, request).await
+        }
+        (&Method::DELETE, ["v1", "functions", name, "aliases", alias]) => {
+            releases::delete_alias(state, name, alias, &request).await
+        }
+        (&Method::POST, ["v1", "functions", name, "release"]) => {
+            releases::release(state, name, request).await
+        }
+        (&Method::POST, ["v1", "functions", name, "rollback"]) => {
+            releases::rollback(state, name, request).await
+        }
+        (&Method::GET, ["v1", "functions", name, "history"]) => releases::history(state, name),
+        (&Method::POST, ["v1", "functions", name, "canary"]) => {
+            releases::start_canary(state, name, request).await
+        }
+        (&Method::GET, ["v1", "functions", name, "canary"]) => releases::canary_status(state, name),
+        (&Method::DELETE, ["v1", "functions", name, "canary"]) => {
+            releases::abort_canary(state, name)
+        }
+        (&Method::PUT, ["v1", "functions", name, "shadow"]) => {
+            releases::put_shadow(state, name, request).await
+        }
+        (&Method::GET, ["v1", "functions", name, "shadow"]) => releases::shadow_report(state, name),
+        (&Method::DELETE, ["v1", "functions", name, "shadow"]) => {
+            releases::delete_shadow(state, name, &request).await
+        }
         (&Method::GET, ["v1", "functions", name, "triggers"]) => triggers::get(state, name),
         (&Method::PUT, ["v1", "functions", name, "triggers"]) => {
             triggers::put(state, name, request).await

@@ -435,7 +435,14 @@ async fn handle(
         return;
     }
     let request = to_request(&delivery, &source, &message_id, attempt);
-    let failure = match crate::invoke::invoke(&state, &function, None, request).await {
+    let failure = match crate::invoke::invoke(
+        &state,
+        &function,
+        crate::invoke::Target::Default,
+        request,
+    )
+    .await
+    {
         Ok(invoked) => {
             let status = invoked.response.status();
             let content_type = invoked
