@@ -173,6 +173,32 @@ fn message(id: &str, body: Value, reply_to: Option<&str>) -> (Vec<u8>, BasicProp
     (serde_json::to_vec(&body).unwrap(), properties)
 }
 
+/// Publishes one message per id with the same body.
+async fn publish_each(
+    broker: &Broker,
+    queue: &str,
+    ids: impl Iterator<Item = String>,
+    body: Value,
+    reply_to: Option<&str>,
+) {
+    for id in ids {
+        let (bytes, props) = message(&id, body.clone(), reply_to);
+        broker.publish(queue, &bytes, props).await;
+    }
+}
+
+/// Binds `name` to a queue; returns the status.
+async fn bind(server: &Server, name: &str, spec: Value) -> u16 {
+    let response = server
+        .http
+        .put(server.at(&format!("/v1/functions/{name}/triggers")))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
 /// A server with queue triggers, `queue-probe` deployed as `name` and bound
 /// to a fresh queue; returns the server, the broker helper and the queue.
 async fn setup(
@@ -190,14 +216,7 @@ async fn setup(
     broker.declare(&queue).await;
     let mut spec = trigger;
     spec["queue"] = json!(queue);
-    let response = server
-        .http
-        .put(server.at(&format!("/v1/functions/{name}/triggers")))
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(bind(&server, name, spec).await, 200);
     (server, broker, queue)
 }
 
@@ -212,10 +231,14 @@ async fn a_thousand_messages_are_all_processed() {
     let dir = tempfile::tempdir().unwrap();
     let (server, mut broker, queue) = setup(&dir, "bulk", json!({"concurrency": 16}), &[]).await;
     let replies_to = reply_queue(&mut broker).await;
-    for i in 0..1000 {
-        let (body, props) = message(&format!("m-{i}"), json!({"mode": "ok"}), Some(&replies_to));
-        broker.publish(&queue, &body, props).await;
-    }
+    publish_each(
+        &broker,
+        &queue,
+        (0..1000).map(|i| format!("m-{i}")),
+        json!({"mode": "ok"}),
+        Some(&replies_to),
+    )
+    .await;
     let replies = broker
         .replies(&replies_to, Duration::from_secs(120), |r| {
             r.iter()
@@ -281,14 +304,7 @@ async fn the_example_order_processor_reads_structured_events() {
     let queue = unique("orders");
     broker.declare(&queue).await;
     let replies_to = reply_queue(&mut broker).await;
-    let response = server
-        .http
-        .put(server.at("/v1/functions/orders/triggers"))
-        .json(&json!({"queue": queue}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(bind(&server, "orders", json!({"queue": queue})).await, 200);
     let event = json!({
         "specversion": "1.0", "id": "order-evt-7", "source": "shop", "type": "order.created",
         "data": {"order_id": "A-7", "items": [{"sku": "x", "qty": 2, "price_cents": 150}, {"sku": "y", "qty": 1, "price_cents": 99}]}
@@ -444,14 +460,14 @@ async fn concurrency_never_exceeds_the_trigger_or_the_function() {
     let dir = tempfile::tempdir().unwrap();
     let (server, mut broker, queue) = setup(&dir, "par", json!({"concurrency": 3}), &[]).await;
     let replies_to = reply_queue(&mut broker).await;
-    for i in 0..12 {
-        let (body, props) = message(
-            &format!("p-{i}"),
-            json!({"mode": "ok", "sleep_ms": 150}),
-            Some(&replies_to),
-        );
-        broker.publish(&queue, &body, props).await;
-    }
+    publish_each(
+        &broker,
+        &queue,
+        (0..12).map(|i| format!("p-{i}")),
+        json!({"mode": "ok", "sleep_ms": 150}),
+        Some(&replies_to),
+    )
+    .await;
     assert_eq!(
         broker
             .replies(&replies_to, Duration::from_secs(60), |r| r.len() == 12)
@@ -468,24 +484,20 @@ async fn concurrency_never_exceeds_the_trigger_or_the_function() {
 
     // A function's max_concurrency caps a larger trigger concurrency.
     server.configure("par", json!({"max_concurrency": 2})).await;
-    let response = server
-        .http
-        .put(server.at("/v1/functions/par/triggers"))
-        .json(&json!({"queue": queue, "concurrency": 8}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        bind(&server, "par", json!({"queue": queue, "concurrency": 8})).await,
+        200
+    );
     let (_, before) = server.get_json("/v1/functions/par/logs?limit=1").await;
     let after = before["lines"][0]["seq"].as_u64().unwrap();
-    for i in 0..8 {
-        let (body, props) = message(
-            &format!("q-{i}"),
-            json!({"mode": "ok", "sleep_ms": 150}),
-            Some(&replies_to),
-        );
-        broker.publish(&queue, &body, props).await;
-    }
+    publish_each(
+        &broker,
+        &queue,
+        (0..8).map(|i| format!("q-{i}")),
+        json!({"mode": "ok", "sleep_ms": 150}),
+        Some(&replies_to),
+    )
+    .await;
     assert_eq!(
         broker
             .replies(&replies_to, Duration::from_secs(60), |r| r.len() == 8)
@@ -567,14 +579,14 @@ async fn triggers_survive_restart_and_sigkill_loses_no_message() {
     let dir = tempfile::tempdir().unwrap();
     let (server, mut broker, queue) = setup(&dir, "durable", json!({"concurrency": 4}), &[]).await;
     let replies_to = reply_queue(&mut broker).await;
-    for i in 0..40 {
-        let (body, props) = message(
-            &format!("k-{i}"),
-            json!({"mode": "ok", "sleep_ms": 100}),
-            Some(&replies_to),
-        );
-        broker.publish(&queue, &body, props).await;
-    }
+    publish_each(
+        &broker,
+        &queue,
+        (0..40).map(|i| format!("k-{i}")),
+        json!({"mode": "ok", "sleep_ms": 100}),
+        Some(&replies_to),
+    )
+    .await;
     // Kill the server while messages are in flight.
     let first = broker
         .replies(&replies_to, Duration::from_secs(30), |r| r.len() >= 5)
@@ -686,14 +698,10 @@ async fn an_unreachable_broker_degrades_readiness_not_http() {
     let (status, ready) = server.get_json("/readyz").await;
     assert_eq!(status, 503);
     assert_eq!(ready["broker"], "down");
-    let response = server
-        .http
-        .put(server.at("/v1/functions/hello/triggers"))
-        .json(&json!({"queue": unique("never")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        bind(&server, "hello", json!({"queue": unique("never")})).await,
+        200
+    );
     let response = server
         .http
         .post(server.at("/async/hello"))
@@ -740,14 +748,7 @@ async fn trigger_specs_are_validated() {
         );
         assert!(message.contains(field), "{spec}: {message}");
     }
-    let response = server
-        .http
-        .put(server.at("/v1/functions/nope/triggers"))
-        .json(&json!({"queue": "q"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    assert_eq!(bind(&server, "nope", json!({"queue": "q"})).await, 404);
     let (status, body) = server.get("/v1/functions/f/triggers").await;
     assert_error(status, &body, 404, "trigger_not_found");
     let (_, list) = server.get_json("/v1/triggers").await;

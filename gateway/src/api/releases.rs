@@ -31,6 +31,16 @@ fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "release_conflict", message)
 }
 
+/// Alias changes wait until the function's canary ends: it owns the alias.
+fn no_canary(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if state.canary_running(name) {
+        return Err(conflict(format!(
+            "a canary of `{name}` is running; wait for it or stop it with `flint canary abort {name}`"
+        )));
+    }
+    Ok(())
+}
+
 /// Who asked: `x-flint-actor` (the CLI sends the user name), else `api`.
 fn actor<B>(request: &Request<B>) -> String {
     request
@@ -116,11 +126,7 @@ pub(super) async fn put_alias(
     };
     check_target(&e, &target)?;
     let _lock = state.deploy_lock.lock().await;
-    if state.canary_running(name) {
-        return Err(conflict(format!(
-            "a canary of `{name}` is running; wait for it or abort it first"
-        )));
-    }
+    no_canary(state, name)?;
     let mut log = HistoryEntry::now(&who, "alias_set");
     log.reason = req.reason;
     ops::set_alias(state, &e, alias, Some(target), log)?;
@@ -183,11 +189,7 @@ pub(super) async fn release(
     let target = AliasTarget::version(req.to);
     check_target(&e, &target)?;
     let _lock = state.deploy_lock.lock().await;
-    if state.canary_running(name) {
-        return Err(conflict(format!(
-            "a canary of `{name}` is running; wait for it or abort it first"
-        )));
-    }
+    no_canary(state, name)?;
     let mut log = HistoryEntry::now(&who, "release");
     log.reason = req.reason;
     ops::set_alias(state, &e, &req.alias, Some(target), log)?;
@@ -215,11 +217,7 @@ pub(super) async fn rollback(
     let who = actor(&request);
     let req: RollbackRequest = body(request).await?;
     let _lock = state.deploy_lock.lock().await;
-    if state.canary_running(name) {
-        return Err(conflict(format!(
-            "a canary of `{name}` is running; abort it with `flint canary abort {name}`"
-        )));
-    }
+    no_canary(state, name)?;
     let current = e.releases.read().unwrap().aliases.get(&req.alias).cloned();
     let previous = state
         .registry
