@@ -387,6 +387,10 @@ async fn a_healthy_canary_completes_the_release() {
     assert_eq!(version_of(&server, "/fn/ok/", &[]).await, 2);
     let (status, body) = server.get("/v1/functions/ok/canary").await;
     assert_eq!(status, 200, "{body}");
+    // Rolling back undoes the whole canary.
+    let (status, _) = post(&server, "/v1/functions/ok/rollback", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(version_of(&server, "/fn/ok/", &[]).await, 1);
 }
 
 #[tokio::test]

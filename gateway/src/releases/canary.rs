@@ -206,6 +206,8 @@ pub async fn drive(state: Arc<AppState>, entry: Arc<FunctionEntry>, mut canary: 
     canary.status = "succeeded".into();
     let mut log = HistoryEntry::now("canary", "canary_succeeded");
     log.alias = Some(alias.clone());
+    // From the stable target: a later rollback undoes the whole canary.
+    log.from = Some(canary.stable.clone());
     log.to = Some(AliasTarget::version(canary.spec.to));
     log.reason = Some(format!("all {} steps passed", canary.spec.steps.len()));
     let _ = save(&state, &entry.name, &canary, Some(&log));
