@@ -28,3 +28,11 @@ ensure_rabbitmq() {
   echo "RabbitMQ did not answer rabbitmq-diagnostics ping within 90 s" >&2
   exit 1
 }
+
+# The load harness drives servers with wrk (Debian's package).
+ensure_wrk() {
+  if ! command -v wrk >/dev/null 2>&1; then
+    echo "installing wrk"
+    apt-get update -qq && apt-get install -y -qq wrk
+  fi
+}

@@ -1,5 +1,8 @@
 //! Paths of the guest components built from `functions/` by this crate's
-//! build script, for tests and benchmarks.
+//! build script, for tests and benchmarks. The build needs the
+//! `wasm32-wasip2` Rust target, and Node.js with npm for the JavaScript
+//! function (its npm packages are installed once into a cache under the cargo
+//! target dir).
 //!
 //! - [`HELLO`]: flint-sdk hello world.
 //! - [`ECHO`]: JSON in, transformed JSON out.
@@ -8,6 +11,8 @@
 //!   outbound, print, body, status, headers).
 //! - [`ORDER_PROCESSOR`]: the example queue-triggered function (CloudEvents).
 //! - [`QUEUE_PROBE`]: the test function of the queue-trigger tests.
+//! - [`JS_HELLO`]: JavaScript (componentize-js, SpiderMonkey inside): a
+//!   greeting with the request path in `x-path`; a large component (~13 MB).
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 

@@ -3,7 +3,9 @@
     reason = "criterion_group! generates an undocumented function"
 )]
 
-//! One invocation of `hello` per start kind (DESIGN.md, "Start kinds"):
+//! One invocation per start kind (DESIGN.md, "Start kinds"), for a small
+//! component (`hello`, Rust, ~100 KB) and a large one (`js-hello`,
+//! JavaScript built with componentize-js, ~13 MB with SpiderMonkey inside):
 //!
 //! - `compile`: validate and compile the component from bytes (an upload);
 //! - `disk`: map the cached artifact, pre-link, instantiate, handle (after a
@@ -12,10 +14,17 @@
 //! - `warm`: take a pre-instantiated instance from the pool and handle;
 //! - `reuse`: handle on an instance reused from an earlier request.
 //!
-//! Preparation (and refilling the warm pool) stays outside the timed part.
-//! Run: `cargo bench -p flint-benches --bench start_kinds`.
+//! `cold`, `warm` and `reuse` run under each allocator setting
+//! (`pooling={true,false},cow={true,false}`), `compile` and `disk` under the
+//! default (pooling and copy-on-write on). Preparation (compiling, pre-linking,
+//! refilling the warm pool) stays outside the timed part, and the timed loops
+//! run inside a task of a multi-threaded tokio runtime, as the server's
+//! connection tasks do (see [`in_task`]).
+//!
+//! Run: `cargo bench -p flint-benches --bench start_kinds` (a filter such as
+//! `-- hello/` or `-- js-hello/cold` picks a subset).
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
 use flint_runtime::{
     ConcurrencyGate, FunctionConfig, GuestLog, HyperIncomingBody, InstancePool, InvocationObserver,
     InvokeError, Runtime, RuntimeConfig, StartKind, next_request_id,
@@ -24,6 +33,35 @@ use flint_test_artifacts as artifacts;
 use http_body_util::{BodyExt, Empty};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A component under test: its benchmark group name, path and the body it
+/// answers `GET /` with (checked on every invocation, so a broken instance
+/// cannot pass as a fast one).
+struct Subject {
+    name: &'static str,
+    path: &'static str,
+    body: &'static [u8],
+    /// Compiling takes seconds: time fewer, equal samples.
+    slow_compile: bool,
+}
+
+const SUBJECTS: &[Subject] = &[
+    Subject {
+        name: "hello",
+        path: artifacts::HELLO,
+        body: b"Hello from Flint!\n",
+        slow_compile: false,
+    },
+    Subject {
+        name: "js-hello",
+        path: artifacts::JS_HELLO,
+        body: b"Hello from JavaScript!\n",
+        slow_compile: true,
+    },
+];
+
+/// The allocator settings compared: (pooling, copy-on-write images).
+const VARIANTS: &[(bool, bool)] = &[(true, true), (true, false), (false, true), (false, false)];
 
 struct NoObserver;
 
@@ -42,24 +80,25 @@ fn request() -> http::Request<HyperIncomingBody> {
         .unwrap()
 }
 
-async fn invoke(pool: &Arc<InstancePool>, gate: &ConcurrencyGate) {
+async fn invoke(pool: &Arc<InstancePool>, gate: &ConcurrencyGate, expected: &[u8]) {
     let response = pool
         .invoke(gate.acquire().await.unwrap(), next_request_id(), request())
         .await
         .unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"Hello from Flint!\n");
+    assert_eq!(&body[..], expected);
 }
 
 fn pool(
     runtime: &Runtime,
+    name: &str,
     component: &flint_runtime::Component,
     config: FunctionConfig,
 ) -> Arc<InstancePool> {
-    let log = Arc::new(GuestLog::new("hello", 16));
+    let log = Arc::new(GuestLog::new(name, 16));
     InstancePool::new(
         runtime,
-        "hello",
+        name,
         1,
         component,
         Arc::new(config),
@@ -69,81 +108,168 @@ fn pool(
     .unwrap()
 }
 
+/// Runs `iters` iterations inside one task on the runtime and adds up the
+/// durations they report. Inside a task, as in the server (where a
+/// connection task invokes), the guest task that `InstancePool::invoke`
+/// spawns lands on the same worker; driving each call with `block_on` from
+/// outside the runtime would add two cross-thread wake-ups per call instead.
+fn in_task<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, iteration: F) -> Duration
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Duration> + Send,
+{
+    rt.block_on(tokio::spawn(async move {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            total += iteration().await;
+        }
+        total
+    }))
+    .unwrap()
+}
+
+/// `iters` invocations on `pool`, timed as a whole inside a runtime task.
+fn timed_invokes(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    pool: &Arc<InstancePool>,
+    gate: &Arc<ConcurrencyGate>,
+    expected: &'static [u8],
+) -> Duration {
+    let (pool, gate) = (pool.clone(), gate.clone());
+    rt.block_on(tokio::spawn(async move {
+        let start = Instant::now();
+        for _ in 0..iters {
+            invoke(&pool, &gate, expected).await;
+        }
+        start.elapsed()
+    }))
+    .unwrap()
+}
+
 fn start_kinds(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let bytes = artifacts::bytes(artifacts::HELLO);
     let cache = tempfile::tempdir().unwrap();
-    let gate = ConcurrencyGate::new(64, 0, Duration::ZERO);
-    let mut group = c.benchmark_group("hello");
+    let gate = Arc::new(ConcurrencyGate::new(64, 0, Duration::ZERO));
 
-    for (pooling, cow) in [(true, true), (true, false), (false, true), (false, false)] {
-        let mut config = RuntimeConfig::new(cache.path().join(format!("{pooling}-{cow}")));
-        config.pooling = pooling;
-        config.memory_init_cow = cow;
-        let runtime = Runtime::new(&config).unwrap();
-        let variant = format!("pooling={pooling},cow={cow}");
-        let compiled = runtime.compile(&bytes).unwrap();
+    for subject in SUBJECTS {
+        let bytes = artifacts::bytes(subject.path);
+        let expected = subject.body;
+        let name = subject.name;
+        let mut group = c.benchmark_group(name);
+        let mut default_runtime = None;
 
-        if pooling && cow {
-            group.bench_function("compile", |b| b.iter(|| runtime.compile(&bytes).unwrap()));
-            group.bench_function(BenchmarkId::new("disk", &variant), |b| {
-                b.iter(|| {
-                    let component = runtime.load_cached(&compiled.digest).unwrap();
-                    let pool = pool(&runtime, &component, FunctionConfig::default());
-                    rt.block_on(invoke(&pool, &gate));
+        for &(pooling, cow) in VARIANTS {
+            let mut config =
+                RuntimeConfig::new(cache.path().join(format!("{name}-{pooling}-{cow}")));
+            config.pooling = pooling;
+            config.memory_init_cow = cow;
+            let runtime = Arc::new(Runtime::new(&config).unwrap());
+            let variant = format!("pooling={pooling},cow={cow}");
+            let compiled = runtime.compile(&bytes).unwrap();
+
+            if pooling && cow {
+                group.bench_function(BenchmarkId::new("disk", &variant), |b| {
+                    b.iter_custom(|iters| {
+                        let (runtime, gate, digest) =
+                            (runtime.clone(), gate.clone(), compiled.digest.clone());
+                        in_task(&rt, iters, move || {
+                            let (runtime, gate, digest) =
+                                (runtime.clone(), gate.clone(), digest.clone());
+                            async move {
+                                let start = Instant::now();
+                                let component = runtime.load_cached(&digest).unwrap();
+                                let pool =
+                                    pool(&runtime, name, &component, FunctionConfig::default());
+                                invoke(&pool, &gate, expected).await;
+                                start.elapsed()
+                            }
+                        })
+                    })
+                });
+            }
+
+            let cold = pool(
+                &runtime,
+                name,
+                &compiled.component,
+                FunctionConfig::default(),
+            );
+            group.bench_function(BenchmarkId::new("cold", &variant), |b| {
+                b.iter_custom(|iters| timed_invokes(&rt, iters, &cold, &gate, expected))
+            });
+
+            let warm = pool(
+                &runtime,
+                name,
+                &compiled.component,
+                FunctionConfig {
+                    min_instances: 1,
+                    ..Default::default()
+                },
+            );
+            group.bench_function(BenchmarkId::new("warm", &variant), |b| {
+                b.iter_custom(|iters| {
+                    let (warm, gate) = (warm.clone(), gate.clone());
+                    in_task(&rt, iters, move || {
+                        let (warm, gate) = (warm.clone(), gate.clone());
+                        async move {
+                            // Refilling the pool is not part of a warm start.
+                            while warm.warm_instances() == 0 {
+                                warm.fill();
+                                tokio::task::yield_now().await;
+                            }
+                            let start = Instant::now();
+                            invoke(&warm, &gate, expected).await;
+                            start.elapsed()
+                        }
+                    })
                 })
             });
+
+            let reuse = pool(
+                &runtime,
+                name,
+                &compiled.component,
+                FunctionConfig {
+                    max_requests_per_instance: 1_000_000,
+                    ..Default::default()
+                },
+            );
+            group.bench_function(BenchmarkId::new("reuse", &variant), |b| {
+                b.iter_custom(|iters| timed_invokes(&rt, iters, &reuse, &gate, expected))
+            });
+            if pooling && cow {
+                default_runtime = Some(runtime);
+            }
         }
 
-        let cold = pool(&runtime, &compiled.component, FunctionConfig::default());
-        group.bench_function(BenchmarkId::new("cold", &variant), |b| {
-            b.iter(|| rt.block_on(invoke(&cold, &gate)))
-        });
-
-        let warm = pool(
-            &runtime,
-            &compiled.component,
-            FunctionConfig {
-                min_instances: 1,
-                ..Default::default()
-            },
-        );
-        group.bench_function(BenchmarkId::new("warm", &variant), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        while warm.warm_instances() == 0 {
-                            warm.fill();
-                            tokio::task::yield_now().await;
-                        }
-                        let start = Instant::now();
-                        invoke(&warm, &gate).await;
-                        total += start.elapsed();
-                    }
-                    total
-                })
-            })
-        });
-
-        let reuse = pool(
-            &runtime,
-            &compiled.component,
-            FunctionConfig {
-                max_requests_per_instance: 1_000_000,
-                ..Default::default()
-            },
-        );
-        group.bench_function(BenchmarkId::new("reuse", &variant), |b| {
-            b.iter(|| rt.block_on(invoke(&reuse, &gate)))
-        });
+        // Last in its group, because the settings below stay with the group.
+        if subject.slow_compile {
+            // Ten equal samples of one compile each: criterion's default of
+            // 100 growing samples would take most of an hour.
+            group
+                .sampling_mode(SamplingMode::Flat)
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(60));
+        }
+        let runtime: Arc<Runtime> = default_runtime.expect("the default variant ran");
+        group.bench_function("compile", |b| b.iter(|| runtime.compile(&bytes).unwrap()));
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, start_kinds);
-criterion_main!(benches);
+
+// criterion_main!, plus the font: the workspace builds plotters with its
+// `ab_glyph` feature (for the harness's chart), which makes criterion's plots
+// look their font up in plotters' registry.
+fn main() {
+    flint_benches::register_fonts();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
