@@ -17,11 +17,14 @@ pub struct Machine {
     pub kernel: String,
     /// Total memory, GiB.
     pub memory_gib: f64,
+    /// /proc/loadavg when the run started: anything else busy on the
+    /// machine shows here (the figures are only comparable on an idle one).
+    pub loadavg_at_start: String,
 }
 
 impl Machine {
-    /// Reads /proc.
-    pub fn read() -> Self {
+    /// Reads /proc; `loadavg_at_start` as read by [`loadavg`] earlier.
+    pub fn read(loadavg_at_start: String) -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
@@ -46,8 +49,16 @@ impl Machine {
             cpu_model,
             kernel,
             memory_gib,
+            loadavg_at_start,
         }
     }
+}
+
+/// The first three fields of /proc/loadavg (1, 5 and 15 minutes).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// Versions of everything measured.

@@ -69,6 +69,9 @@ const REUSE_COUNT: u32 = 1_000_000;
 /// Longest a server may take to print its address and to answer its first
 /// request (a JavaScript deploy compiles for several seconds).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// A share of the machine busy with other work during a run above this
+/// gets a note.
+const OTHER_CPU_NOTE: f64 = 0.05;
 /// Timeout of admin requests (deploys compile on the request path).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -265,6 +268,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         wrk: wrk_version.is_some(),
     };
 
+    let loadavg = env::loadavg();
     let mut results: Vec<VariantResult> = selected
         .iter()
         .map(|&variant| VariantResult {
@@ -295,6 +299,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 
     for r in &results {
+        let busiest = r
+            .runs
+            .iter()
+            .map(|run| run.other_cpu_share)
+            .fold(0.0, f64::max);
+        if busiest > OTHER_CPU_NOTE {
+            notes.push(format!(
+                "({}) {}: up to {:.0}% of the machine was busy with other work during its runs \
+                 (see other_cpu_share in harness.json)",
+                r.variant.key,
+                r.variant.name,
+                busiest * 100.0
+            ));
+        }
         let errors: u64 = r
             .runs
             .iter()
@@ -311,7 +329,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let flint_version = env::first_line(&tools.flint, &["--version"]).unwrap_or_default();
     let mut report = Report {
         generated_utc: utc_now(),
-        machine: env::Machine::read(),
+        machine: env::Machine::read(loadavg),
         versions: env::Versions {
             flint: flint_version
                 .strip_prefix("flint ")
@@ -523,18 +541,29 @@ fn run_variant(
             variant.key, variant.name
         );
         let before = process::cpu_time(server.pid())?;
+        let (machine_before, wrk_before) =
+            (process::machine_busy(), process::reaped_children_cpu());
+        let started = Instant::now();
         let wrk = wrk::run(
             &url,
             connections,
             threads,
             Duration::from_secs(settings.duration_s),
         )?;
+        let wall = started.elapsed();
         let cpu = process::cpu_time(server.pid())?.saturating_sub(before);
+        let wrk_cpu = process::reaped_children_cpu().saturating_sub(wrk_before);
+        let machine = process::machine_busy().saturating_sub(machine_before);
         server.check_alive()?;
+        // Whatever else kept the CPUs busy meanwhile (other processes, the
+        // kernel's own threads): a share of the machine's capacity.
+        let other = machine.saturating_sub(cpu + wrk_cpu).as_secs_f64();
         result.runs.push(LoadRun {
             round,
             connections,
             cpu_us_per_request: cpu.as_secs_f64() * 1e6 / wrk.requests.max(1) as f64,
+            wrk_cpu_us_per_request: wrk_cpu.as_secs_f64() * 1e6 / wrk.requests.max(1) as f64,
+            other_cpu_share: other / (wall.as_secs_f64() * f64::from(threads)),
             wrk,
         });
     }

@@ -171,6 +171,45 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(total as f64 / ticks_per_sec as f64))
 }
 
+/// CPU time the whole machine spent busy (everything but idle and iowait,
+/// over all CPUs), from /proc/stat.
+pub fn machine_busy() -> Duration {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .enumerate()
+                // user nice system idle iowait irq softirq steal (guest time
+                // is already inside user and nice).
+                .filter(|&(i, _)| i < 8 && i != 3 && i != 4)
+                .map(|(_, v)| v)
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+/// CPU time of this process's children that have been waited for (wrk runs
+/// end up here), from /proc/self/stat.
+pub fn reaped_children_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|text| {
+            let fields: Vec<u64> = text[text.rfind(')')? + 2..]
+                .split(' ')
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            // cutime and cstime are fields 16 and 17.
+            Some(fields.get(13)? + fields.get(14)?)
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
 struct Stat {
     ppid: u32,
     utime: u64,

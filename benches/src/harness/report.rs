@@ -60,6 +60,11 @@ pub struct LoadRun {
     /// Server CPU (user + system, all threads) over the run divided by the
     /// requests completed, µs.
     pub cpu_us_per_request: f64,
+    /// wrk's own CPU per request, µs (it shares the machine).
+    pub wrk_cpu_us_per_request: f64,
+    /// Share of the machine's CPU capacity busy with anything but the server
+    /// and wrk during the run (0 on an otherwise idle machine).
+    pub other_cpu_share: f64,
 }
 
 /// Everything measured for one variant.
@@ -285,8 +290,8 @@ impl Report {
     pub fn machine_line(&self) -> String {
         let m = &self.machine;
         format!(
-            "{} cores, {}, Linux {}, {:.0} GiB RAM; {}",
-            m.cores, m.cpu_model, m.kernel, m.memory_gib, self.generated_utc
+            "{} cores, {}, Linux {}, {:.0} GiB RAM, load average {} at start; {}",
+            m.cores, m.cpu_model, m.kernel, m.memory_gib, m.loadavg_at_start, self.generated_utc
         )
     }
 
