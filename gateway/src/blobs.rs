@@ -36,6 +36,11 @@ impl BlobStore {
         std::fs::read(self.path(digest))
     }
 
+    /// The size of the bytes of `digest`, if they are stored.
+    pub fn size(&self, digest: &Digest) -> Option<u64> {
+        std::fs::metadata(self.path(digest)).ok().map(|m| m.len())
+    }
+
     /// Removes the bytes of `digest` if present.
     pub fn remove(&self, digest: &Digest) -> std::io::Result<()> {
         match std::fs::remove_file(self.path(digest)) {

@@ -48,6 +48,9 @@ pub struct GatewayConfig {
     pub max_instances: u32,
     /// RabbitMQ URL for queue triggers; `None` runs without them.
     pub amqp_url: Option<String>,
+    /// File of `NAME=value` lines that `secret:NAME` references resolve
+    /// from (after `FLINT_SECRET_<NAME>` variables).
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +67,7 @@ impl Default for GatewayConfig {
             memory_init_cow: true,
             max_instances: flint_runtime::DEFAULT_MAX_INSTANCES,
             amqp_url: None,
+            secrets_file: None,
         }
     }
 }

@@ -12,8 +12,10 @@ use crate::registry::{FunctionRecord, VersionRecord};
 use crate::releases::Releases;
 use crate::releases::shadow::ShadowState;
 use crate::releases::window::Windows;
+use crate::secrets::Secrets;
 use flint_runtime::{
-    Component, ConcurrencyGate, DEFAULT_LOG_LINES, FunctionConfig, GuestLog, InstancePool, Runtime,
+    Component, ConcurrencyGate, DEFAULT_LOG_LINES, Digest, FunctionConfig, GuestLog, InstancePool,
+    Runtime,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -21,6 +23,20 @@ use std::time::{Duration, SystemTime};
 
 /// Shadow calls of one function in flight at most.
 const SHADOW_CONCURRENCY: u32 = 16;
+
+/// Longest function name.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Whether `name` is a valid function name: 1-[`MAX_NAME_LEN`] lowercase
+/// ASCII letters, digits or `-`, so that it is safe in URL paths, file names
+/// and queue names alike.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 #[derive(Clone)]
 struct Loaded {
@@ -128,16 +144,23 @@ pub struct FunctionTable {
     runtime: Arc<Runtime>,
     blobs: Arc<BlobStore>,
     metrics: Arc<Metrics>,
+    secrets: Arc<Secrets>,
     functions: RwLock<BTreeMap<String, Arc<FunctionEntry>>>,
 }
 
 impl FunctionTable {
     /// An empty table.
-    pub fn new(runtime: Arc<Runtime>, blobs: Arc<BlobStore>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        blobs: Arc<BlobStore>,
+        metrics: Arc<Metrics>,
+        secrets: Arc<Secrets>,
+    ) -> Self {
         Self {
             runtime,
             blobs,
             metrics,
+            secrets,
             functions: RwLock::default(),
         }
     }
@@ -214,12 +237,16 @@ impl FunctionTable {
         version: u32,
         component: Component,
     ) -> anyhow::Result<Loaded> {
+        let config = self
+            .secrets
+            .resolve(&entry.config())
+            .map_err(|e| anyhow::anyhow!("function `{}`: {e}", entry.name))?;
         let pool = InstancePool::new(
             &self.runtime,
             &entry.name,
             version,
             &component,
-            entry.config(),
+            Arc::new(config),
             entry.log.clone(),
             entry.observer.clone(),
         )?;
@@ -264,6 +291,22 @@ impl FunctionTable {
         Ok(())
     }
 
+    /// Maps a component's artifact from the disk cache, or compiles it from
+    /// its blob when the cache misses.
+    pub async fn load_component(&self, digest: &Digest) -> anyhow::Result<(Component, LoadSource)> {
+        let digest = digest.clone();
+        let runtime = self.runtime.clone();
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            if let Some(component) = runtime.load_cached(&digest) {
+                return Ok((component, LoadSource::Disk));
+            }
+            let bytes = blobs.get(&digest)?;
+            Ok((runtime.compile(&bytes)?.component, LoadSource::Compile))
+        })
+        .await?
+    }
+
     /// The pool of `version`, loading the version if needed.
     pub async fn pool(
         &self,
@@ -277,17 +320,7 @@ impl FunctionTable {
         if let Some(pool) = version.pool() {
             return Ok(pool);
         }
-        let digest = version.record.digest.clone();
-        let runtime = self.runtime.clone();
-        let blobs = self.blobs.clone();
-        let (component, source) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            if let Some(component) = runtime.load_cached(&digest) {
-                return Ok((component, LoadSource::Disk));
-            }
-            let bytes = blobs.get(&digest)?;
-            Ok((runtime.compile(&bytes)?.component, LoadSource::Compile))
-        })
-        .await??;
+        let (component, source) = self.load_component(&version.record.digest).await?;
         entry.stats.loaded(source);
         self.metrics.artifact_loaded(&entry.name, source);
         tracing::info!(function = %entry.name, version = version.record.version, ?source, "version loaded");
@@ -317,7 +350,10 @@ impl FunctionTable {
             .as_ref()
             .map(|l| l.component.clone())
             .ok_or_else(|| anyhow::anyhow!("version {} was unloaded", version.record.version))?;
-        let mut config = (*entry.config()).clone();
+        let mut config = self
+            .secrets
+            .resolve(&entry.config())
+            .map_err(|e| anyhow::anyhow!("function `{}`: {e}", entry.name))?;
         config.allowed_outbound_hosts.clear();
         config.min_instances = 0;
         let pool = InstancePool::new(

@@ -9,11 +9,15 @@
 pub mod api;
 pub mod blobs;
 pub mod config;
+pub mod desired;
 pub mod functions;
 pub mod invoke;
+pub mod manifest;
 pub mod metrics;
 pub mod registry;
 pub mod releases;
+pub mod routes;
+pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod triggers;

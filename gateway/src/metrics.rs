@@ -55,6 +55,7 @@ pub struct Metrics {
     messages: Family<MessageLabels, Counter>,
     broker_connected: Gauge,
     shadow: Family<OutcomeOnly, Counter>,
+    drift: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,8 +110,15 @@ impl Default for Metrics {
             "Shadow-run comparisons by function and result (match, mismatch, error, skipped)",
             shadow.clone(),
         );
+        let drift = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "drift_corrections",
+            "Changes made outside the manifest that the reconciler put back, by function and kind (the apply action)",
+            drift.clone(),
+        );
         Self {
             registry,
+            drift,
             shadow,
             messages,
             broker_connected,
@@ -162,6 +170,16 @@ impl Metrics {
             .get_or_create(&OutcomeOnly {
                 function: function.into(),
                 result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a drift correction by the reconciler.
+    pub fn drift_corrected(&self, function: &str, action: &str) {
+        self.drift
+            .get_or_create(&KindLabels {
+                function: function.into(),
+                kind: action.into(),
             })
             .inc();
     }

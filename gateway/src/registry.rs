@@ -71,12 +71,102 @@ impl From<serde_json::Error> for RegistryError {
 /// Result of registry calls.
 pub type RegistryResult<T> = Result<T, RegistryError>;
 
+/// One write to the registry. [`Registry::commit`] makes a list of them in
+/// one transaction: all or none.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Records a new version unless `digest` equals the latest one's;
+    /// creates the function with `default_config` if it does not exist.
+    AddVersion {
+        /// The function.
+        name: &'a str,
+        /// The component's digest.
+        digest: &'a Digest,
+        /// Its size.
+        size_bytes: u64,
+        /// Its compile time at upload.
+        compile_ms: f64,
+        /// The configuration of a function created by this change.
+        default_config: &'a FunctionConfig,
+    },
+    /// Replaces a function's configuration.
+    SetConfig {
+        /// The function.
+        name: &'a str,
+        /// Its new configuration.
+        config: &'a FunctionConfig,
+    },
+    /// Deletes a function with its versions, triggers, routes and release
+    /// state.
+    DeleteFunction {
+        /// The function.
+        name: &'a str,
+    },
+    /// Sets (`Some`) or removes (`None`) a function's trigger.
+    SetTrigger {
+        /// The function.
+        function: &'a str,
+        /// The binding.
+        spec: Option<&'a TriggerSpec>,
+    },
+    /// Sets (`Some`) or removes (`None`) one release-state row and appends
+    /// `history`. Kinds are `alias`, `default`, `canary` and `shadow`.
+    ReleaseState {
+        /// The function.
+        function: &'a str,
+        /// The row's kind.
+        kind: &'a str,
+        /// The row's key within its kind (the alias name, or empty).
+        key: &'a str,
+        /// The row's value.
+        value: Option<&'a serde_json::Value>,
+        /// The history entry recorded with it.
+        history: Option<&'a HistoryEntry>,
+    },
+    /// Replaces a function's route patterns.
+    SetRoutes {
+        /// The function.
+        function: &'a str,
+        /// Its patterns, normalised.
+        patterns: &'a [String],
+    },
+}
+
+/// What one [`Change`] did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Of [`Change::AddVersion`].
+    Version(AddedVersion),
+    /// Of the other changes: whether a row was there to change.
+    Applied(bool),
+}
+
+impl Outcome {
+    fn applied(self) -> bool {
+        matches!(self, Self::Applied(true))
+    }
+}
+
 /// Persistent function metadata.
 pub trait Registry: Send + Sync {
     /// Every function with its versions, by name.
     fn load_all(&self) -> RegistryResult<Vec<(FunctionRecord, Vec<VersionRecord>)>>;
-    /// Records a new version unless `digest` equals the latest one's; creates
-    /// the function with `default_config` if it does not exist.
+    /// Whether any version of any function uses `digest`.
+    fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool>;
+    /// Every trigger binding, by function.
+    fn load_triggers(&self) -> RegistryResult<Vec<(String, TriggerSpec)>>;
+    /// Every release-state row: (function, kind, key, value).
+    fn load_release_state(
+        &self,
+    ) -> RegistryResult<Vec<(String, String, String, serde_json::Value)>>;
+    /// A function's release history, oldest first.
+    fn history(&self, function: &str) -> RegistryResult<Vec<HistoryEntry>>;
+    /// Every route: (function, pattern).
+    fn load_routes(&self) -> RegistryResult<Vec<(String, String)>>;
+    /// Makes `changes` in one transaction; one outcome per change.
+    fn commit(&self, changes: &[Change<'_>]) -> RegistryResult<Vec<Outcome>>;
+
+    /// [`Change::AddVersion`] on its own.
     fn add_version(
         &self,
         name: &str,
@@ -84,22 +174,28 @@ pub trait Registry: Send + Sync {
         size_bytes: u64,
         compile_ms: f64,
         default_config: &FunctionConfig,
-    ) -> RegistryResult<AddedVersion>;
+    ) -> RegistryResult<AddedVersion> {
+        let change = Change::AddVersion {
+            name,
+            digest,
+            size_bytes,
+            compile_ms,
+            default_config,
+        };
+        match self.commit(&[change])?.pop() {
+            Some(Outcome::Version(added)) => Ok(added),
+            other => Err(RegistryError(format!("unexpected outcome {other:?}"))),
+        }
+    }
     /// Replaces a function's configuration; false if the function is unknown.
-    fn set_config(&self, name: &str, config: &FunctionConfig) -> RegistryResult<bool>;
+    fn set_config(&self, name: &str, config: &FunctionConfig) -> RegistryResult<bool> {
+        self.commit_one(Change::SetConfig { name, config })
+    }
     /// Deletes a function and its versions; false if it did not exist.
-    fn delete_function(&self, name: &str) -> RegistryResult<bool>;
-    /// Whether any version of any function uses `digest`.
-    fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool>;
-    /// Every trigger binding, by function.
-    fn load_triggers(&self) -> RegistryResult<Vec<(String, TriggerSpec)>>;
-    /// Every release-state row: (function, kind, key, value). Kinds are
-    /// `alias`, `default`, `canary` and `shadow`.
-    fn load_release_state(
-        &self,
-    ) -> RegistryResult<Vec<(String, String, String, serde_json::Value)>>;
-    /// Sets (`Some`) or removes (`None`) one release-state row and appends
-    /// `history` in the same transaction.
+    fn delete_function(&self, name: &str) -> RegistryResult<bool> {
+        self.commit_one(Change::DeleteFunction { name })
+    }
+    /// [`Change::ReleaseState`] on its own.
     fn put_release_state(
         &self,
         function: &str,
@@ -107,12 +203,25 @@ pub trait Registry: Send + Sync {
         key: &str,
         value: Option<&serde_json::Value>,
         history: Option<&HistoryEntry>,
-    ) -> RegistryResult<()>;
-    /// A function's release history, oldest first.
-    fn history(&self, function: &str) -> RegistryResult<Vec<HistoryEntry>>;
+    ) -> RegistryResult<()> {
+        self.commit_one(Change::ReleaseState {
+            function,
+            kind,
+            key,
+            value,
+            history,
+        })
+        .map(drop)
+    }
     /// Sets (`Some`) or removes (`None`) a function's trigger; false if the
     /// function is unknown (set) or had no trigger (remove).
-    fn set_trigger(&self, function: &str, spec: Option<&TriggerSpec>) -> RegistryResult<bool>;
+    fn set_trigger(&self, function: &str, spec: Option<&TriggerSpec>) -> RegistryResult<bool> {
+        self.commit_one(Change::SetTrigger { function, spec })
+    }
+    /// One change other than [`Change::AddVersion`]; whether it applied.
+    fn commit_one(&self, change: Change<'_>) -> RegistryResult<bool> {
+        Ok(self.commit(&[change])?.pop().is_some_and(Outcome::applied))
+    }
 }
 
 /// The embedded SQLite registry.
@@ -152,6 +261,10 @@ CREATE TABLE IF NOT EXISTS release_history (
 CREATE TABLE IF NOT EXISTS triggers (
     function TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
     spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS routes (
+    pattern TEXT PRIMARY KEY,
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE
 );
 ";
 
@@ -208,6 +321,114 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     })
 }
 
+/// Makes one change inside the caller's transaction.
+fn write(tx: &rusqlite::Transaction<'_>, change: &Change<'_>) -> RegistryResult<Outcome> {
+    let now = now_ms();
+    let n = match *change {
+        Change::AddVersion {
+            name,
+            digest,
+            size_bytes,
+            compile_ms,
+            default_config,
+        } => {
+            if let Some(latest) = latest_version(tx, name)?
+                && &latest.digest == digest
+            {
+                return Ok(Outcome::Version(AddedVersion {
+                    record: latest,
+                    created: false,
+                }));
+            }
+            tx.execute(
+                "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(name) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
+                params![name, serde_json::to_string(default_config)?, now],
+            )?;
+            let version: u32 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE function = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![name, version, digest.to_string(), size_bytes as i64, compile_ms, now],
+            )?;
+            return Ok(Outcome::Version(AddedVersion {
+                record: VersionRecord {
+                    version,
+                    digest: digest.clone(),
+                    size_bytes,
+                    compile_ms,
+                    created_at: from_ms(now),
+                },
+                created: true,
+            }));
+        }
+        Change::SetConfig { name, config } => tx.execute(
+            "UPDATE functions SET config = ?2, updated_at_ms = ?3 WHERE name = ?1",
+            params![name, serde_json::to_string(config)?, now],
+        )?,
+        Change::DeleteFunction { name } => {
+            tx.execute("DELETE FROM functions WHERE name = ?1", params![name])?
+        }
+        Change::SetTrigger {
+            function,
+            spec: Some(spec),
+        } => tx.execute(
+            "INSERT INTO triggers (function, spec)
+             SELECT name, ?2 FROM functions WHERE name = ?1
+             ON CONFLICT(function) DO UPDATE SET spec = excluded.spec",
+            params![function, serde_json::to_string(spec)?],
+        )?,
+        Change::SetTrigger {
+            function,
+            spec: None,
+        } => tx.execute(
+            "DELETE FROM triggers WHERE function = ?1",
+            params![function],
+        )?,
+        Change::ReleaseState {
+            function,
+            kind,
+            key,
+            value,
+            history,
+        } => {
+            let n = match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO release_state (function, kind, key, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(function, kind, key) DO UPDATE SET value = excluded.value",
+                    params![function, kind, key, v.to_string()],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM release_state WHERE function = ?1 AND kind = ?2 AND key = ?3",
+                    params![function, kind, key],
+                )?,
+            };
+            if let Some(entry) = history {
+                tx.execute(
+                    "INSERT INTO release_history (function, entry) VALUES (?1, ?2)",
+                    params![function, serde_json::to_string(entry)?],
+                )?;
+            }
+            n
+        }
+        Change::SetRoutes { function, patterns } => {
+            tx.execute("DELETE FROM routes WHERE function = ?1", params![function])?;
+            for pattern in patterns {
+                tx.execute(
+                    "INSERT INTO routes (pattern, function) VALUES (?1, ?2)",
+                    params![pattern, function],
+                )?;
+            }
+            1
+        }
+    };
+    Ok(Outcome::Applied(n >= 1))
+}
+
 impl Registry for SqliteRegistry {
     fn load_all(&self) -> RegistryResult<Vec<(FunctionRecord, Vec<VersionRecord>)>> {
         let conn = self.conn.lock().unwrap();
@@ -247,67 +468,6 @@ impl Registry for SqliteRegistry {
         Ok(out)
     }
 
-    fn add_version(
-        &self,
-        name: &str,
-        digest: &Digest,
-        size_bytes: u64,
-        compile_ms: f64,
-        default_config: &FunctionConfig,
-    ) -> RegistryResult<AddedVersion> {
-        let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction()?;
-        let now = now_ms();
-        if let Some(latest) = latest_version(&tx, name)?
-            && &latest.digest == digest
-        {
-            return Ok(AddedVersion {
-                record: latest,
-                created: false,
-            });
-        }
-        tx.execute(
-            "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT(name) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
-            params![name, serde_json::to_string(default_config)?, now],
-        )?;
-        let version: u32 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE function = ?1",
-            params![name],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![name, version, digest.to_string(), size_bytes as i64, compile_ms, now],
-        )?;
-        tx.commit()?;
-        Ok(AddedVersion {
-            record: VersionRecord {
-                version,
-                digest: digest.clone(),
-                size_bytes,
-                compile_ms,
-                created_at: from_ms(now),
-            },
-            created: true,
-        })
-    }
-
-    fn set_config(&self, name: &str, config: &FunctionConfig) -> RegistryResult<bool> {
-        let conn = self.conn.lock().unwrap();
-        let n = conn.execute(
-            "UPDATE functions SET config = ?2, updated_at_ms = ?3 WHERE name = ?1",
-            params![name, serde_json::to_string(config)?, now_ms()],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn delete_function(&self, name: &str) -> RegistryResult<bool> {
-        let conn = self.conn.lock().unwrap();
-        Ok(conn.execute("DELETE FROM functions WHERE name = ?1", params![name])? == 1)
-    }
-
     fn digest_in_use(&self, digest: &Digest) -> RegistryResult<bool> {
         let conn = self.conn.lock().unwrap();
         let n: i64 = conn.query_row(
@@ -335,37 +495,6 @@ impl Registry for SqliteRegistry {
             .collect()
     }
 
-    fn put_release_state(
-        &self,
-        function: &str,
-        kind: &str,
-        key: &str,
-        value: Option<&serde_json::Value>,
-        history: Option<&HistoryEntry>,
-    ) -> RegistryResult<()> {
-        let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction()?;
-        match value {
-            Some(v) => tx.execute(
-                "INSERT INTO release_state (function, kind, key, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(function, kind, key) DO UPDATE SET value = excluded.value",
-                params![function, kind, key, v.to_string()],
-            )?,
-            None => tx.execute(
-                "DELETE FROM release_state WHERE function = ?1 AND kind = ?2 AND key = ?3",
-                params![function, kind, key],
-            )?,
-        };
-        if let Some(entry) = history {
-            tx.execute(
-                "INSERT INTO release_history (function, entry) VALUES (?1, ?2)",
-                params![function, serde_json::to_string(entry)?],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     fn history(&self, function: &str) -> RegistryResult<Vec<HistoryEntry>> {
         let conn = self.conn.lock().unwrap();
         let mut stmt =
@@ -387,21 +516,25 @@ impl Registry for SqliteRegistry {
             .collect()
     }
 
-    fn set_trigger(&self, function: &str, spec: Option<&TriggerSpec>) -> RegistryResult<bool> {
+    fn load_routes(&self) -> RegistryResult<Vec<(String, String)>> {
         let conn = self.conn.lock().unwrap();
-        let n = match spec {
-            Some(spec) => conn.execute(
-                "INSERT INTO triggers (function, spec)
-                 SELECT name, ?2 FROM functions WHERE name = ?1
-                 ON CONFLICT(function) DO UPDATE SET spec = excluded.spec",
-                params![function, serde_json::to_string(spec)?],
-            )?,
-            None => conn.execute(
-                "DELETE FROM triggers WHERE function = ?1",
-                params![function],
-            )?,
-        };
-        Ok(n == 1)
+        let mut stmt =
+            conn.prepare("SELECT function, pattern FROM routes ORDER BY function, pattern")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn commit(&self, changes: &[Change<'_>]) -> RegistryResult<Vec<Outcome>> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        let outcomes = changes
+            .iter()
+            .map(|change| write(&tx, change))
+            .collect::<RegistryResult<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(outcomes)
     }
 }
 

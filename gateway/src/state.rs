@@ -5,6 +5,8 @@ use crate::config::GatewayConfig;
 use crate::functions::FunctionTable;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SqliteRegistry};
+use crate::routes::RouteTable;
+use crate::secrets::Secrets;
 use crate::triggers::Triggers;
 use anyhow::Context;
 use flint_runtime::{Runtime, RuntimeConfig};
@@ -26,6 +28,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Queue trigger bindings and the broker state.
     pub triggers: Triggers,
+    /// Custom HTTP routes.
+    pub routes: RouteTable,
+    /// What `secret:NAME` references resolve to.
+    pub secrets: Arc<Secrets>,
     /// Serialises deploys, config changes and deletes.
     pub deploy_lock: tokio::sync::Mutex<()>,
     /// Abort signals of running canaries, by function.
@@ -69,10 +75,12 @@ impl AppState {
             .with_context(|| format!("cannot open the registry in {}", dir.display()))?;
         let blobs = Arc::new(BlobStore::new(&dir.join("blobs"))?);
         let metrics = Arc::new(Metrics::default());
+        let secrets = Arc::new(Secrets::load(config.secrets_file.as_deref())?);
         let table = Arc::new(FunctionTable::new(
             runtime.clone(),
             blobs.clone(),
             metrics.clone(),
+            secrets.clone(),
         ));
         for (function, versions) in registry.load_all()? {
             let entry = table.upsert(&function);
@@ -95,10 +103,54 @@ impl AppState {
             table,
             metrics,
             triggers,
+            routes: RouteTable::default(),
+            secrets,
             deploy_lock: tokio::sync::Mutex::new(()),
             canaries: Default::default(),
         });
         crate::releases::ops::restore(&state)?;
+        state.reload_routes()?;
         Ok(state)
+    }
+
+    /// Drops what the process holds of a function the registry no longer
+    /// has: its table entry, trigger and routes, and the blobs and compiled
+    /// artifacts no other version uses.
+    pub fn forget_function(&self, name: &str) -> Result<(), crate::api::ApiError> {
+        let Some(entry) = self.table.remove(name) else {
+            return Ok(());
+        };
+        self.triggers.set(name, None);
+        self.reload_routes()?;
+        // Blobs are shared by digest: drop only those no version uses any more.
+        for v in entry.versions() {
+            let digest = &v.record.digest;
+            if !self.registry.digest_in_use(digest)? {
+                self.blobs
+                    .remove(digest)
+                    .map_err(crate::api::ApiError::internal)?;
+                let _ = std::fs::remove_file(self.runtime.cache().path(digest));
+            }
+        }
+        tracing::info!(function = name, "deleted");
+        Ok(())
+    }
+
+    /// Reloads the route table from the registry (after routes changed or
+    /// a function was deleted).
+    pub fn reload_routes(&self) -> Result<(), crate::registry::RegistryError> {
+        let mut by_function: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (function, pattern) in self.registry.load_routes()? {
+            by_function.entry(function).or_default().push(pattern);
+        }
+        match crate::routes::check(&by_function) {
+            Ok(routes) => self.routes.replace(routes),
+            // Only valid, conflict-free routes are ever stored.
+            Err(problems) => tracing::error!(
+                ?problems,
+                "stored routes are invalid; keeping the old table"
+            ),
+        }
+        Ok(())
     }
 }

@@ -43,9 +43,10 @@ pub const MAX_ENV_VARS: usize = 256;
 /// Largest number of `allowed_outbound_hosts` entries.
 pub const MAX_OUTBOUND_HOSTS: usize = 64;
 
-/// The effective configuration of one function: limits and sandbox.
+/// The effective configuration of one function: limits and sandbox. Fields
+/// missing from its serialized form take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FunctionConfig {
     /// Cap on the function's linear memory, in MiB.
     pub memory_mb: u32,

@@ -2,6 +2,7 @@
 //! read logs.
 
 use super::{ApiError, Body, RequestBody, declared_length, json};
+use crate::functions::MAX_NAME_LEN;
 use crate::metrics::LoadSource;
 use crate::registry::FunctionRecord;
 use crate::state::AppState;
@@ -18,8 +19,6 @@ const MAX_JSON_BODY: u64 = 1 << 20;
 /// Default and largest number of log lines per request.
 const DEFAULT_LOG_LIMIT: usize = 100;
 const MAX_LOG_LIMIT: usize = 1000;
-/// Longest function name.
-pub const MAX_NAME_LEN: usize = 63;
 
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -27,12 +26,7 @@ fn time(t: SystemTime) -> String {
 
 /// Names: lowercase letters, digits and `-`, 1-63 characters.
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
+    if crate::functions::is_valid_name(name) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -107,46 +101,7 @@ pub(super) async fn deploy(
         ));
     }
 
-    let runtime = state.runtime.clone();
-    let blobs = state.blobs.clone();
-    let prepared = {
-        let digest = digest.clone();
-        let task = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-            // Identical bytes deployed before (under any name) are already
-            // validated and compiled for this engine: map them instead.
-            let (component, source, compile_ms) = match runtime.load_cached(&digest) {
-                Some(component) => (component, LoadSource::Disk, 0.0),
-                None => {
-                    let compiled = runtime.compile(&bytes)?;
-                    (
-                        compiled.component,
-                        LoadSource::Compile,
-                        compiled.compile_time.as_secs_f64() * 1000.0,
-                    )
-                }
-            };
-            blobs.put(&digest, &bytes).map_err(ApiError::internal)?;
-            Ok((component, source, compile_ms, bytes.len() as u64))
-        });
-        // Cranelift cannot be interrupted: on timeout the compile finishes
-        // in the background (its artifact may land in the cache), but the
-        // upload is refused and nothing is recorded.
-        let limit = state.config.compile_timeout;
-        match tokio::time::timeout(limit, task).await {
-            Ok(joined) => joined.map_err(ApiError::internal)??,
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "compile_timeout",
-                    format!(
-                        "compiling the component took longer than {} ms (server flag --compile-timeout-ms); make it smaller",
-                        limit.as_millis()
-                    ),
-                ));
-            }
-        }
-    };
-    let (component, source, compile_ms, size) = prepared;
+    let (component, source, compile_ms, size) = prepare(state, &digest, bytes).await?;
 
     let added =
         state
@@ -176,6 +131,52 @@ pub(super) async fn deploy(
             "created": true, "size_bytes": size, "compile_ms": compile_ms,
         }),
     ))
+}
+
+/// Validates and compiles an upload (or maps its artifact when the same
+/// bytes were compiled before) and stores its bytes; bounded by the compile
+/// timeout. Returns the component, where it came from, the compile time in
+/// ms and the size.
+pub(crate) async fn prepare(
+    state: &AppState,
+    digest: &Digest,
+    bytes: Bytes,
+) -> Result<(flint_runtime::Component, LoadSource, f64, u64), ApiError> {
+    let runtime = state.runtime.clone();
+    let blobs = state.blobs.clone();
+    let digest = digest.clone();
+    let task = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        // Identical bytes deployed before (under any name) are already
+        // validated and compiled for this engine: map them instead.
+        let (component, source, compile_ms) = match runtime.load_cached(&digest) {
+            Some(component) => (component, LoadSource::Disk, 0.0),
+            None => {
+                let compiled = runtime.compile(&bytes)?;
+                (
+                    compiled.component,
+                    LoadSource::Compile,
+                    compiled.compile_time.as_secs_f64() * 1000.0,
+                )
+            }
+        };
+        blobs.put(&digest, &bytes).map_err(ApiError::internal)?;
+        Ok((component, source, compile_ms, bytes.len() as u64))
+    });
+    // Cranelift cannot be interrupted: on timeout the compile finishes in
+    // the background (its artifact may land in the cache), but the upload is
+    // refused and nothing is recorded.
+    let limit = state.config.compile_timeout;
+    match tokio::time::timeout(limit, task).await {
+        Ok(joined) => joined.map_err(ApiError::internal)?,
+        Err(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "compile_timeout",
+            format!(
+                "compiling the component took longer than {} ms (server flag --compile-timeout-ms); make it smaller",
+                limit.as_millis()
+            ),
+        )),
+    }
 }
 
 pub(super) fn list(state: &AppState) -> Result<Response<Body>, ApiError> {
@@ -236,19 +237,9 @@ pub(super) fn info(state: &AppState, name: &str) -> Result<Response<Body>, ApiEr
 
 pub(super) async fn delete(state: &Arc<AppState>, name: &str) -> Result<Response<Body>, ApiError> {
     let _deploying = state.deploy_lock.lock().await;
-    let e = entry(state, name)?;
+    entry(state, name)?;
     state.registry.delete_function(name)?;
-    state.table.remove(name);
-    state.triggers.set(name, None);
-    // Blobs are shared by digest: drop only those no version uses any more.
-    for v in e.versions() {
-        let digest = &v.record.digest;
-        if !state.registry.digest_in_use(digest)? {
-            state.blobs.remove(digest).map_err(ApiError::internal)?;
-            let _ = std::fs::remove_file(state.runtime.cache().path(digest));
-        }
-    }
-    tracing::info!(function = name, "deleted");
+    state.forget_function(name)?;
     let mut response = Response::new(super::full(Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
@@ -269,6 +260,10 @@ pub(super) async fn patch_config(
     let patch = parse_patch(&body)?;
     let _deploying = state.deploy_lock.lock().await;
     let next = e.config().patched(patch)?;
+    state
+        .secrets
+        .check(&next)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", message))?;
     if !state.registry.set_config(name, &next)? {
         return Err(ApiError::function_not_found(name));
     }

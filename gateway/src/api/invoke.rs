@@ -39,12 +39,34 @@ fn body_error(error: BoxError) -> WasiHttpError {
     }
 }
 
+/// `/fn/{target}/...`: the function, version or alias named in the path.
 pub(super) async fn invoke(
     state: &Arc<AppState>,
     request: Request<impl RequestBody>,
     target: &str,
 ) -> Result<Response<Body>, ApiError> {
     let (name, target, rest) = parse_target(target);
+    run(state, request, name, target, rest).await
+}
+
+/// A path a custom route gives to `function`: the function sees the whole
+/// path and runs its default alias.
+pub(super) async fn routed(
+    state: &Arc<AppState>,
+    request: Request<impl RequestBody>,
+    function: &str,
+) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().to_string();
+    run(state, request, function, Target::Default, &path).await
+}
+
+async fn run(
+    state: &Arc<AppState>,
+    request: Request<impl RequestBody>,
+    name: &str,
+    target: Target<'_>,
+    rest: &str,
+) -> Result<Response<Body>, ApiError> {
     let limit = state.config.max_request_body_bytes;
     if declared_length(&request).is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(

@@ -3,11 +3,13 @@
 //! function of a request, so it can be served by any accept loop.
 
 mod admin;
+mod desired;
 mod error;
 mod invoke;
 mod releases;
 mod triggers;
 
+pub(crate) use admin::prepare as prepare_component;
 pub use error::ApiError;
 
 use crate::state::AppState;
@@ -107,6 +109,10 @@ async fn route(
             ))
         }
         (&Method::GET, ["v1", "triggers"]) => triggers::list(state),
+        (&Method::GET, ["v1", "routes"]) => desired::routes(state),
+        (&Method::PUT, ["v1", "components"]) => desired::upload_component(state, request).await,
+        (&Method::POST, ["v1", "plan"]) => desired::plan(state, request).await,
+        (&Method::POST, ["v1", "apply"]) => desired::apply_desired(state, request).await,
         (&Method::GET, ["v1", "functions", name, "aliases"]) => releases::list_aliases(state, name),
         (&Method::PUT, ["v1", "functions", name, "aliases", alias]) => {
             releases::put_alias(state, name, alias, request).await
@@ -176,19 +182,25 @@ async fn route(
             _,
             ["healthz" | "readyz" | "metrics"]
             | ["v1", "openapi.json"]
-            | ["v1", "triggers"]
+            | [
+                "v1",
+                "triggers" | "routes" | "components" | "plan" | "apply",
+            ]
             | ["v1", "functions", ..],
         ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed on {path}; see GET /v1/openapi.json"),
         )),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
-            ),
-        )),
+        _ => match state.routes.lookup(path) {
+            Some(function) => invoke::routed(state, request, &function).await,
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
+                ),
+            )),
+        },
     }
 }

@@ -4,7 +4,7 @@
 use super::admin::read_json_body;
 use super::{ApiError, Body, RequestBody, json};
 use crate::functions::FunctionEntry;
-use crate::releases::canary::{self, CanarySpec, CanaryState};
+use crate::releases::canary::CanarySpec;
 use crate::releases::shadow::ShadowSpec;
 use crate::releases::{
     AliasTarget, HistoryEntry, LATEST, Route, Rule, Sticky, ops, validate_alias_name,
@@ -42,7 +42,7 @@ fn no_canary(state: &AppState, name: &str) -> Result<(), ApiError> {
 }
 
 /// Who asked: `x-flint-actor` (the CLI sends the user name), else `api`.
-fn actor<B>(request: &Request<B>) -> String {
+pub(super) fn actor<B>(request: &Request<B>) -> String {
     request
         .headers()
         .get("x-flint-actor")
@@ -284,23 +284,7 @@ pub(super) async fn start_canary(
             spec.alias, spec.to
         )));
     }
-    let state_record = CanaryState {
-        spec,
-        stable,
-        status: "running".into(),
-        step: 0,
-        reason: None,
-        reports: Vec::new(),
-    };
-    let mut log = HistoryEntry::now(&who, "canary_started");
-    log.alias = Some(state_record.spec.alias.clone());
-    log.reason = Some(format!(
-        "to version {} in steps {:?}",
-        state_record.spec.to, state_record.spec.steps
-    ));
-    canary::save(state, name, &state_record, Some(&log))?;
-    state.canary_abort(name);
-    tokio::spawn(canary::drive(state.clone(), e, state_record.clone()));
+    let state_record = ops::start_canary(state, &e, spec, stable, &who)?;
     Ok(json(StatusCode::ACCEPTED, &json!(state_record)))
 }
 

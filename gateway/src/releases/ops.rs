@@ -75,6 +75,35 @@ pub fn set_shadow(
     Ok(())
 }
 
+/// Starts a canary of `entry` from its alias's `stable` target to
+/// `spec.to` (the caller holds the deploy lock and has checked both).
+pub fn start_canary(
+    state: &Arc<AppState>,
+    entry: &Arc<FunctionEntry>,
+    spec: canary::CanarySpec,
+    stable: AliasTarget,
+    actor: &str,
+) -> Result<CanaryState, ApiError> {
+    let record = CanaryState {
+        spec,
+        stable,
+        status: "running".into(),
+        step: 0,
+        reason: None,
+        reports: Vec::new(),
+    };
+    let mut log = HistoryEntry::now(actor, "canary_started");
+    log.alias = Some(record.spec.alias.clone());
+    log.reason = Some(format!(
+        "to version {} in steps {:?}",
+        record.spec.to, record.spec.steps
+    ));
+    canary::save(state, &entry.name, &record, Some(&log))?;
+    state.canary_abort(&entry.name);
+    tokio::spawn(canary::drive(state.clone(), entry.clone(), record.clone()));
+    Ok(record)
+}
+
 /// Restores aliases, defaults and shadow runs from the registry; a canary
 /// that was running when the server stopped is rolled back.
 pub fn restore(state: &Arc<AppState>) -> anyhow::Result<()> {
