@@ -322,6 +322,11 @@ impl Client {
         self.call(self.request(Method::PATCH, url).json(body)).await
     }
 
+    /// `POST` a JSON body to an admin API URL.
+    pub async fn post(&self, url: Url, body: &Value) -> Result<Value, ClientError> {
+        self.call(self.request(Method::POST, url).json(body)).await
+    }
+
     /// `PUT` raw bytes with the given content type.
     pub async fn put_bytes(
         &self,

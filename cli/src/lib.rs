@@ -84,6 +84,25 @@ pub enum Command {
     /// until interrupted.
     Serve(commands::serve::ServeArgs),
 
+    /// Create a new Rust function project that builds and deploys as it is.
+    ///
+    /// Makes DIR/NAME with a small flint-sdk handler (src/lib.rs), a Cargo.toml that
+    /// depends on flint-sdk by path and builds a small component, .cargo/config.toml so
+    /// that `cargo build --release` targets wasm32-wasip2, a flint.toml manifest and a
+    /// README with the build, deploy and invoke commands. Refuses a directory that exists
+    /// and is not empty. Needs no server.
+    New(commands::new::NewArgs),
+
+    /// Write a commented example manifest (flint.toml) to start from.
+    ///
+    /// The manifest declares functions (the component: a .wasm file, a build command or
+    /// a digest; limits, env config, routes, queue trigger, release policy) and per
+    /// environment overrides ([env.staging], [env.prod]); `flint plan` and `flint apply`
+    /// make a server match it. The example documents every key and declares one function,
+    /// `hello`, built with cargo. Refuses to overwrite an existing file without --force.
+    /// Needs no server.
+    Init(commands::init::InitArgs),
+
     /// Upload a function and make it the latest version.
     ///
     /// Uploads FILE, a WebAssembly component that exports wasi:http/incoming-handler, as a
@@ -172,6 +191,22 @@ pub enum Command {
     /// cut off, and its answers are compared (status, content type, body; JSON as JSON).
     Shadow(commands::release::ShadowArgs),
 
+    /// Show what `flint apply` would change to make the server match a manifest.
+    ///
+    /// Reads the manifest (flint.toml), applies the --env overlay, builds or reads every
+    /// component, and asks the server to compare: functions to create, new versions to
+    /// deploy and release, config, routes and triggers to change, and with --prune the
+    /// functions to delete. Changes nothing.
+    Plan(commands::desired::PlanArgs),
+
+    /// Make the server match a manifest: create, update, release and (with --prune) delete.
+    ///
+    /// Uploads the components the server lacks, then the server validates the whole
+    /// desired state and applies it at once: nothing changes if any part is invalid. New
+    /// versions reach callers by each function's release policy (immediate, blue-green or
+    /// canary). A second apply of the same manifest changes nothing and says so.
+    Apply(commands::desired::ApplyArgs),
+
     /// Show a function's release history: who changed which alias, when, and why.
     ///
     /// Lists releases, rollbacks, alias changes, canary steps and outcomes, and shadow runs.
@@ -212,6 +247,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let context = || Context::new(&cli.global);
     match cli.command {
         Command::Serve(args) => commands::serve::run(args).await,
+        Command::New(args) => commands::new::run(&cli.global, args),
+        Command::Init(args) => commands::init::run(args),
         Command::Deploy(args) => commands::deploy::run(&context()?, args).await,
         Command::Invoke(args) => commands::invoke::run(&context()?, args).await,
         Command::Ls(args) => commands::ls::run(&context()?, args).await,
@@ -226,6 +263,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Canary(args) => commands::release::canary(&context()?, args).await,
         Command::Shadow(args) => commands::release::shadow(&context()?, args).await,
         Command::History(args) => commands::release::history(&context()?, args).await,
+        Command::Plan(args) => commands::desired::plan(&context()?, args).await,
+        Command::Apply(args) => commands::desired::apply(&context()?, args).await,
     }
 }
 

@@ -3,10 +3,13 @@
 
 pub mod config;
 pub mod deploy;
+pub mod desired;
 pub mod info;
+pub mod init;
 pub mod invoke;
 pub mod logs;
 pub mod ls;
+pub mod new;
 pub mod release;
 pub mod rm;
 pub mod serve;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use flint_gateway::desired::reconcile::Reconciler;
 use flint_gateway::{AppState, GatewayConfig, config as defaults, server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +44,35 @@ pub struct ServeArgs {
     /// Disable copy-on-write memory images
     #[arg(long, env = "FLINT_NO_COW")]
     pub no_cow: bool,
+    /// File of NAME=value lines that `secret:NAME` env references resolve from (after FLINT_SECRET_<NAME> variables)
+    #[arg(long, env = "FLINT_SECRETS_FILE", value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Apply this manifest at start and keep the server matching it (see `flint apply --help`)
+    #[arg(
+        long,
+        env = "FLINT_MANIFEST",
+        value_name = "FILE",
+        help_heading = "Desired state"
+    )]
+    pub manifest: Option<PathBuf>,
+    /// The manifest's environment overlay ([env.NAME])
+    #[arg(
+        long,
+        env = "FLINT_ENV",
+        value_name = "NAME",
+        requires = "manifest",
+        help_heading = "Desired state"
+    )]
+    pub env: Option<String>,
+    /// Re-apply the manifest whenever the file changes
+    #[arg(long, requires = "manifest", help_heading = "Desired state")]
+    pub watch: bool,
+    /// Delete functions the manifest does not name
+    #[arg(long, requires = "manifest", help_heading = "Desired state")]
+    pub prune: bool,
+    /// Seconds between drift checks: changes made outside the manifest are put back
+    #[arg(long, env = "FLINT_RECONCILE_SECS", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Desired state")]
+    pub reconcile_secs: u64,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then drains in-flight requests.
@@ -59,10 +89,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         memory_init_cow: !args.no_cow,
         max_instances: args.max_instances,
         amqp_url: args.amqp_url,
+        secrets_file: args.secrets_file,
     };
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let state = tokio::task::spawn_blocking(move || AppState::open(config)).await??;
+    if let Some(manifest) = args.manifest {
+        let reconciler = Reconciler {
+            manifest,
+            env: args.env,
+            prune: args.prune,
+            watch: args.watch,
+            heal_every: Duration::from_secs(args.reconcile_secs),
+        };
+        let running = reconciler.start(&state).await?;
+        tokio::spawn(running.run(state.clone()));
+    }
     println!("flint listening on http://{addr}");
     server::serve(listener, state, shutdown_signal()).await
 }
