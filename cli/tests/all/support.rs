@@ -30,6 +30,11 @@ impl Server {
     /// Starts a server on `data_dir` with extra `flint serve` flags; waits
     /// (bounded) for its "listening on" line.
     pub fn start_with(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    /// As [`Self::start_with`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let data_dir = data_dir.join("data");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -40,6 +45,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(args)
+            .envs(env.iter().copied())
             .env("FLINT_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
