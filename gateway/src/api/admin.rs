@@ -62,11 +62,11 @@ pub(super) async fn read_body(
     }
 }
 
-pub(super) async fn deploy(
-    state: &Arc<AppState>,
-    name: &str,
+/// Reads an uploaded component, up to `--max-upload-bytes` (413 beyond).
+pub(super) async fn read_component(
+    state: &AppState,
     request: Request<impl RequestBody>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Bytes, ApiError> {
     let limit = state.config.max_upload_bytes;
     if declared_length(&request).is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(
@@ -75,15 +75,23 @@ pub(super) async fn deploy(
             "--max-upload-bytes",
         ));
     }
-    // Read the (bounded) body before judging the name, so the client gets
-    // the 400 on a connection it can keep using.
-    let bytes = read_body(
+    read_body(
         request.into_body(),
         limit,
         "component",
         "--max-upload-bytes",
     )
-    .await?;
+    .await
+}
+
+pub(super) async fn deploy(
+    state: &Arc<AppState>,
+    name: &str,
+    request: Request<impl RequestBody>,
+) -> Result<Response<Body>, ApiError> {
+    // Read the (bounded) body before judging the name, so the client gets
+    // the 400 on a connection it can keep using.
+    let bytes = read_component(state, request).await?;
     validate_name(name)?;
     let digest = Digest::of(&bytes);
 

@@ -2,8 +2,8 @@
 //! content (no function yet), `POST /v1/plan` and `POST /v1/apply` compare
 //! and apply a desired state, `GET /v1/routes` lists the custom routes.
 
-use super::admin::{prepare, read_body, read_json_body};
-use super::{ApiError, Body, RequestBody, declared_length, json};
+use super::admin::{prepare, read_component, read_json_body};
+use super::{ApiError, Body, RequestBody, json};
 use crate::desired::DesiredState;
 use crate::desired::apply::{apply, checked_plan};
 use crate::state::AppState;
@@ -16,21 +16,7 @@ pub(super) async fn upload_component(
     state: &Arc<AppState>,
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let limit = state.config.max_upload_bytes;
-    if declared_length(&request).is_some_and(|len| len > limit) {
-        return Err(ApiError::too_large(
-            "component",
-            limit,
-            "--max-upload-bytes",
-        ));
-    }
-    let bytes = read_body(
-        request.into_body(),
-        limit,
-        "component",
-        "--max-upload-bytes",
-    )
-    .await?;
+    let bytes = read_component(state, request).await?;
     let digest = Digest::of(&bytes);
     let held = state.blobs.size(&digest).is_some() && state.runtime.cache().contains(&digest);
     let (_, _, compile_ms, size) = prepare(state, &digest, bytes).await?;

@@ -71,40 +71,22 @@ pub async fn apply(
         }
     }
 
-    let histories: Vec<Option<HistoryEntry>> = plan
-        .changes
-        .iter()
-        .map(|change| match &change.op {
-            Op::Release { alias, version, .. } => {
-                let mut log = HistoryEntry::now(actor, "release");
-                log.alias = Some(alias.clone());
-                log.to = Some(AliasTarget::version(*version));
-                log.reason = Some("flint apply".into());
-                let entry = state.table.get(&change.function);
-                log.from =
-                    entry.and_then(|e| e.releases.read().unwrap().aliases.get(alias).cloned());
-                Some(log)
-            }
-            _ => None,
-        })
-        .collect();
-    let targets: Vec<Option<serde_json::Value>> = plan
-        .changes
-        .iter()
-        .map(|change| match &change.op {
-            Op::Release { version, .. } => Some(serde_json::json!(AliasTarget::version(*version))),
-            _ => None,
-        })
-        .collect();
-    let defaults: Vec<Option<serde_json::Value>> = plan
+    let releases: Vec<Option<ReleaseRows>> = plan
         .changes
         .iter()
         .map(|change| match &change.op {
             Op::Release {
                 alias,
-                set_default: true,
-                ..
-            } => Some(serde_json::json!(alias)),
+                version,
+                set_default,
+            } => Some(ReleaseRows::new(
+                state,
+                &change.function,
+                alias,
+                *version,
+                *set_default,
+                actor,
+            )),
             _ => None,
         })
         .collect();
@@ -129,19 +111,20 @@ pub async fn apply(
                 spec: spec.as_ref(),
             }),
             Op::Release { alias, .. } => {
+                let rows = releases[i].as_ref().expect("rows of every release");
                 writes.push(Change::ReleaseState {
                     function: name,
                     kind: "alias",
                     key: alias,
-                    value: targets[i].as_ref(),
-                    history: histories[i].as_ref(),
+                    value: Some(&rows.target),
+                    history: Some(&rows.history),
                 });
-                if defaults[i].is_some() {
+                if let Some(default) = &rows.default {
                     writes.push(Change::ReleaseState {
                         function: name,
                         kind: "default",
                         key: "",
-                        value: defaults[i].as_ref(),
+                        value: Some(default),
                         history: None,
                     });
                 }
@@ -228,4 +211,38 @@ pub async fn apply(
     }
     state.reload_routes()?;
     Ok(plan)
+}
+
+/// The registry rows of one release: the alias's new target, the default
+/// alias when it changes, and the history entry.
+struct ReleaseRows {
+    target: serde_json::Value,
+    default: Option<serde_json::Value>,
+    history: HistoryEntry,
+}
+
+impl ReleaseRows {
+    fn new(
+        state: &AppState,
+        function: &str,
+        alias: &str,
+        version: u32,
+        set_default: bool,
+        actor: &str,
+    ) -> Self {
+        let target = AliasTarget::version(version);
+        let mut history = HistoryEntry::now(actor, "release");
+        history.alias = Some(alias.to_string());
+        history.from = state
+            .table
+            .get(function)
+            .and_then(|e| e.releases.read().unwrap().aliases.get(alias).cloned());
+        history.to = Some(target.clone());
+        history.reason = Some("flint apply".into());
+        Self {
+            target: serde_json::json!(target),
+            default: set_default.then(|| serde_json::json!(alias)),
+            history,
+        }
+    }
 }
