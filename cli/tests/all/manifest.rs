@@ -310,14 +310,7 @@ async fn invalid_manifests_and_states_are_refused_with_their_reason_and_change_n
         "Bad_Name": {"digest": digest},
         "unknown-digest": {"digest": format!("sha256:{}", "0".repeat(64))},
     }});
-    let response = server
-        .http
-        .post(server.at("/v1/apply"))
-        .json(&state)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = (response.status(), response.text().await.unwrap());
+    let (status, body) = server.post("/v1/apply", state).await;
     let message = assert_error(status, &body, 400, "invalid_desired_state");
     assert!(message.contains("broken: invalid `memory_mb`"), "{message}");
     assert!(message.contains("bad-trigger: trigger"), "{message}");
@@ -325,32 +318,17 @@ async fn invalid_manifests_and_states_are_refused_with_their_reason_and_change_n
         message.contains("Bad_Name: invalid function name"),
         "{message}"
     );
-    let response = server
-        .http
-        .post(server.at("/v1/apply"))
-        .json(&json!({"functions": {"unknown-digest": {"digest": format!("sha256:{}", "0".repeat(64))}}}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = (response.status(), response.text().await.unwrap());
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (status, body) = server
+        .post(
+            "/v1/apply",
+            json!({"functions": {"unknown-digest": {"digest": unknown}}}),
+        )
+        .await;
     assert!(assert_error(status, &body, 409, "component_missing").contains("PUT /v1/components"));
-    let response = server
-        .http
-        .post(server.at("/v1/plan?prune=maybe"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = (response.status(), response.text().await.unwrap());
+    let (status, body) = server.post("/v1/plan?prune=maybe", json!({})).await;
     assert_error(status, &body, 400, "bad_request");
-    let response = server
-        .http
-        .post(server.at("/v1/plan"))
-        .body("{\"functionz\": {}}")
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = (response.status(), response.text().await.unwrap());
+    let (status, body) = server.post("/v1/plan", "{\"functionz\": {}}").await;
     assert!(assert_error(status, &body, 400, "invalid_desired_state").contains("functionz"));
 
     let (_, list) = server.get_json("/v1/functions").await;

@@ -148,6 +148,18 @@ impl Server {
         )
     }
 
+    /// POSTs a body (a string as is, anything else as JSON); returns status
+    /// and text.
+    pub async fn post(&self, path: &str, body: impl Into<Value>) -> (StatusCode, String) {
+        let request = self.http.post(self.at(path));
+        let request = match body.into() {
+            Value::String(text) => request.body(text),
+            json => request.json(&json),
+        };
+        let response = request.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
     /// PATCHes a function's config; returns status and JSON.
     pub async fn patch_config(&self, name: &str, patch: Value) -> (StatusCode, Value) {
         let response = self
