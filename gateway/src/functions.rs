@@ -208,6 +208,30 @@ impl FunctionTable {
         entry
     }
 
+    /// Installs a version the registry has just recorded: creates the
+    /// function's entry with `config` if it is new, counts where the
+    /// component came from, and adds the version with its pool ready.
+    pub fn install(
+        self: &Arc<Self>,
+        name: &str,
+        config: &FunctionConfig,
+        record: VersionRecord,
+        component: Component,
+        source: LoadSource,
+    ) -> anyhow::Result<()> {
+        let entry = self.get(name).unwrap_or_else(|| {
+            self.upsert(&FunctionRecord {
+                name: name.to_string(),
+                config: config.clone(),
+                created_at: record.created_at,
+                updated_at: record.created_at,
+            })
+        });
+        entry.stats.loaded(source);
+        self.metrics.artifact_loaded(name, source);
+        self.add_version(&entry, record, Some(component))
+    }
+
     /// Adds a version; with `component`, its pool is ready at once, so the
     /// first call pays no load.
     pub fn add_version(

@@ -4,7 +4,6 @@
 use super::{ApiError, Body, RequestBody, declared_length, json};
 use crate::functions::MAX_NAME_LEN;
 use crate::metrics::LoadSource;
-use crate::registry::FunctionRecord;
 use crate::state::AppState;
 use bytes::Bytes;
 use flint_runtime::{ConfigPatch, Digest, FunctionConfig};
@@ -115,21 +114,16 @@ pub(super) async fn deploy(
         state
             .registry
             .add_version(name, &digest, size, compile_ms, &FunctionConfig::default())?;
-    let entry = match state.table.get(name) {
-        Some(entry) => entry,
-        None => state.table.upsert(&FunctionRecord {
-            name: name.to_string(),
-            config: FunctionConfig::default(),
-            created_at: added.record.created_at,
-            updated_at: added.record.created_at,
-        }),
-    };
-    entry.stats.loaded(source);
-    state.metrics.artifact_loaded(name, source);
     let version = added.record.version;
     state
         .table
-        .add_version(&entry, added.record, Some(component))
+        .install(
+            name,
+            &FunctionConfig::default(),
+            added.record,
+            component,
+            source,
+        )
         .map_err(ApiError::internal)?;
     tracing::info!(function = name, version, %digest, compile_ms, "deployed");
     Ok(json(

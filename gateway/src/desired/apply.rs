@@ -7,7 +7,7 @@
 use super::DesiredState;
 use super::plan::{Op, Plan, plan};
 use crate::api::ApiError;
-use crate::registry::{Change, FunctionRecord, Outcome};
+use crate::registry::{Change, Outcome};
 use crate::releases::{AliasTarget, HistoryEntry, ops};
 use crate::state::AppState;
 use http::StatusCode;
@@ -159,20 +159,10 @@ pub async fn apply(
                         "version number differs from the plan"
                     );
                 }
-                let entry = state.table.get(name).unwrap_or_else(|| {
-                    state.table.upsert(&FunctionRecord {
-                        name: name.to_string(),
-                        config: config.clone(),
-                        created_at: added.record.created_at,
-                        updated_at: added.record.created_at,
-                    })
-                });
                 let (component, source) = components[digest].clone();
-                entry.stats.loaded(source);
-                state.metrics.artifact_loaded(name, source);
                 state
                     .table
-                    .add_version(&entry, added.record, Some(component))
+                    .install(name, config, added.record, component, source)
                     .map_err(ApiError::internal)?;
             }
             Op::Config(config) => {
@@ -191,12 +181,9 @@ pub async fn apply(
                 set_default,
             } => {
                 if let Some(entry) = state.table.get(name) {
-                    let mut releases = entry.releases.write().unwrap();
-                    releases
-                        .aliases
-                        .insert(alias.clone(), AliasTarget::version(*version));
+                    ops::mirror_alias(&entry, alias, Some(AliasTarget::version(*version)));
                     if *set_default {
-                        releases.default_alias = Some(alias.clone());
+                        entry.releases.write().unwrap().default_alias = Some(alias.clone());
                     }
                 }
             }

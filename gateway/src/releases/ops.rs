@@ -29,6 +29,12 @@ pub fn set_alias(
         value.as_ref(),
         Some(&history),
     )?;
+    mirror_alias(entry, alias, target);
+    Ok(())
+}
+
+/// Applies an alias change the registry already holds to the live table.
+pub fn mirror_alias(entry: &FunctionEntry, alias: &str, target: Option<AliasTarget>) {
     let mut releases = entry.releases.write().unwrap();
     match target {
         Some(t) => {
@@ -41,7 +47,6 @@ pub fn set_alias(
             }
         }
     }
-    Ok(())
 }
 
 /// Makes `alias` the one plain calls follow (`None`: back to `latest`).
