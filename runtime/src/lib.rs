@@ -41,6 +41,7 @@ pub mod fsutil;
 mod gate;
 mod guest_log;
 mod host;
+mod inline_call;
 mod outbound;
 mod pool;
 

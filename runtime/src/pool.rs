@@ -13,6 +13,7 @@ use crate::config::FunctionConfig;
 use crate::gate::GatePermit;
 use crate::guest_log::GuestLog;
 use crate::host::{HostState, Sandbox, Sinks, new_store};
+use crate::inline_call::{First, InlineCall, until_response};
 use crate::outbound::OutboundPolicy;
 use crate::{InvokeError, Runtime};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -277,7 +278,7 @@ impl InstancePool {
         };
 
         let pool = self.clone();
-        let task = tokio::spawn(async move {
+        let mut call = InlineCall::new(async move {
             let _permit = permit;
             let call = instance.proxy.wasi_http_incoming_handler().call_handle(
                 &mut instance.store,
@@ -304,17 +305,20 @@ impl InstancePool {
             outcome
         });
 
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(InvokeError::Guest(format!("{code:?}"))),
-            Err(_) => match task.await {
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(InvokeError::NoResponse),
-                Err(join) => Err(InvokeError::Internal(format!(
-                    "invocation task failed: {join}"
-                ))),
+        let mut receiver = receiver;
+        let head = match until_response(&mut call, &mut receiver).await {
+            // Dropping `call` runs the rest of it (the body's tail) as a task.
+            First::Response(Ok(head)) => head,
+            // The handler dropped its outparam unset: its end says why.
+            First::Response(Err(_)) => {
+                return Err(call.finish().await.err().unwrap_or(InvokeError::NoResponse));
+            }
+            First::Ended(outcome) => match receiver.try_recv() {
+                Ok(head) => head,
+                Err(_) => return Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
             },
-        }
+        };
+        head.map_err(|code| InvokeError::Guest(format!("{code:?}")))
     }
 
     fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> InvokeError {

@@ -120,3 +120,55 @@ async fn idle_versions_unload_and_come_back_from_disk() {
     assert_eq!(info["stats"]["disk_loads"], 1, "{info}");
     assert_eq!(info["stats"]["compiles"], 1, "{info}");
 }
+
+/// A body larger than the host's body buffer: the guest hands its response
+/// over, then keeps writing while the client reads. The call runs on after
+/// the response head leaves the invoke path, to its end, and its instance
+/// goes back to the pool; a client that hangs up mid-body does not lose the
+/// instance's bookkeeping either.
+#[tokio::test]
+async fn streamed_bodies_finish_and_give_the_instance_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("probe", artifacts::PROBE).await;
+    server
+        .configure("probe", json!({"max_requests_per_instance": 100}))
+        .await;
+    assert_eq!(counter(&server, "probe", "/counter").await, "1");
+
+    let sent: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let response = server
+        .http
+        .post(server.at("/fn/probe/body"))
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed = response.bytes().await.unwrap();
+    assert!(echoed[..] == sent[..], "echoed {} bytes", echoed.len());
+    server
+        .wait_for_info("probe", "the call to end", |i| i["stats"]["in_flight"] == 0)
+        .await;
+    // The same instance answers: it was given back after its body.
+    assert_eq!(counter(&server, "probe", "/counter").await, "2");
+
+    // Read the head, then hang up with most of the body unread.
+    let response = server
+        .http
+        .post(server.at("/fn/probe/body"))
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    server
+        .wait_for_info("probe", "the abandoned call to end", |i| {
+            i["stats"]["in_flight"] == 0
+        })
+        .await;
+    let info = server.info("probe").await;
+    assert_eq!(info["stats"]["invocations"], 4, "{info}");
+    assert_eq!(server.get("/fn/probe/counter").await.0, 200);
+}
