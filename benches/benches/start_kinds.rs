@@ -24,6 +24,10 @@
 //! Run: `cargo bench -p flint-benches --bench start_kinds` (a filter such as
 //! `-- hello/` or `-- js-hello/cold` picks a subset).
 
+/// The allocator `flint` runs with, so timings match the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
 use flint_runtime::{
     ConcurrencyGate, FunctionConfig, GuestLog, HyperIncomingBody, InstancePool, InvocationObserver,

@@ -1,0 +1,121 @@
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
+
+//! One `GET /fn/NAME/` through the whole application in process
+//! ([`flint_gateway::api::handle`]: routing, alias resolution, the
+//! concurrency gate, the pool, metrics and response headers), without
+//! sockets or HTTP parsing. Set beside `start_kinds` (the pool alone) it is
+//! what Flint's layers add to an invocation; set beside the load harness it
+//! is what the network and HTTP/1 cost.
+//!
+//! - `fresh`: `hello` with the default config (a fresh instance per request,
+//!   `min_instances` warm);
+//! - `reuse`: `hello` opted in to instance reuse.
+//!
+//! Run: `cargo bench -p flint-benches --bench request_path`.
+
+/// The allocator `flint` runs with, so timings match the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use criterion::{Criterion, criterion_group};
+use flint_gateway::{AppState, GatewayConfig};
+use flint_test_artifacts as artifacts;
+use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Body = Full<bytes::Bytes>;
+
+fn request(method: http::Method, uri: &str, body: impl Into<bytes::Bytes>) -> http::Request<Body> {
+    http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// Sends one request to the application and returns its status and body.
+async fn call(state: &Arc<AppState>, request: http::Request<Body>) -> (u16, bytes::Bytes) {
+    let response = flint_gateway::api::handle(state.clone(), request).await;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+async fn deploy(state: &Arc<AppState>, name: &str, config: Option<&str>) {
+    let wasm = artifacts::bytes(artifacts::HELLO);
+    let uri = format!("/v1/functions/{name}");
+    let (status, body) = call(state, request(http::Method::PUT, &uri, wasm)).await;
+    assert!(status < 300, "deploy {name}: {status} {body:?}");
+    if let Some(config) = config {
+        let uri = format!("/v1/functions/{name}/config");
+        let patch = request(http::Method::PATCH, &uri, config.to_string());
+        let (status, body) = call(state, patch).await;
+        assert_eq!(status, 200, "config {name}: {body:?}");
+    }
+}
+
+fn request_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let data = tempfile::tempdir().unwrap();
+    let config = GatewayConfig {
+        data_dir: data.path().to_path_buf(),
+        ..GatewayConfig::default()
+    };
+    let state = rt.block_on(async {
+        let state = AppState::open(config).unwrap();
+        deploy(&state, "fresh", None).await;
+        deploy(
+            &state,
+            "reuse",
+            Some(r#"{"max_requests_per_instance": 1000000}"#),
+        )
+        .await;
+        state
+    });
+
+    let mut group = c.benchmark_group("request_path");
+    for name in ["fresh", "reuse"] {
+        let uri = format!("/fn/{name}/");
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (state, uri) = (state.clone(), uri.clone());
+                // Timed inside a runtime task, as a connection task runs it.
+                rt.block_on(tokio::spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let get = request(http::Method::GET, &uri, bytes::Bytes::new());
+                        let (status, body) = call(&state, get).await;
+                        assert_eq!(status, 200);
+                        assert_eq!(&body[..], b"Hello from Flint!\n");
+                    }
+                    start.elapsed()
+                }))
+                .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = request_path
+}
+
+// criterion_main!, plus the font (see `start_kinds`).
+fn main() {
+    flint_benches::register_fonts();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
