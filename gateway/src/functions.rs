@@ -194,10 +194,7 @@ impl FunctionTable {
             versions: RwLock::default(),
             log: Arc::new(GuestLog::new(&record.name, DEFAULT_LOG_LINES)),
             stats: stats.clone(),
-            observer: Arc::new(FunctionObserver {
-                stats,
-                metrics: self.metrics.clone(),
-            }),
+            observer: Arc::new(FunctionObserver::new(stats, self.metrics.clone())),
             load_lock: tokio::sync::Mutex::new(()),
             releases: RwLock::default(),
             windows: Windows::default(),

@@ -1,5 +1,6 @@
 //! Prometheus metrics and the per-function counters behind the info API.
 
+use dashmap::DashMap;
 use flint_runtime::{InvocationObserver, InvokeError, StartKind};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,8 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -283,22 +284,59 @@ impl FunctionStats {
 pub struct FunctionObserver {
     /// The function's counters.
     pub stats: Arc<FunctionStats>,
-    /// The process's metrics.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
+    series: Series,
+}
+
+/// The series every invocation of one function touches, each looked up in
+/// its family once: a lookup builds and hashes the label strings, which cost
+/// as much as the rest of the metrics work of an invocation.
+#[derive(Default)]
+struct Series {
+    cold: OnceLock<Counter>,
+    warm: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
+    ok: DashMap<u32, Counter>,
+}
+
+impl FunctionObserver {
+    /// An observer feeding `stats` and `metrics`.
+    pub fn new(stats: Arc<FunctionStats>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            stats,
+            metrics,
+            series: Series::default(),
+        }
+    }
+
+    fn invocations(&self, function: &str, version: u32, outcome: &str) -> Counter {
+        self.metrics
+            .invocations
+            .get_or_create(&OutcomeLabels {
+                function: function.into(),
+                version: version.to_string(),
+                outcome: outcome.into(),
+            })
+            .clone()
+    }
 }
 
 impl InvocationObserver for FunctionObserver {
     fn started(&self, function: &str, _version: u32, start: StartKind) {
-        match start {
-            StartKind::Cold => &self.stats.cold_starts,
-            StartKind::Warm => &self.stats.warm_starts,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .starts
-            .get_or_create(&KindLabels {
-                function: function.into(),
-                kind: start.as_str().into(),
+        let (stat, series) = match start {
+            StartKind::Cold => (&self.stats.cold_starts, &self.series.cold),
+            StartKind::Warm => (&self.stats.warm_starts, &self.series.warm),
+        };
+        stat.fetch_add(1, Ordering::Relaxed);
+        series
+            .get_or_init(|| {
+                self.metrics
+                    .starts
+                    .get_or_create(&KindLabels {
+                        function: function.into(),
+                        kind: start.as_str().into(),
+                    })
+                    .clone()
             })
             .inc();
     }
@@ -311,22 +349,28 @@ impl InvocationObserver for FunctionObserver {
         elapsed: Duration,
     ) {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-        if outcome.is_err() {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                self.series
+                    .ok
+                    .entry(version)
+                    .or_insert_with(|| self.invocations(function, version, "ok"))
+                    .inc();
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.invocations(function, version, e.code()).inc();
+            }
         }
-        let outcome = outcome.err().map_or("ok", InvokeError::code);
-        self.metrics
-            .invocations
-            .get_or_create(&OutcomeLabels {
-                function: function.into(),
-                version: version.to_string(),
-                outcome: outcome.into(),
-            })
-            .inc();
-        self.metrics
+        self.series
             .duration
-            .get_or_create(&FunctionLabels {
-                function: function.into(),
+            .get_or_init(|| {
+                self.metrics
+                    .duration
+                    .get_or_create(&FunctionLabels {
+                        function: function.into(),
+                    })
+                    .clone()
             })
             .observe(elapsed.as_secs_f64());
     }
