@@ -99,28 +99,39 @@ fn write_response(response: Response, response_out: ResponseOutparam) {
 
 /// Builds the host's response, or says which part of it the host rejected.
 fn to_outgoing(response: Response) -> Result<(OutgoingResponse, Vec<u8>), String> {
-    let (status, headers, bytes) = response.into_parts();
-    let fields = Fields::new();
-    let mut has_length = false;
-    for (name, value) in &headers {
-        has_length |= name.eq_ignore_ascii_case("content-length");
-        fields.append(name, value.as_bytes()).map_err(|err| {
-            format!("the host rejected response header `{name}: {value}`: {err:?}")
-        })?;
-    }
+    let (status, mut headers, bytes) = response.into_parts();
     // Without a length the host must send the body chunked; with one, the
     // caller's client knows the size up front.
+    let has_length = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
     let body_allowed = !(100..200).contains(&status) && status != 204 && status != 304;
     if !has_length && body_allowed {
-        fields
-            .append("content-length", bytes.len().to_string().as_bytes())
-            .map_err(|err| format!("the host rejected the content-length header: {err:?}"))?;
+        headers.push(("content-length".to_owned(), bytes.len().to_string()));
     }
+    // One host call for all headers: each call into the host costs about as
+    // much as the work it does for a small response.
+    let list: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
+        .collect();
+    let fields = Fields::from_list(&list).map_err(|_| rejected_header(&headers))?;
     let outgoing = OutgoingResponse::new(fields);
     outgoing
         .set_status_code(status)
         .map_err(|()| format!("the host rejected the status code {status}"))?;
     Ok((outgoing, bytes))
+}
+
+/// Finds the header the host refused, one at a time (only after a refusal).
+fn rejected_header(headers: &[(String, String)]) -> String {
+    let fields = Fields::new();
+    for (name, value) in headers {
+        if let Err(err) = fields.append(name, value.as_bytes()) {
+            return format!("the host rejected response header `{name}: {value}`: {err:?}");
+        }
+    }
+    "the host rejected the response headers".to_owned()
 }
 
 fn internal(message: &str) -> Response {
