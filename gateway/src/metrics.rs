@@ -351,11 +351,16 @@ impl InvocationObserver for FunctionObserver {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(()) => {
-                self.series
-                    .ok
-                    .entry(version)
-                    .or_insert_with(|| self.invocations(function, version, "ok"))
-                    .inc();
+                // A read lock on the hot path; the entry (a write lock) once.
+                if let Some(counter) = self.series.ok.get(&version) {
+                    counter.inc();
+                } else {
+                    self.series
+                        .ok
+                        .entry(version)
+                        .or_insert_with(|| self.invocations(function, version, "ok"))
+                        .inc();
+                }
             }
             Err(e) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
