@@ -262,7 +262,7 @@ impl InstancePool {
         instance.store.data_mut().deadline = Instant::now() + timeout;
         instance.store.set_epoch_deadline(1);
 
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let mut http = instance.store.data_mut().http();
         let prepared = http
             .new_incoming_request(Scheme::Http, request)
@@ -305,7 +305,6 @@ impl InstancePool {
             outcome
         });
 
-        let mut receiver = receiver;
         let head = match until_response(&mut call, &mut receiver).await {
             // Dropping `call` runs the rest of it (the body's tail) as a task.
             First::Response(Ok(head)) => head,
