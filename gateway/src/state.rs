@@ -69,10 +69,19 @@ impl AppState {
         runtime_config.pooling = config.pooling;
         runtime_config.memory_init_cow = config.memory_init_cow;
         runtime_config.max_instances = config.max_instances;
-        let runtime =
-            Arc::new(Runtime::new(&runtime_config).context("cannot start the Wasm runtime")?);
-        let registry = SqliteRegistry::open(&dir.join("registry.db"))
-            .with_context(|| format!("cannot open the registry in {}", dir.display()))?;
+        // Building the engine (its instance pool protects a guard page per
+        // slot) and opening the registry are independent: a restart waits
+        // for the longer of the two, not their sum.
+        let (runtime, registry) = std::thread::scope(|scope| {
+            let engine = scope.spawn(|| Runtime::new(&runtime_config));
+            let registry = SqliteRegistry::open(&dir.join("registry.db"))
+                .with_context(|| format!("cannot open the registry in {}", dir.display()));
+            let runtime = engine
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .context("cannot start the Wasm runtime");
+            anyhow::Ok((Arc::new(runtime?), registry?))
+        })?;
         let blobs = Arc::new(BlobStore::new(&dir.join("blobs"))?);
         let metrics = Arc::new(Metrics::default());
         let secrets = Arc::new(Secrets::load(config.secrets_file.as_deref())?);
