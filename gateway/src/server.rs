@@ -1,5 +1,6 @@
-//! The accept loop: binds, serves HTTP/1.1 and HTTP/2 with [`crate::handle`],
-//! runs periodic upkeep, and shuts down gracefully.
+//! The accept loop: binds, serves HTTP/1.1 and HTTP/2 with [`crate::handle`]
+//! on one single-threaded runtime per core, runs periodic upkeep, and shuts
+//! down gracefully.
 
 use crate::config::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
 use crate::state::AppState;
@@ -10,8 +11,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// How often idle instances are trimmed and idle versions unloaded.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,6 +32,16 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (up to a grace period).
+///
+/// Connections are served by one thread per core, each running a
+/// single-threaded runtime: a connection, its requests and the guest calls
+/// they make stay on one thread. This loop accepts and hands each
+/// connection to the thread with the fewest open ones. Measured against one
+/// multi-threaded runtime, it drops the cross-thread wake-ups of work
+/// stealing (see benches/README.md). Everything else (upkeep, queue
+/// triggers, compiles, the reconciler) runs on the caller's runtime; all
+/// threads share `state`, so concurrency limits, metrics and deploys stay
+/// one.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -54,13 +67,10 @@ pub async fn serve(
         tracing::info!("no --amqp-url: running without queue triggers");
         None
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Without a timer hyper silently skips the header read timeout.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (0..threads)
+        .map(|i| ConnectionThread::start(i, state.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -74,18 +84,14 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = service_fn(move |request| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(crate::api::handle(state, request).await) }
-                });
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                let least_busy = threads
+                    .iter()
+                    .min_by_key(|t| t.open.load(Ordering::Relaxed))
+                    .expect("at least one connection thread");
+                match stream.into_std() {
+                    Ok(stream) => least_busy.hand_over(stream, peer),
+                    Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection over"),
+                }
             }
             () = &mut shutdown => break,
         }
@@ -98,11 +104,105 @@ pub async fn serve(
         supervisor.abort();
     }
     tracing::info!("shutting down; waiting for in-flight requests");
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            thread.finish();
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// A thread serving connections on a single-threaded runtime of its own.
+struct ConnectionThread {
+    /// Accepted connections on their way to the thread; dropping it tells
+    /// the thread to drain.
+    incoming: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    /// Connections handed over and not yet closed.
+    open: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ConnectionThread {
+    fn start(index: usize, state: Arc<AppState>) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (incoming, receiver) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let thread = std::thread::Builder::new()
+            .name(format!("flint-conn-{index}"))
+            .spawn({
+                let open = open.clone();
+                move || runtime.block_on(serve_connections(receiver, state, open))
+            })?;
+        Ok(Self {
+            incoming,
+            open,
+            thread,
+        })
+    }
+
+    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        if self.incoming.send((stream, peer)).is_err() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(%peer, "connection thread is gone; connection dropped");
+        }
+    }
+
+    /// Stops handing over connections and waits until the thread's open
+    /// ones have finished (or the grace period is over).
+    fn finish(self) {
+        drop(self.incoming);
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Serves the connections handed to this thread until the channel closes,
+/// then lets in-flight requests finish (up to the grace period).
+async fn serve_connections(
+    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    state: Arc<AppState>,
+    open: Arc<AtomicUsize>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper silently skips the header read timeout.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    while let Some((stream, peer)) = incoming.recv().await {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                open.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(%peer, error = %e, "cannot register the connection");
+                continue;
+            }
+        };
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(crate::api::handle(state, request).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        let open = open.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing remaining connections");
     }
-    Ok(())
 }
