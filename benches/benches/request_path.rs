@@ -59,7 +59,7 @@ async fn deploy(state: &Arc<AppState>, name: &str, config: Option<&str>) {
 }
 
 fn request_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();

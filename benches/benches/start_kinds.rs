@@ -18,8 +18,8 @@
 //! (`pooling={true,false},cow={true,false}`), `compile` and `disk` under the
 //! default (pooling and copy-on-write on). Preparation (compiling, pre-linking,
 //! refilling the warm pool) stays outside the timed part, and the timed loops
-//! run inside a task of a multi-threaded tokio runtime, as the server's
-//! connection tasks do (see [`in_task`]).
+//! run inside a task of a single-threaded tokio runtime, as the server's
+//! connection tasks do on their connection threads (see [`in_task`]).
 //!
 //! Run: `cargo bench -p flint-benches --bench start_kinds` (a filter such as
 //! `-- hello/` or `-- js-hello/cold` picks a subset).
@@ -152,7 +152,7 @@ fn timed_invokes(
 }
 
 fn start_kinds(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
