@@ -114,9 +114,7 @@ fn pool(
 
 /// Runs `iters` iterations inside one task on the runtime and adds up the
 /// durations they report. Inside a task, as in the server (where a
-/// connection task invokes and the guest call runs on it); driving each call
-/// with `block_on` from outside the runtime would add two cross-thread
-/// wake-ups per call instead.
+/// connection task invokes and the guest call runs on it).
 fn in_task<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, iteration: F) -> Duration
 where
     F: Fn() -> Fut + Send + 'static,
