@@ -104,9 +104,13 @@ pub async fn serve(
         supervisor.abort();
     }
     tracing::info!("shutting down; waiting for in-flight requests");
+    // Every thread drains at once: close all hand-overs before joining any.
+    let joins: Vec<_> = threads.into_iter().map(ConnectionThread::drain).collect();
     tokio::task::spawn_blocking(move || {
-        for thread in threads {
-            thread.finish();
+        for join in joins {
+            if let Err(panic) = join.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     })
     .await?;
@@ -151,13 +155,11 @@ impl ConnectionThread {
         }
     }
 
-    /// Stops handing over connections and waits until the thread's open
-    /// ones have finished (or the grace period is over).
-    fn finish(self) {
+    /// Stops handing over connections: the thread lets its open ones finish
+    /// (up to the grace period) and ends; join the handle to wait for it.
+    fn drain(self) -> std::thread::JoinHandle<()> {
         drop(self.incoming);
-        if let Err(panic) = self.thread.join() {
-            std::panic::resume_unwind(panic);
-        }
+        self.thread
     }
 }
 
