@@ -121,7 +121,7 @@ pub async fn serve(
 struct ConnectionThread {
     /// Accepted connections on their way to the thread; dropping it tells
     /// the thread to drain.
-    incoming: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    incoming: mpsc::UnboundedSender<Handover>,
     /// Connections handed over and not yet closed.
     open: Arc<AtomicUsize>,
     thread: std::thread::JoinHandle<()>,
@@ -136,10 +136,7 @@ impl ConnectionThread {
         let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name(format!("flint-conn-{index}"))
-            .spawn({
-                let open = open.clone();
-                move || runtime.block_on(serve_connections(receiver, state, open))
-            })?;
+            .spawn(move || runtime.block_on(serve_connections(receiver, state)))?;
         Ok(Self {
             incoming,
             open,
@@ -148,9 +145,12 @@ impl ConnectionThread {
     }
 
     fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        if self.incoming.send((stream, peer)).is_err() {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+        let handover = Handover {
+            stream,
+            peer,
+            open: OpenConnection::new(&self.open),
+        };
+        if self.incoming.send(handover).is_err() {
             tracing::error!(%peer, "connection thread is gone; connection dropped");
         }
     }
@@ -163,13 +163,33 @@ impl ConnectionThread {
     }
 }
 
+/// An accepted connection on its way to a connection thread.
+struct Handover {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    /// Counts it as open until the connection, however it ends, is dropped.
+    open: OpenConnection,
+}
+
+/// One in a connection thread's count of open connections, while it lives.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves the connections handed to this thread until the channel closes,
 /// then lets in-flight requests finish (up to the grace period).
-async fn serve_connections(
-    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-    state: Arc<AppState>,
-    open: Arc<AtomicUsize>,
-) {
+async fn serve_connections(mut incoming: mpsc::UnboundedReceiver<Handover>, state: Arc<AppState>) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently skips the header read timeout.
@@ -177,11 +197,10 @@ async fn serve_connections(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    while let Some((stream, peer)) = incoming.recv().await {
+    while let Some(Handover { stream, peer, open }) = incoming.recv().await {
         let stream = match TcpStream::from_std(stream) {
             Ok(stream) => stream,
             Err(e) => {
-                open.fetch_sub(1, Ordering::Relaxed);
                 tracing::warn!(%peer, error = %e, "cannot register the connection");
                 continue;
             }
@@ -193,12 +212,12 @@ async fn serve_connections(
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
-        let open = open.clone();
         tokio::spawn(async move {
+            // Counted as open until this task ends or is dropped.
+            let _open = open;
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            open.fetch_sub(1, Ordering::Relaxed);
         });
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
