@@ -5,10 +5,10 @@ pub use wasi;
 pub use wasi::exports::http::incoming_handler::Guest;
 pub use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
-use wasi::http::types::{Fields, IncomingBody, OutgoingBody, OutgoingResponse};
+use wasi::http::types::{Fields, OutgoingBody, OutgoingResponse};
 use wasi::io::streams::StreamError;
 
-use crate::{Request, Response, request};
+use crate::{Method, Request, Response, request};
 
 /// How much of the request body to ask for per `blocking-read`. The host may
 /// return less; a bigger ask only means fewer calls for big bodies.
@@ -33,14 +33,30 @@ where
 fn read_request(incoming: &IncomingRequest) -> Result<Request, Response> {
     let method = request::method_from_wasi(incoming.method());
     let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".to_owned());
-    let headers = incoming
+    let headers: Vec<(String, String)> = incoming
         .headers()
         .entries()
         .into_iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), lossy_string(value)))
         .collect();
-    let body = read_body(incoming)?;
+    let body = if may_have_body(&method, &headers) {
+        read_body(incoming)?
+    } else {
+        Vec::new()
+    };
     Ok(request::from_parts(method, path_with_query, headers, body))
+}
+
+/// Whether to read the body at all: always, except for a `GET` or `HEAD`
+/// without `Content-Length`. Their content has no defined meaning (RFC 9110,
+/// section 9.3), and without a length one comes only as a chunked HTTP/1.1
+/// or an unsized HTTP/2 body, which the handler never sees. Hosts strip
+/// `Transfer-Encoding` from what a guest sees, so the SDK cannot tell those
+/// from the usual bodiless `GET`. Skipping saves six of the 21 calls into
+/// the host that a small request makes.
+fn may_have_body(method: &Method, headers: &[(String, String)]) -> bool {
+    !matches!(method, Method::Get | Method::Head)
+        || headers.iter().any(|(name, _)| name == "content-length")
 }
 
 fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, Response> {
@@ -64,9 +80,11 @@ fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, Response> {
             }
         }
     }
-    // The stream is a child of the body and must go first.
+    // The stream is a child of the body and must go first. Dropping the body
+    // unfinished ignores trailers, and takes one call less than `finish`
+    // plus dropping the trailers' future.
     drop(stream);
-    drop(IncomingBody::finish(body));
+    drop(body);
     Ok(bytes)
 }
 
@@ -117,9 +135,12 @@ fn to_outgoing(response: Response) -> Result<(OutgoingResponse, Vec<u8>), String
         .collect();
     let fields = Fields::from_list(&list).map_err(|_| rejected_header(&headers))?;
     let outgoing = OutgoingResponse::new(fields);
-    outgoing
-        .set_status_code(status)
-        .map_err(|()| format!("the host rejected the status code {status}"))?;
+    // A new response's status is already 200.
+    if status != 200 {
+        outgoing
+            .set_status_code(status)
+            .map_err(|()| format!("the host rejected the status code {status}"))?;
+    }
     Ok((outgoing, bytes))
 }
 
@@ -141,4 +162,31 @@ fn internal(message: &str) -> Response {
 fn lossy_string(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes)
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(names: &[&str]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|name| (name.to_string(), "1".to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn get_and_head_read_the_body_only_with_a_length() {
+        assert!(!may_have_body(&Method::Get, &headers(&["host", "accept"])));
+        assert!(!may_have_body(&Method::Head, &[]));
+        assert!(may_have_body(&Method::Get, &headers(&["content-length"])));
+    }
+
+    #[test]
+    fn other_methods_read_the_body_even_unframed() {
+        // HTTP/2 streams a body without a length.
+        for method in [Method::Post, Method::Put, Method::Delete, Method::Patch] {
+            assert!(may_have_body(&method, &[]));
+        }
+    }
 }

@@ -171,7 +171,8 @@ impl Request {
             .map(|(name, value)| (name.as_str(), value.as_str()))
     }
 
-    /// The request body (empty when there is none).
+    /// The request body (empty when there is none, and for a `GET` or `HEAD`
+    /// without `Content-Length`: the SDK does not read theirs).
     pub fn body(&self) -> &[u8] {
         &self.body
     }

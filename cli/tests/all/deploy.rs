@@ -56,6 +56,40 @@ async fn upload_then_invoke_each_example() {
     assert_eq!(seen["headers"]["x-custom"], "v", "{seen}");
 }
 
+/// The SDK reads the body of a `GET` only when it declares a length; other
+/// methods' bodies, chunked too, always reach the handler.
+#[tokio::test]
+async fn get_bodies_reach_the_handler_when_sized() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("probe", artifacts::PROBE).await;
+    let echo = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let len = response.headers()["x-body-len"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (len, response.text().await.unwrap())
+    };
+    let chunked = || {
+        let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("chunked "), Ok("body")];
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    let url = server.at("/fn/probe/body");
+
+    let (len, body) = echo(server.http.get(&url)).await;
+    assert_eq!((len.as_str(), body.as_str()), ("0", ""));
+    let sized = server.http.get(&url).body("with a length");
+    let (len, body) = echo(sized).await;
+    assert_eq!((len.as_str(), body.as_str()), ("13", "with a length"));
+    // A chunked GET's content has no defined meaning: the handler sees none.
+    let (len, _) = echo(server.http.get(&url).body(chunked())).await;
+    assert_eq!(len, "0");
+    let (len, body) = echo(server.http.post(&url).body(chunked())).await;
+    assert_eq!((len.as_str(), body.as_str()), ("12", "chunked body"));
+}
+
 #[tokio::test]
 async fn same_bytes_are_idempotent_and_new_bytes_make_a_version() {
     let dir = tempfile::tempdir().unwrap();
