@@ -4,7 +4,9 @@
 //! owns what only a running process has: loaded components, instance pools,
 //! concurrency gates, guest logs and counters. A version is loaded on first
 //! use (mapped from the disk cache, or compiled from its blob when the cache
-//! misses) and dropped again when idle, unless it keeps `min_instances`.
+//! misses) and dropped again when idle, unless it keeps `min_instances`. At
+//! start the live versions of the first [`PRELOAD_MAX`] functions load in
+//! the background.
 
 use crate::blobs::BlobStore;
 use crate::metrics::{FunctionObserver, FunctionStats, LoadSource, Metrics};
@@ -23,6 +25,10 @@ use std::time::{Duration, SystemTime};
 
 /// Shadow calls of one function in flight at most.
 const SHADOW_CONCURRENCY: u32 = 16;
+
+/// Most functions whose live versions [`FunctionTable::preload_live`] loads
+/// at start: a bound on the start's background work and mapped artifacts.
+pub const PRELOAD_MAX: usize = 64;
 
 /// Longest function name.
 pub const MAX_NAME_LEN: usize = 63;
@@ -127,6 +133,20 @@ impl FunctionEntry {
     /// A specific version.
     pub fn version(&self, version: u32) -> Option<Arc<VersionEntry>> {
         self.versions.read().unwrap().get(&version).cloned()
+    }
+
+    /// The versions plain calls (`/fn/NAME/`) can reach: the target of the
+    /// default alias, every side of a split, or the latest version.
+    pub fn live_versions(&self) -> Vec<Arc<VersionEntry>> {
+        let releases = self.releases.read().unwrap();
+        match releases.default_alias() {
+            crate::releases::LATEST => self.latest().into_iter().collect(),
+            alias => releases
+                .aliases
+                .get(alias)
+                .map(|target| target.versions().filter_map(|n| self.version(n)).collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// Instances waiting in the pools of all loaded versions.
@@ -388,6 +408,35 @@ impl FunctionTable {
         )?;
         *version.shadow.write().unwrap() = Some(pool.clone());
         Ok(pool)
+    }
+
+    /// Loads the live versions of up to [`PRELOAD_MAX`] functions in the
+    /// background, one after another, so that the first call after a start
+    /// finds its version mapped and pre-linked, as `wasmtime serve` has its
+    /// component before it listens. A call that comes first waits for the
+    /// same load (the function's load lock), never a second one. Versions
+    /// nobody calls unload again after `unload_after`.
+    pub fn preload_live(self: &Arc<Self>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let live: Vec<_> = self
+            .list()
+            .into_iter()
+            .take(PRELOAD_MAX)
+            .flat_map(|entry| {
+                let versions = entry.live_versions();
+                versions.into_iter().map(move |v| (entry.clone(), v))
+            })
+            .collect();
+        let table = self.clone();
+        handle.spawn(async move {
+            for (entry, version) in live {
+                if let Err(e) = table.pool(&entry, &version).await {
+                    tracing::warn!(function = %entry.name, version = version.record.version, error = %e, "could not preload version");
+                }
+            }
+        });
     }
 
     /// Loads the latest version and pre-instantiates `min_instances` when the

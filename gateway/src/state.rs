@@ -60,7 +60,8 @@ impl AppState {
     }
 
     /// Opens the data directory and restores every function from the
-    /// registry. Versions load lazily from the artifact cache.
+    /// registry. The live versions load from the artifact cache in the
+    /// background (see [`FunctionTable::preload_live`]); others on first use.
     pub fn open(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir)
@@ -119,6 +120,7 @@ impl AppState {
         });
         crate::releases::ops::restore(&state)?;
         state.reload_routes()?;
+        state.table.preload_live();
         Ok(state)
     }
 

@@ -22,6 +22,12 @@ async fn a_killed_server_restarts_with_everything_and_no_recompile() {
     let server = Server::start(&dir);
     let (_, list) = server.get_json("/v1/functions").await;
     assert_eq!(list["functions"].as_array().unwrap().len(), 2, "{list}");
+    // Live versions load from the disk cache at start, before any call.
+    server
+        .wait_for_info("hello", "the preload from disk", |i| {
+            i["stats"]["disk_loads"] == 1
+        })
+        .await;
     assert_eq!(server.get("/fn/hello/").await.1, "Hello from Flint!\n");
     assert_eq!(server.get("/fn/probe/env?name=KEPT").await.1, "yes");
     let info = server.info("hello").await;
