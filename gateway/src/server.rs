@@ -2,8 +2,11 @@
 //! on one single-threaded runtime per core, runs periodic upkeep, and shuts
 //! down gracefully.
 
+use crate::api::ApiError;
 use crate::config::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
 use crate::state::AppState;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 /// How often idle instances are trimmed and idle versions unloaded.
@@ -38,10 +42,10 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// they make stay on one thread. This loop accepts and hands each
 /// connection to the thread with the fewest open ones. Measured against one
 /// multi-threaded runtime, it drops the cross-thread wake-ups of work
-/// stealing (see benches/README.md). Everything else (upkeep, queue
-/// triggers, compiles, the reconciler) runs on the caller's runtime; all
-/// threads share `state`, so concurrency limits, metrics and deploys stay
-/// one.
+/// stealing (see benches/README.md). Everything else (the admin API, upkeep,
+/// queue triggers, compiles, the reconciler) runs on the caller's runtime;
+/// all threads share `state`, so concurrency limits, metrics and deploys
+/// stay one.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -68,8 +72,9 @@ pub async fn serve(
         None
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let admin = tokio::runtime::Handle::current();
     let threads = (0..threads)
-        .map(|i| ConnectionThread::start(i, state.clone()))
+        .map(|i| ConnectionThread::start(i, state.clone(), admin.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     tokio::pin!(shutdown);
     loop {
@@ -128,7 +133,7 @@ struct ConnectionThread {
 }
 
 impl ConnectionThread {
-    fn start(index: usize, state: Arc<AppState>) -> anyhow::Result<Self> {
+    fn start(index: usize, state: Arc<AppState>, admin: Handle) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -136,7 +141,7 @@ impl ConnectionThread {
         let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name(format!("flint-conn-{index}"))
-            .spawn(move || runtime.block_on(serve_connections(receiver, state)))?;
+            .spawn(move || runtime.block_on(serve_connections(receiver, state, admin)))?;
         Ok(Self {
             incoming,
             open,
@@ -187,9 +192,30 @@ impl Drop for OpenConnection {
     }
 }
 
+/// Runs an admin API request on the main runtime. Admin calls wait on the
+/// registry (SQLite commits wait for fsync) and on compiles; on this thread
+/// they would stall every other connection it serves meanwhile. Spawned,
+/// the call also runs to its end when its client hangs up, so a deploy is
+/// never cut off between its registry write and its install.
+async fn on_main_runtime(
+    admin: &Handle,
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+) -> Response<crate::api::Body> {
+    match admin.spawn(crate::api::handle(state, request)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::internal(format!("the admin call did not finish: {e}")).into_response(),
+    }
+}
+
 /// Serves the connections handed to this thread until the channel closes,
-/// then lets in-flight requests finish (up to the grace period).
-async fn serve_connections(mut incoming: mpsc::UnboundedReceiver<Handover>, state: Arc<AppState>) {
+/// then lets in-flight requests finish (up to the grace period). Admin API
+/// requests run on `admin` (the main runtime).
+async fn serve_connections(
+    mut incoming: mpsc::UnboundedReceiver<Handover>,
+    state: Arc<AppState>,
+    admin: Handle,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently skips the header read timeout.
@@ -205,10 +231,18 @@ async fn serve_connections(mut incoming: mpsc::UnboundedReceiver<Handover>, stat
                 continue;
             }
         };
-        let state = state.clone();
-        let service = service_fn(move |request| {
+        let (state, admin) = (state.clone(), admin.clone());
+        let service = service_fn(move |request: Request<Incoming>| {
             let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::api::handle(state, request).await) }
+            let admin = admin.clone();
+            async move {
+                let response = if request.uri().path().starts_with("/v1/") {
+                    on_main_runtime(&admin, state, request).await
+                } else {
+                    crate::api::handle(state, request).await
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
