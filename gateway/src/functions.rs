@@ -417,10 +417,7 @@ impl FunctionTable {
     /// same load (the function's load lock), never a second one. Versions
     /// nobody calls unload again after `unload_after`.
     pub fn preload_live(self: &Arc<Self>) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let live: Vec<_> = self
+        let live = self
             .list()
             .into_iter()
             .take(PRELOAD_MAX)
@@ -429,11 +426,24 @@ impl FunctionTable {
                 versions.into_iter().map(move |v| (entry.clone(), v))
             })
             .collect();
+        self.load_in_background(live, "could not preload version");
+    }
+
+    /// Loads `versions` one after another in a task of the current runtime
+    /// (none: nothing to load into), logging each that fails with `failure`.
+    fn load_in_background(
+        self: &Arc<Self>,
+        versions: Vec<(Arc<FunctionEntry>, Arc<VersionEntry>)>,
+        failure: &'static str,
+    ) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let table = self.clone();
         handle.spawn(async move {
-            for (entry, version) in live {
+            for (entry, version) in versions {
                 if let Err(e) = table.pool(&entry, &version).await {
-                    tracing::warn!(function = %entry.name, version = version.record.version, error = %e, "could not preload version");
+                    tracing::warn!(function = %entry.name, version = version.record.version, error = %e, "{failure}");
                 }
             }
         });
@@ -450,16 +460,10 @@ impl FunctionTable {
             pool.fill();
             return;
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let table = self.clone();
-        let entry = entry.clone();
-        handle.spawn(async move {
-            if let Err(e) = table.pool(&entry, &latest).await {
-                tracing::warn!(function = %entry.name, error = %e, "could not load version for min_instances");
-            }
-        });
+        self.load_in_background(
+            vec![(entry.clone(), latest)],
+            "could not load version for min_instances",
+        );
     }
 
     /// Periodic upkeep: drops pooled instances idle past `instance_idle`, and

@@ -72,7 +72,7 @@ pub async fn serve(
         None
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let admin = tokio::runtime::Handle::current();
+    let admin = Handle::current();
     let threads = (0..threads)
         .map(|i| ConnectionThread::start(i, state.clone(), admin.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -234,12 +234,11 @@ async fn serve_connections(
         let (state, admin) = (state.clone(), admin.clone());
         let service = service_fn(move |request: Request<Incoming>| {
             let state = state.clone();
-            let admin = admin.clone();
+            let admin = crate::api::is_admin(request.uri().path()).then(|| admin.clone());
             async move {
-                let response = if request.uri().path().starts_with("/v1/") {
-                    on_main_runtime(&admin, state, request).await
-                } else {
-                    crate::api::handle(state, request).await
+                let response = match admin {
+                    Some(admin) => on_main_runtime(&admin, state, request).await,
+                    None => crate::api::handle(state, request).await,
                 };
                 Ok::<_, std::convert::Infallible>(response)
             }

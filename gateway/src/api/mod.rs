@@ -45,6 +45,12 @@ pub(crate) fn declared_length<B>(request: &Request<B>) -> Option<u64> {
         .ok()
 }
 
+/// Whether `path` is the admin API's (`/v1/...`): calls that wait on the
+/// registry and on compiles, unlike invocations.
+pub(crate) fn is_admin(path: &str) -> bool {
+    path.starts_with("/v1/")
+}
+
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
