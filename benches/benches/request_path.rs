@@ -4,7 +4,7 @@
 )]
 
 //! One `GET /fn/NAME/` through the whole application in process
-//! ([`flint_gateway::api::handle`]: routing, alias resolution, the
+//! ([`flint_gateway::api::App::handle`]: routing, alias resolution, the
 //! concurrency gate, the pool, metrics and response headers), without
 //! sockets or HTTP parsing. Set beside `start_kinds` (the pool alone) it is
 //! what Flint's layers add to an invocation; set beside the load harness it
@@ -21,7 +21,9 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, criterion_group};
-use flint_gateway::{AppState, GatewayConfig};
+use flint_gateway::GatewayConfig;
+use flint_gateway::api::App;
+use flint_gateway::core::Control;
 use flint_test_artifacts as artifacts;
 use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
@@ -38,22 +40,22 @@ fn request(method: http::Method, uri: &str, body: impl Into<bytes::Bytes>) -> ht
 }
 
 /// Sends one request to the application and returns its status and body.
-async fn call(state: &Arc<AppState>, request: http::Request<Body>) -> (u16, bytes::Bytes) {
-    let response = flint_gateway::api::handle(state.clone(), request).await;
+async fn call(app: &App, request: http::Request<Body>) -> (u16, bytes::Bytes) {
+    let response = app.handle(request).await;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, body)
 }
 
-async fn deploy(state: &Arc<AppState>, name: &str, config: Option<&str>) {
+async fn deploy(app: &App, name: &str, config: Option<&str>) {
     let wasm = artifacts::bytes(artifacts::HELLO);
     let uri = format!("/v1/functions/{name}");
-    let (status, body) = call(state, request(http::Method::PUT, &uri, wasm)).await;
+    let (status, body) = call(app, request(http::Method::PUT, &uri, wasm)).await;
     assert!(status < 300, "deploy {name}: {status} {body:?}");
     if let Some(config) = config {
         let uri = format!("/v1/functions/{name}/config");
         let patch = request(http::Method::PATCH, &uri, config.to_string());
-        let (status, body) = call(state, patch).await;
+        let (status, body) = call(app, patch).await;
         assert_eq!(status, 200, "config {name}: {body:?}");
     }
 }
@@ -69,16 +71,16 @@ fn request_path(c: &mut Criterion) {
         data_dir: data.path().to_path_buf(),
         ..GatewayConfig::default()
     };
-    let state = rt.block_on(async {
-        let state = AppState::open(config).unwrap();
-        deploy(&state, "fresh", None).await;
+    let app: Arc<App> = rt.block_on(async {
+        let app = App::new(Control::open(config).await.unwrap());
+        deploy(&app, "fresh", None).await;
         deploy(
-            &state,
+            &app,
             "reuse",
             Some(r#"{"max_requests_per_instance": 1000000}"#),
         )
         .await;
-        state
+        app
     });
 
     let mut group = c.benchmark_group("request_path");
@@ -86,13 +88,13 @@ fn request_path(c: &mut Criterion) {
         let uri = format!("/fn/{name}/");
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let (state, uri) = (state.clone(), uri.clone());
+                let (app, uri) = (app.clone(), uri.clone());
                 // Timed inside a runtime task, as a connection task runs it.
                 rt.block_on(tokio::spawn(async move {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let get = request(http::Method::GET, &uri, bytes::Bytes::new());
-                        let (status, body) = call(&state, get).await;
+                        let (status, body) = call(&app, get).await;
                         assert_eq!(status, 200);
                         assert_eq!(&body[..], b"Hello from Flint!\n");
                     }

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// The log filter when `FLINT_LOG` is unset, in `tracing_subscriber::EnvFilter` syntax.
@@ -33,9 +34,12 @@ async fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_env("FLINT_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    // Colour codes only for a person at a terminal: a log file or a
+    // collector gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     match flint_cli::run(cli).await {

@@ -1,26 +1,29 @@
-//! Flint's gateway: the HTTP server (invoke path and admin API), the router
-//! from names and versions to instance pools, the registry (SQLite plus
-//! content-addressed blobs) and the metrics.
+//! Flint's gateway: the core that owns every operation on functions, the
+//! storage under it, and the adapters over it.
 //!
-//! Requests flow `serve` -> [`api::handle`] -> router -> the runtime's
-//! instance pool. [`api::handle`] is the whole application as a function of
-//! a request; [`server::serve`] is one accept loop around it.
+//! Layers run one way:
+//!
+//! ```text
+//! adapters   api/ (HTTP)   triggers/ (AMQP)   reconcile (flint serve --manifest)   server (accept loop)
+//! core       core::Control (every operation), core::Invoker (every call)
+//! store      store::Store (SQLite embedded), store::BlobStore (files)
+//! runtime    flint-runtime (engine, pools, limits, sandbox)
+//! ```
+//!
+//! Leaf modules any layer may use: [`config`], [`limits`], [`metrics`],
+//! [`routes`], [`secrets`]. A request flows [`server::serve`] ->
+//! [`api::App::handle`] -> [`core::Invoker`] -> the runtime's instance pool.
 
 pub mod api;
-pub mod blobs;
 pub mod config;
-pub mod desired;
-pub mod functions;
-pub mod invoke;
-pub mod manifest;
+pub mod core;
+pub mod limits;
 pub mod metrics;
-pub mod registry;
-pub mod releases;
+pub mod reconcile;
 pub mod routes;
 pub mod secrets;
 pub mod server;
-pub mod state;
+pub mod store;
 pub mod triggers;
 
 pub use config::GatewayConfig;
-pub use state::AppState;

@@ -5,7 +5,7 @@
 //! lines). The registry, the API and manifests only ever hold the
 //! reference; the value reaches the guest and nothing else.
 
-use flint_runtime::FunctionConfig;
+use flint_spec::FunctionConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 

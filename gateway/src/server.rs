@@ -1,10 +1,9 @@
-//! The accept loop: binds, serves HTTP/1.1 and HTTP/2 with [`crate::handle`]
-//! on one single-threaded runtime per core, runs periodic upkeep, and shuts
-//! down gracefully.
+//! The accept loop: binds, serves HTTP/1.1 and HTTP/2 with [`App::handle`]
+//! on one single-threaded runtime per core, runs periodic upkeep and the
+//! queue adapter, and shuts down gracefully.
 
-use crate::api::ApiError;
+use crate::api::{ApiError, App};
 use crate::config::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
-use crate::state::AppState;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -44,37 +43,35 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// multi-threaded runtime, it drops the cross-thread wake-ups of work
 /// stealing (see benches/README.md). Everything else (the admin API, upkeep,
 /// queue triggers, compiles, the reconciler) runs on the caller's runtime;
-/// all threads share `state`, so concurrency limits, metrics and deploys
+/// all threads share one core, so concurrency limits, metrics and deploys
 /// stay one.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<AppState>,
+    app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let control = app.control().clone();
     let maintenance = tokio::spawn({
-        let state = state.clone();
+        let control = control.clone();
         async move {
             let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
             loop {
                 tick.tick().await;
-                state
-                    .table
-                    .maintain(state.config.instance_idle, state.config.unload_after);
+                control.maintain();
             }
         }
     });
-    let supervisor = if state.triggers.amqp_url().is_some() {
-        Some(tokio::spawn(crate::triggers::amqp::supervise(
-            state.clone(),
-        )))
-    } else {
-        tracing::info!("no --amqp-url: running without queue triggers");
-        None
+    let supervisor = match control.config().amqp_url.clone() {
+        Some(url) => Some(crate::triggers::start(&control, url)),
+        None => {
+            tracing::info!("no --amqp-url: running without queue triggers");
+            None
+        }
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let admin = Handle::current();
     let threads = (0..threads)
-        .map(|i| ConnectionThread::start(i, state.clone(), admin.clone()))
+        .map(|i| ConnectionThread::start(i, app.clone(), admin.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     tokio::pin!(shutdown);
     loop {
@@ -133,7 +130,7 @@ struct ConnectionThread {
 }
 
 impl ConnectionThread {
-    fn start(index: usize, state: Arc<AppState>, admin: Handle) -> anyhow::Result<Self> {
+    fn start(index: usize, app: Arc<App>, admin: Handle) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -141,7 +138,7 @@ impl ConnectionThread {
         let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name(format!("flint-conn-{index}"))
-            .spawn(move || runtime.block_on(serve_connections(receiver, state, admin)))?;
+            .spawn(move || runtime.block_on(serve_connections(receiver, app, admin)))?;
         Ok(Self {
             incoming,
             open,
@@ -199,12 +196,15 @@ impl Drop for OpenConnection {
 /// never cut off between its registry write and its install.
 async fn on_main_runtime(
     admin: &Handle,
-    state: Arc<AppState>,
+    app: Arc<App>,
     request: Request<Incoming>,
 ) -> Response<crate::api::Body> {
-    match admin.spawn(crate::api::handle(state, request)).await {
+    match admin.spawn(async move { app.handle(request).await }).await {
         Ok(response) => response,
-        Err(e) => ApiError::internal(format!("the admin call did not finish: {e}")).into_response(),
+        Err(e) => ApiError::from(crate::core::CoreError::internal(format!(
+            "the admin call did not finish: {e}"
+        )))
+        .into_response(),
     }
 }
 
@@ -213,7 +213,7 @@ async fn on_main_runtime(
 /// requests run on `admin` (the main runtime).
 async fn serve_connections(
     mut incoming: mpsc::UnboundedReceiver<Handover>,
-    state: Arc<AppState>,
+    app: Arc<App>,
     admin: Handle,
 ) {
     let graceful = GracefulShutdown::new();
@@ -231,14 +231,14 @@ async fn serve_connections(
                 continue;
             }
         };
-        let (state, admin) = (state.clone(), admin.clone());
+        let (app, admin) = (app.clone(), admin.clone());
         let service = service_fn(move |request: Request<Incoming>| {
-            let state = state.clone();
+            let app = app.clone();
             let admin = crate::api::is_admin(request.uri().path()).then(|| admin.clone());
             async move {
                 let response = match admin {
-                    Some(admin) => on_main_runtime(&admin, state, request).await,
-                    None => crate::api::handle(state, request).await,
+                    Some(admin) => on_main_runtime(&admin, app, request).await,
+                    None => app.handle(request).await,
                 };
                 Ok::<_, std::convert::Infallible>(response)
             }

@@ -1,8 +1,9 @@
 //! The one `Engine` of a process, its linker, the epoch ticker and the
 //! compile/load entry points.
 
-use crate::artifact::{ArtifactCache, CompileError, Digest, check_header, check_world};
+use crate::artifact::{ArtifactCache, CompileError, check_header, check_world};
 use crate::host::HostState;
+use flint_spec::Digest;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +44,7 @@ impl RuntimeConfig {
             pooling: true,
             memory_init_cow: true,
             max_instances: DEFAULT_MAX_INSTANCES,
-            max_memory_mb: crate::config::MAX_MEMORY_MB,
+            max_memory_mb: flint_spec::MAX_MEMORY_MB,
         }
     }
 }

@@ -18,6 +18,16 @@ pub enum InvokeError {
         /// Suggested wait before retrying.
         retry_after_secs: u64,
     },
+    /// Every instance slot of the server's pooling allocator is in use
+    /// (`--max-instances`): the call could not get a sandbox. Like
+    /// [`InvokeError::Overloaded`], the caller may retry shortly.
+    #[error(
+        "the server has no free instance slot (all of --max-instances are in use); retry after {retry_after_secs} s"
+    )]
+    NoInstanceSlot {
+        /// Suggested wait before retrying.
+        retry_after_secs: u64,
+    },
     /// The invocation ran longer than `timeout_ms` (guest code or host calls).
     #[error("function exceeded its time limit of {limit_ms} ms")]
     Timeout {
@@ -48,13 +58,25 @@ impl InvokeError {
     /// The stable error code shown to callers and used as a metrics label.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Overloaded { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::NoInstanceSlot { .. } => "overloaded",
             Self::Timeout { .. } => "timeout",
             Self::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
             Self::Trap(_) => "trap",
             Self::Guest(_) => "function_error",
             Self::NoResponse => "no_response",
             Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Seconds the caller should wait before retrying, for the errors that
+    /// say "try again later".
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded {
+                retry_after_secs, ..
+            }
+            | Self::NoInstanceSlot { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 }

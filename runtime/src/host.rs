@@ -1,9 +1,9 @@
 //! The per-instance host state: the sandboxed WASI context, the wasi:http
 //! context with the outbound policy, the memory cap and the deadline.
 
-use crate::config::FunctionConfig;
 use crate::guest_log::{GuestLog, LogSink, Stream};
 use crate::outbound::OutboundPolicy;
+use flint_spec::FunctionConfig;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;

@@ -13,7 +13,9 @@
 //! - [`ConcurrencyGate`] bounds a function's in-flight invocations and its
 //!   wait queue.
 //! - [`FunctionConfig`] is the per-function configuration with every limit
-//!   and its default.
+//!   and its default. It, [`ConfigPatch`], [`ConfigError`], the config
+//!   constants, [`Digest`] and [`HostPattern`] are defined in `flint-spec`
+//!   (plain data, free of wasmtime) and re-exported here.
 //!
 //! This crate knows nothing of HTTP routing, storage or queues.
 //!
@@ -34,7 +36,6 @@
 //! ```
 
 mod artifact;
-mod config;
 mod engine;
 mod error;
 pub mod fsutil;
@@ -45,16 +46,16 @@ mod inline_call;
 mod outbound;
 mod pool;
 
-pub use artifact::{ArtifactCache, CompileError, Digest};
-pub use config::*;
+pub use artifact::{ArtifactCache, CompileError};
 pub use engine::{Compiled, DEFAULT_MAX_INSTANCES, EPOCH_TICK, Runtime, RuntimeConfig};
 pub use error::InvokeError;
+pub use flint_spec::config::*;
+pub use flint_spec::{Digest, HostPattern};
 pub use gate::{ConcurrencyGate, GatePermit, RETRY_AFTER_SECS};
 pub use guest_log::{
     DEFAULT_LOG_LINES, GuestLog, LogLine, MAX_LINE_BYTES, Stream, format_request_id,
 };
 pub use host::HostState;
-pub use outbound::HostPattern;
 pub use pool::{InstancePool, InvocationObserver, InvokeResponse, StartKind, next_request_id};
 pub use wasmtime::component::Component;
 pub use wasmtime_wasi_http::Error as WasiHttpError;

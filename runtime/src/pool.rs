@@ -9,13 +9,13 @@
 //! out or hit its memory cap is dropped, never reused, and an instance never
 //! leaves the pool of its version.
 
-use crate::config::FunctionConfig;
 use crate::gate::GatePermit;
 use crate::guest_log::GuestLog;
 use crate::host::{HostState, Sandbox, Sinks, new_store};
 use crate::inline_call::{First, InlineCall, until_response};
 use crate::outbound::OutboundPolicy;
 use crate::{InvokeError, Runtime};
+use flint_spec::FunctionConfig;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -324,6 +324,14 @@ impl InstancePool {
         if store.data().memory.hit {
             return InvokeError::MemoryLimitExceeded {
                 limit_mb: self.sandbox.config.memory_mb,
+            };
+        }
+        if error
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return InvokeError::NoInstanceSlot {
+                retry_after_secs: crate::gate::RETRY_AFTER_SECS,
             };
         }
         match error.downcast_ref::<Trap>() {

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use flint_gateway::desired::DesiredState;
-use flint_gateway::manifest::{LoadedComponents, MANIFEST_FILE, Manifest, load_components};
+use flint_spec::desired::DesiredState;
+use flint_spec::manifest::{LoadedComponents, MANIFEST_FILE, Manifest, load_components};
 use serde_json::Value;
 
 use crate::Context;

@@ -19,7 +19,7 @@ Examples:
   flint init --force")]
 pub struct InitArgs {
     /// Where to write
-    #[arg(long, short = 'f', value_name = "FILE", default_value = flint_gateway::manifest::MANIFEST_FILE)]
+    #[arg(long, short = 'f', value_name = "FILE", default_value = flint_spec::manifest::MANIFEST_FILE)]
     pub file: PathBuf,
     /// Overwrite an existing file
     #[arg(long)]
@@ -48,7 +48,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         other => other.with_context(|| format!("cannot write {}", path.display()))?,
     }
     let env = |command: &str| {
-        if path == &PathBuf::from(flint_gateway::manifest::MANIFEST_FILE) {
+        if path == &PathBuf::from(flint_spec::manifest::MANIFEST_FILE) {
             format!("flint {command} --env staging")
         } else {
             format!("flint {command} --env staging --file {}", path.display())
@@ -67,7 +67,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flint_gateway::manifest::{ComponentSource, Manifest};
+    use flint_spec::manifest::{ComponentSource, Manifest};
     use std::path::Path;
 
     #[test]

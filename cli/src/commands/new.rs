@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use flint_spec::{MAX_NAME_LEN, is_valid_name};
 use serde_json::json;
 
 use crate::GlobalArgs;
@@ -18,13 +19,6 @@ use crate::output;
 /// Where the flint-sdk crate is in the Flint checkout this binary was built from: the
 /// default of `--sdk`, used when it still exists.
 const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk-guest");
-
-/// Longest function name the server accepts.
-const MAX_NAME_LEN: usize = 63;
-
-/// The naming rule, as error messages state it.
-const NAME_RULE: &str = "a function name is 1-63 characters: lowercase letters, digits and '-', \
-     starting with a letter (Cargo package names cannot start with a digit)";
 
 /// Flags of `flint new`.
 #[derive(Debug, Args)]
@@ -51,15 +45,16 @@ pub struct NewArgs {
     pub sdk: Option<PathBuf>,
 }
 
-/// Parses the name of a new function: one the server accepts that is also a valid Cargo
-/// package name.
+/// Parses the name of a new function: one the server accepts ([`is_valid_name`]) that is
+/// also a valid Cargo package name (it starts with a letter).
 fn parse_new_name(name: &str) -> Result<String, String> {
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let starts_with_letter = name.starts_with(|c: char| c.is_ascii_lowercase());
-    if name.len() > MAX_NAME_LEN || !valid_chars || !starts_with_letter {
-        return Err(format!("invalid name {name:?}: {NAME_RULE}"));
+    if !is_valid_name(name) || !starts_with_letter {
+        return Err(format!(
+            "invalid name {name:?}: a function name is 1-{MAX_NAME_LEN} characters: lowercase \
+             letters, digits and '-', starting with a letter (Cargo package names cannot start \
+             with a digit)"
+        ));
     }
     Ok(name.to_owned())
 }

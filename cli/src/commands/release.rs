@@ -220,7 +220,7 @@ pub struct ReleaseArgs {
     #[arg(long)]
     pub to: u32,
     /// Alias to switch (created if missing; plain calls follow it once released)
-    #[arg(long, default_value = "prod")]
+    #[arg(long, default_value = flint_spec::DEFAULT_RELEASE_ALIAS)]
     pub alias: String,
     /// Why, for the history
     #[arg(long)]
@@ -252,7 +252,7 @@ pub struct RollbackArgs {
     #[arg(value_parser = parse_function_name)]
     pub name: String,
     /// Alias to return to its previous target
-    #[arg(long, default_value = "prod")]
+    #[arg(long, default_value = flint_spec::DEFAULT_RELEASE_ALIAS)]
     pub alias: String,
     /// Why, for the history
     #[arg(long)]
@@ -323,7 +323,7 @@ pub struct CanaryStart {
     #[arg(long)]
     pub to: u32,
     /// Alias to move (it must point at the stable version already)
-    #[arg(long, default_value = "prod")]
+    #[arg(long, default_value = flint_spec::DEFAULT_RELEASE_ALIAS)]
     pub alias: String,
     /// Percent of traffic per step, ending at 100
     #[arg(long, default_value = "5,25,50,100", value_delimiter = ',')]

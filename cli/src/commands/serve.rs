@@ -2,8 +2,10 @@
 
 use anyhow::Context;
 use clap::Args;
-use flint_gateway::desired::reconcile::Reconciler;
-use flint_gateway::{AppState, GatewayConfig, config as defaults, server};
+use flint_gateway::api::App;
+use flint_gateway::core::Control;
+use flint_gateway::reconcile::Reconciler;
+use flint_gateway::{GatewayConfig, config as defaults, server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -93,7 +95,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let state = tokio::task::spawn_blocking(move || AppState::open(config)).await??;
+    let control = Control::open(config).await?;
     if let Some(manifest) = args.manifest {
         let reconciler = Reconciler {
             manifest,
@@ -102,11 +104,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             watch: args.watch,
             heal_every: Duration::from_secs(args.reconcile_secs),
         };
-        let running = reconciler.start(&state).await?;
-        tokio::spawn(running.run(state.clone()));
+        let running = reconciler.start(&control).await?;
+        tokio::spawn(running.run(control.clone()));
     }
     println!("flint listening on http://{addr}");
-    server::serve(listener, state, shutdown_signal()).await
+    server::serve(listener, App::new(control), shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -2,33 +2,24 @@
 //! content (no function yet), `POST /v1/plan` and `POST /v1/apply` compare
 //! and apply a desired state, `GET /v1/routes` lists the custom routes.
 
-use super::admin::{prepare, read_component, read_json_body};
-use super::{ApiError, Body, RequestBody, json};
-use crate::desired::DesiredState;
-use crate::desired::apply::{apply, checked_plan};
-use crate::state::AppState;
-use flint_runtime::Digest;
+use super::{ApiError, Body, RequestBody, actor, json, read_body};
+use crate::core::{Control, CoreError};
+use flint_spec::desired::DesiredState;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
-use std::sync::Arc;
 
 pub(super) async fn upload_component(
-    state: &Arc<AppState>,
+    control: &Control,
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let bytes = read_component(state, request).await?;
-    let digest = Digest::of(&bytes);
-    let held = state.blobs.size(&digest).is_some() && state.runtime.cache().contains(&digest);
-    let (_, _, compile_ms, size) = prepare(state, &digest, bytes).await?;
-    let status = if held {
-        StatusCode::OK
-    } else {
+    let bytes = read_body(request, control.limits().upload).await?;
+    let upload = control.upload_component(bytes).await?;
+    let status = if upload.created {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
-    Ok(json(
-        status,
-        &json!({"digest": digest.to_string(), "size_bytes": size, "compile_ms": compile_ms, "created": !held}),
-    ))
+    Ok(json(status, &upload))
 }
 
 /// Reads `?prune=true|false`.
@@ -43,9 +34,10 @@ fn prune(query: Option<&str>) -> Result<bool, ApiError> {
             ("prune", "true" | "1") => prune = true,
             ("prune", "false" | "0") => prune = false,
             (key, value) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(CoreError::BadRequest(format!(
                     "unknown query parameter `{key}={value}`; use prune=true or prune=false"
-                )));
+                ))
+                .into());
             }
         }
     }
@@ -53,51 +45,41 @@ fn prune(query: Option<&str>) -> Result<bool, ApiError> {
 }
 
 async fn desired(
+    control: &Control,
     request: Request<impl RequestBody>,
 ) -> Result<(DesiredState, bool, String), ApiError> {
     let prune = prune(request.uri().query())?;
-    let actor = super::releases::actor(&request);
-    let body = read_json_body(request).await?;
-    let desired = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_desired_state",
-            format!("invalid desired state: {e}"),
-        )
-    })?;
+    let actor = actor(&request);
+    let body = read_body(request, control.limits().json_body).await?;
+    let desired = serde_json::from_slice(&body)
+        .map_err(|e| CoreError::InvalidDesiredState(format!("invalid desired state: {e}")))?;
     Ok((desired, prune, actor))
 }
 
 pub(super) async fn plan(
-    state: &Arc<AppState>,
+    control: &Control,
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let (desired, prune, _) = desired(request).await?;
-    let plan = checked_plan(state, &desired, prune)?;
-    Ok(json(StatusCode::OK, &json!(plan)))
+    let (desired, prune, _) = desired(control, request).await?;
+    Ok(json(StatusCode::OK, &control.plan(&desired, prune).await?))
 }
 
-pub(super) async fn apply_desired(
-    state: &Arc<AppState>,
+pub(super) async fn apply(
+    control: &Control,
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let (desired, prune, actor) = desired(request).await?;
-    let applied = apply(state, &desired, prune, &actor).await?;
+    let (desired, prune, actor) = desired(control, request).await?;
+    let applied = control.apply(&desired, prune, &actor).await?;
     let mut body = json!(applied);
     body["changed"] = json!(!applied.changes.is_empty());
     Ok(json(StatusCode::OK, &body))
 }
 
-pub(super) fn routes(state: &AppState) -> Result<Response<Body>, ApiError> {
-    let routes: Vec<_> = state
-        .routes
-        .by_function()
+pub(super) fn routes(control: &Control) -> Result<Response<Body>, ApiError> {
+    let routes: Vec<_> = control
+        .routes()
         .into_iter()
-        .flat_map(|(function, patterns)| {
-            patterns
-                .into_iter()
-                .map(move |pattern| json!({"pattern": pattern, "function": function}))
-        })
+        .map(|(pattern, function)| json!({"pattern": pattern, "function": function}))
         .collect();
     Ok(json(StatusCode::OK, &json!({ "routes": routes })))
 }

@@ -1,7 +1,9 @@
-//! The one error shape of the API: `{"error": {"code": ..., "message": ...}}`.
+//! The one error shape of the API, `{"error": {"code": ..., "message": ...}}`,
+//! and the one place where a core error becomes an HTTP status.
 
 use super::{Body, full};
-use flint_runtime::{CompileError, ConfigError, InvokeError};
+use crate::core::CoreError;
+use flint_runtime::InvokeError;
 use http::{HeaderValue, Response, StatusCode};
 
 /// An error answered to a caller.
@@ -17,8 +19,58 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The HTTP status of a core error.
+fn status(error: &CoreError) -> StatusCode {
+    match error {
+        CoreError::FunctionNotFound(_)
+        | CoreError::VersionNotFound { .. }
+        | CoreError::AliasNotFound(_)
+        | CoreError::CanaryNotFound(_)
+        | CoreError::TriggerNotFound(_) => StatusCode::NOT_FOUND,
+        CoreError::InvalidName(_)
+        | CoreError::InvalidConfig(_)
+        | CoreError::InvalidTrigger(_)
+        | CoreError::InvalidRelease(_)
+        | CoreError::InvalidComponent(_)
+        | CoreError::CompileTimeout { .. }
+        | CoreError::InvalidDesiredState(_)
+        | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        CoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CoreError::ReleaseConflict(_) | CoreError::ComponentMissing(_) | CoreError::Conflict(_) => {
+            StatusCode::CONFLICT
+        }
+        CoreError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::Invoke(e) => match e {
+            InvokeError::Overloaded { .. } | InvokeError::NoInstanceSlot { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            InvokeError::Guest(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        },
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        Self {
+            status: status(&e),
+            code: e.code(),
+            retry_after: e.retry_after_secs(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        CoreError::from(e).into()
+    }
+}
+
 impl ApiError {
-    /// An error with a status, code and message.
+    /// An error of the HTTP layer itself (unknown path, wrong method).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -26,49 +78,6 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
         }
-    }
-
-    /// 404 `function_not_found`.
-    pub fn function_not_found(name: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "function_not_found",
-            format!("function `{name}` not found; deploy it with `flint deploy {name} FILE.wasm`"),
-        )
-    }
-
-    /// 404 `version_not_found`.
-    pub fn version_not_found(name: &str, version: u32, latest: Option<u32>) -> Self {
-        let hint = latest.map_or(String::new(), |l| format!("; versions are 1..={l}"));
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "version_not_found",
-            format!("function `{name}` has no version {version}{hint}"),
-        )
-    }
-
-    /// 413 `payload_too_large`.
-    pub fn too_large(what: &str, limit: u64, flag: &str) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("{what} exceeds the limit of {limit} bytes (server flag {flag})"),
-        )
-    }
-
-    /// 400 `bad_request`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    /// 500 `internal_error`.
-    pub fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            error.to_string(),
-        )
     }
 
     /// The JSON response.
@@ -93,53 +102,5 @@ impl ApiError {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
-    }
-}
-
-impl From<InvokeError> for ApiError {
-    fn from(e: InvokeError) -> Self {
-        let status = match &e {
-            InvokeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
-            InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            InvokeError::Guest(_) => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let retry_after = match &e {
-            InvokeError::Overloaded {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            _ => None,
-        };
-        Self {
-            status,
-            code: e.code(),
-            message: e.to_string(),
-            retry_after,
-        }
-    }
-}
-
-impl From<CompileError> for ApiError {
-    fn from(e: CompileError) -> Self {
-        match e {
-            CompileError::Cache(io) => Self::internal(io),
-            other => Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_component",
-                other.to_string(),
-            ),
-        }
-    }
-}
-
-impl From<ConfigError> for ApiError {
-    fn from(e: ConfigError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
-    }
-}
-
-impl From<crate::registry::RegistryError> for ApiError {
-    fn from(e: crate::registry::RegistryError) -> Self {
-        Self::internal(e)
     }
 }

@@ -1,11 +1,10 @@
 //! The invoke path: `/fn/{name}[@{version}]/{rest...}` runs a function.
 
-use super::{ApiError, Body, BoxError, RequestBody, declared_length};
-use crate::invoke::Target;
-use crate::state::AppState;
+use super::{ApiError, App, Body, BoxError, RequestBody};
+use crate::core::{CoreError, Target};
 use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id};
 use http::{HeaderValue, Request, Response, Uri};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,7 +29,7 @@ fn parse_target(target: &str) -> (&str, Target<'_>, &str) {
 }
 
 fn body_error(error: BoxError) -> WasiHttpError {
-    if error.is::<LengthLimitError>() {
+    if crate::limits::is_over_limit(&*error) {
         return WasiHttpError::HttpRequestBodySize(None);
     }
     match error.downcast::<hyper::Error>() {
@@ -41,40 +40,34 @@ fn body_error(error: BoxError) -> WasiHttpError {
 
 /// `/fn/{target}/...`: the function, version or alias named in the path.
 pub(super) async fn invoke(
-    state: &Arc<AppState>,
+    app: &App,
     request: Request<impl RequestBody>,
     target: &str,
 ) -> Result<Response<Body>, ApiError> {
     let (name, target, rest) = parse_target(target);
-    run(state, request, name, target, rest).await
+    run(app, request, name, target, rest).await
 }
 
 /// A path a custom route gives to `function`: the function sees the whole
 /// path and runs its default alias.
 pub(super) async fn routed(
-    state: &Arc<AppState>,
+    app: &App,
     request: Request<impl RequestBody>,
     function: &str,
 ) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_string();
-    run(state, request, function, Target::Default, &path).await
+    run(app, request, function, Target::Default, &path).await
 }
 
 async fn run(
-    state: &Arc<AppState>,
+    app: &App,
     request: Request<impl RequestBody>,
     name: &str,
     target: Target<'_>,
     rest: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let limit = state.config.max_request_body_bytes;
-    if declared_length(&request).is_some_and(|len| len > limit) {
-        return Err(ApiError::too_large(
-            "request body",
-            limit,
-            "--max-request-body-bytes",
-        ));
-    }
+    let limit = app.control.limits().request_body;
+    limit.check_declared(request.headers())?;
 
     let (mut parts, body) = request.into_parts();
     let path_and_query = match parts.uri.query() {
@@ -98,13 +91,14 @@ async fn run(
         .authority(authority)
         .path_and_query(path_and_query)
         .build()
-        .map_err(|e| ApiError::bad_request(format!("bad request target: {e}")))?;
+        .map_err(|e| CoreError::BadRequest(format!("bad request target: {e}")))?;
     let overflowed = Arc::new(AtomicBool::new(false));
-    let body: HyperIncomingBody = Limited::new(body, limit as usize)
+    let body: HyperIncomingBody = limit
+        .stream(body)
         .map_err({
             let overflowed = overflowed.clone();
             move |e| {
-                if e.is::<LengthLimitError>() {
+                if crate::limits::is_over_limit(&*e) {
                     overflowed.store(true, Ordering::Relaxed);
                 }
                 body_error(e)
@@ -112,8 +106,10 @@ async fn run(
         })
         .boxed_unsync();
 
-    let invoked =
-        crate::invoke::invoke(state, name, target, Request::from_parts(parts, body)).await?;
+    let invoked = app
+        .invoker
+        .invoke(name, target, Request::from_parts(parts, body))
+        .await?;
     let mut response = invoked
         .response
         .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());

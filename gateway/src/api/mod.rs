@@ -1,6 +1,11 @@
-//! The HTTP surface: routing of the invoke path (`/fn/...`), the admin API
-//! (`/v1/...`), health and metrics. [`handle`] is the whole application as a
-//! function of a request, so it can be served by any accept loop.
+//! The HTTP adapter: the invoke path (`/fn/...`, custom routes), the admin
+//! API (`/v1/...`), health and metrics, over the core.
+//!
+//! Handlers are thin: they parse, call one [`Control`] operation or the
+//! [`Invoker`], and answer JSON; core errors become statuses in one place
+//! ([`ApiError`]'s `From<CoreError>`). [`App::handle`] is the whole
+//! application as a function of a request, so tests and benchmarks call it
+//! without a socket and any accept loop can serve it.
 
 mod admin;
 mod desired;
@@ -9,13 +14,14 @@ mod invoke;
 mod releases;
 mod triggers;
 
-pub(crate) use admin::prepare as prepare_component;
 pub use error::ApiError;
 
-use crate::state::AppState;
+use crate::core::{BrokerState, Control, Invoker};
+use crate::limits::Limit;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use serde::Serialize;
 use std::sync::Arc;
 
 /// Errors of response bodies.
@@ -34,20 +40,9 @@ impl<T> RequestBody for T where
 {
 }
 
-/// The `content-length` a request declares, if any.
-pub(crate) fn declared_length<B>(request: &Request<B>) -> Option<u64> {
-    request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 /// Whether `path` is the admin API's (`/v1/...`): calls that wait on the
-/// registry and on compiles, unlike invocations.
-pub(crate) fn is_admin(path: &str) -> bool {
+/// store and on compiles, unlike invocations.
+pub fn is_admin(path: &str) -> bool {
     path.starts_with("/v1/")
 }
 
@@ -58,9 +53,10 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// A JSON response.
-pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(value.to_string()));
+/// A JSON response of any serialisable value.
+pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("API values serialise");
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -69,144 +65,219 @@ pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Bo
     response
 }
 
-const OPENAPI: &str = include_str!("openapi.json");
-
-/// Handles one request: the whole application.
-pub async fn handle(state: Arc<AppState>, request: Request<impl RequestBody>) -> Response<Body> {
-    let path = request.uri().path().to_string();
-    let result = route(&state, request, &path).await;
-    result.unwrap_or_else(ApiError::into_response)
+/// 204 with no body.
+pub(crate) fn no_content() -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
 }
 
-async fn route(
-    state: &Arc<AppState>,
+/// Reads a whole body up to `limit`, refusing a declared length over it
+/// before reading.
+pub(crate) async fn read_body(
     request: Request<impl RequestBody>,
-    path: &str,
-) -> Result<Response<Body>, ApiError> {
-    if let Some(target) = path.strip_prefix("/fn/") {
-        return invoke::invoke(state, request, target).await;
+    limit: Limit,
+) -> Result<Bytes, ApiError> {
+    limit.check_declared(request.headers())?;
+    Ok(crate::limits::read_limited(request.into_body(), limit).await?)
+}
+
+/// Who asked: `x-flint-actor` (the CLI sends the user name), else `api`.
+pub(crate) fn actor<B>(request: &Request<B>) -> String {
+    request
+        .headers()
+        .get("x-flint-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(|a| a.chars().take(100).collect())
+        .unwrap_or_else(|| "api".into())
+}
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The HTTP application over one core.
+pub struct App {
+    control: Arc<Control>,
+    invoker: Invoker,
+}
+
+impl App {
+    /// The application serving `control`.
+    pub fn new(control: Arc<Control>) -> Arc<Self> {
+        Arc::new(Self {
+            invoker: control.invoker(),
+            control,
+        })
     }
-    if let Some(name) = path.strip_prefix("/async/") {
-        let name = name.trim_end_matches('/');
-        if request.method() != Method::POST {
-            return Err(ApiError::new(
+
+    /// The core behind it.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// Handles one request: the whole application.
+    pub async fn handle(&self, request: Request<impl RequestBody>) -> Response<Body> {
+        let path = request.uri().path().to_string();
+        let result = self.route(request, &path).await;
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn route(
+        &self,
+        request: Request<impl RequestBody>,
+        path: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let control = &self.control;
+        if let Some(target) = path.strip_prefix("/fn/") {
+            return invoke::invoke(self, request, target).await;
+        }
+        if let Some(name) = path.strip_prefix("/async/") {
+            let name = name.trim_end_matches('/');
+            if request.method() != Method::POST {
+                return Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("use POST /async/{name} to queue an invocation"),
+                ));
+            }
+            return triggers::enqueue(control, name, request).await;
+        }
+        let method = request.method().clone();
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => {
+                Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+            }
+            (&Method::GET, ["readyz"]) => {
+                let broker = control.broker_state();
+                let (status, text) = match broker {
+                    BrokerState::Down => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+                    _ => (StatusCode::OK, "ok"),
+                };
+                Ok(json(
+                    status,
+                    &serde_json::json!({"status": text, "broker": broker.as_str()}),
+                ))
+            }
+            (&Method::GET, ["v1", "triggers"]) => triggers::list(control),
+            (&Method::GET, ["v1", "routes"]) => desired::routes(control),
+            (&Method::PUT, ["v1", "components"]) => {
+                desired::upload_component(control, request).await
+            }
+            (&Method::POST, ["v1", "plan"]) => desired::plan(control, request).await,
+            (&Method::POST, ["v1", "apply"]) => desired::apply(control, request).await,
+            (&Method::GET, ["v1", "functions", name, "aliases"]) => {
+                releases::list_aliases(control, name)
+            }
+            (&Method::PUT, ["v1", "functions", name, "aliases", alias]) => {
+                releases::put_alias(control, name, alias, request).await
+            }
+            (&Method::DELETE, ["v1", "functions", name, "aliases", alias]) => {
+                releases::delete_alias(control, name, alias, &request).await
+            }
+            (&Method::POST, ["v1", "functions", name, "release"]) => {
+                releases::release(control, name, request).await
+            }
+            (&Method::POST, ["v1", "functions", name, "rollback"]) => {
+                releases::rollback(control, name, request).await
+            }
+            (&Method::GET, ["v1", "functions", name, "history"]) => {
+                releases::history(control, name).await
+            }
+            (&Method::POST, ["v1", "functions", name, "canary"]) => {
+                releases::start_canary(control, name, request).await
+            }
+            (&Method::GET, ["v1", "functions", name, "canary"]) => {
+                releases::canary_status(control, name).await
+            }
+            (&Method::DELETE, ["v1", "functions", name, "canary"]) => {
+                control.abort_canary(name)?;
+                Ok(no_content())
+            }
+            (&Method::PUT, ["v1", "functions", name, "shadow"]) => {
+                releases::put_shadow(control, name, request).await
+            }
+            (&Method::GET, ["v1", "functions", name, "shadow"]) => {
+                Ok(json(StatusCode::OK, &control.shadow_report(name)?))
+            }
+            (&Method::DELETE, ["v1", "functions", name, "shadow"]) => {
+                control.stop_shadow(name, &actor(&request)).await?;
+                Ok(no_content())
+            }
+            (&Method::GET, ["v1", "functions", name, "triggers"]) => {
+                Ok(json(StatusCode::OK, &control.trigger(name)?))
+            }
+            (&Method::PUT, ["v1", "functions", name, "triggers"]) => {
+                triggers::put(control, name, request).await
+            }
+            (&Method::DELETE, ["v1", "functions", name, "triggers"]) => {
+                control.remove_trigger(name).await?;
+                Ok(no_content())
+            }
+            (&Method::GET, ["metrics"]) => {
+                let mut response = Response::new(full(control.encode_metrics()));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                Ok(response)
+            }
+            (&Method::GET, ["v1", "openapi.json"]) => {
+                let mut response = Response::new(full(OPENAPI));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(response)
+            }
+            (&Method::GET, ["v1", "functions"]) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "functions": control.list() }),
+            )),
+            (&Method::PUT, ["v1", "functions", name]) => {
+                admin::deploy(control, name, request).await
+            }
+            (&Method::GET, ["v1", "functions", name]) => {
+                Ok(json(StatusCode::OK, &control.info(name)?))
+            }
+            (&Method::DELETE, ["v1", "functions", name]) => {
+                control.delete(name).await?;
+                Ok(no_content())
+            }
+            (&Method::GET, ["v1", "functions", name, "config"]) => {
+                Ok(json(StatusCode::OK, &control.function_config(name)?))
+            }
+            (&Method::PATCH, ["v1", "functions", name, "config"]) => {
+                admin::patch_config(control, name, request).await
+            }
+            (&Method::GET, ["v1", "functions", name, "logs"]) => {
+                admin::logs(control, name, request.uri().query())
+            }
+            (
+                _,
+                ["healthz" | "readyz" | "metrics"]
+                | ["v1", "openapi.json"]
+                | [
+                    "v1",
+                    "triggers" | "routes" | "components" | "plan" | "apply",
+                ]
+                | ["v1", "functions", ..],
+            ) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                format!("use POST /async/{name} to queue an invocation"),
-            ));
-        }
-        return triggers::enqueue(state, name, request).await;
-    }
-    let method = request.method().clone();
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => {
-            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
-        }
-        (&Method::GET, ["readyz"]) => {
-            let broker = state.triggers.state();
-            let (status, text) = match broker {
-                crate::triggers::BrokerState::Down => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
-                _ => (StatusCode::OK, "ok"),
-            };
-            Ok(json(
-                status,
-                &serde_json::json!({"status": text, "broker": broker.as_str()}),
-            ))
-        }
-        (&Method::GET, ["v1", "triggers"]) => triggers::list(state),
-        (&Method::GET, ["v1", "routes"]) => desired::routes(state),
-        (&Method::PUT, ["v1", "components"]) => desired::upload_component(state, request).await,
-        (&Method::POST, ["v1", "plan"]) => desired::plan(state, request).await,
-        (&Method::POST, ["v1", "apply"]) => desired::apply_desired(state, request).await,
-        (&Method::GET, ["v1", "functions", name, "aliases"]) => releases::list_aliases(state, name),
-        (&Method::PUT, ["v1", "functions", name, "aliases", alias]) => {
-            releases::put_alias(state, name, alias, request).await
-        }
-        (&Method::DELETE, ["v1", "functions", name, "aliases", alias]) => {
-            releases::delete_alias(state, name, alias, &request).await
-        }
-        (&Method::POST, ["v1", "functions", name, "release"]) => {
-            releases::release(state, name, request).await
-        }
-        (&Method::POST, ["v1", "functions", name, "rollback"]) => {
-            releases::rollback(state, name, request).await
-        }
-        (&Method::GET, ["v1", "functions", name, "history"]) => releases::history(state, name),
-        (&Method::POST, ["v1", "functions", name, "canary"]) => {
-            releases::start_canary(state, name, request).await
-        }
-        (&Method::GET, ["v1", "functions", name, "canary"]) => releases::canary_status(state, name),
-        (&Method::DELETE, ["v1", "functions", name, "canary"]) => {
-            releases::abort_canary(state, name)
-        }
-        (&Method::PUT, ["v1", "functions", name, "shadow"]) => {
-            releases::put_shadow(state, name, request).await
-        }
-        (&Method::GET, ["v1", "functions", name, "shadow"]) => releases::shadow_report(state, name),
-        (&Method::DELETE, ["v1", "functions", name, "shadow"]) => {
-            releases::delete_shadow(state, name, &request).await
-        }
-        (&Method::GET, ["v1", "functions", name, "triggers"]) => triggers::get(state, name),
-        (&Method::PUT, ["v1", "functions", name, "triggers"]) => {
-            triggers::put(state, name, request).await
-        }
-        (&Method::DELETE, ["v1", "functions", name, "triggers"]) => {
-            triggers::delete(state, name).await
-        }
-        (&Method::GET, ["metrics"]) => {
-            state.table.refresh_gauges();
-            let mut response = Response::new(full(state.metrics.encode()));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            Ok(response)
-        }
-        (&Method::GET, ["v1", "openapi.json"]) => {
-            let mut response = Response::new(full(OPENAPI));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Ok(response)
-        }
-        (&Method::GET, ["v1", "functions"]) => admin::list(state),
-        (&Method::PUT, ["v1", "functions", name]) => admin::deploy(state, name, request).await,
-        (&Method::GET, ["v1", "functions", name]) => admin::info(state, name),
-        (&Method::DELETE, ["v1", "functions", name]) => admin::delete(state, name).await,
-        (&Method::GET, ["v1", "functions", name, "config"]) => admin::get_config(state, name),
-        (&Method::PATCH, ["v1", "functions", name, "config"]) => {
-            admin::patch_config(state, name, request).await
-        }
-        (&Method::GET, ["v1", "functions", name, "logs"]) => {
-            admin::logs(state, name, request.uri().query())
-        }
-        (
-            _,
-            ["healthz" | "readyz" | "metrics"]
-            | ["v1", "openapi.json"]
-            | [
-                "v1",
-                "triggers" | "routes" | "components" | "plan" | "apply",
-            ]
-            | ["v1", "functions", ..],
-        ) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on {path}; see GET /v1/openapi.json"),
-        )),
-        _ => match state.routes.lookup(path) {
-            Some(function) => invoke::routed(state, request, &function).await,
-            None => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!(
-                    "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
-                ),
+                format!("{method} is not allowed on {path}; see GET /v1/openapi.json"),
             )),
-        },
+            _ => match control.route(path) {
+                Some(function) => invoke::routed(self, request, &function).await,
+                None => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
+                    ),
+                )),
+            },
+        }
     }
 }

@@ -1,106 +1,91 @@
-//! Queue triggers: functions bound to RabbitMQ queues.
+//! The RabbitMQ adapter: functions bound to queues.
 //!
-//! [`Triggers`] holds the bindings (mirrored from the registry) and, when a
-//! broker is configured, the state of the connection that [`amqp`]'s
-//! supervisor keeps up. Messages reach functions through the same invoke
-//! path as HTTP requests ([`crate::invoke`]).
+//! The bindings live in the core; this adapter makes them real. A
+//! supervisor keeps one connection up and one consumer per binding
+//! ([`supervisor`]); each message becomes a CloudEvents request
+//! ([`cloudevents`]) on the core's one invoke path, and its function's
+//! answer decides its fate ([`outcome`]: ack, reply, retry, dead-letter).
+//! [`AmqpBroker`] is the core's [`Broker`] port: `POST /async/NAME`
+//! publishes through it.
 
-pub mod amqp;
-mod spec;
+mod cloudevents;
+mod consumer;
+mod outcome;
+mod supervisor;
 
-pub use spec::*;
+pub use cloudevents::{ATTEMPT_HEADER, DEFAULT_CE_TYPE};
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use crate::core::{Broker, BrokerState, Control};
+use futures::future::BoxFuture;
+use lapin::{BasicProperties, Channel};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::Notify;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
 
-/// Whether queue triggers can run now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerState {
-    /// No `--amqp-url`: Flint runs without queue triggers.
-    Disabled,
-    /// Connected to the broker.
-    Up,
-    /// Configured but not connected (reconnecting with backoff).
-    Down,
-}
-
-impl BrokerState {
-    /// Lowercase name for APIs and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Disabled => "disabled",
-            Self::Up => "up",
-            Self::Down => "down",
-        }
-    }
-}
-
-/// Trigger bindings and the broker connection state.
-pub struct Triggers {
-    bindings: RwLock<BTreeMap<String, TriggerSpec>>,
-    /// Wakes the supervisor when bindings change.
-    pub(crate) changed: Notify,
-    amqp_url: Option<String>,
+/// The broker connection as the core sees it: up or down, and a confirmed
+/// publishing channel while up.
+pub struct AmqpBroker {
     connected: AtomicBool,
-    pub(crate) publisher: tokio::sync::Mutex<Option<lapin::Channel>>,
+    publisher: tokio::sync::Mutex<Option<Channel>>,
 }
 
-impl Triggers {
-    /// Bindings restored from the registry; `amqp_url` enables the broker.
-    pub fn new(amqp_url: Option<String>, bindings: Vec<(String, TriggerSpec)>) -> Self {
-        Self {
-            bindings: RwLock::new(bindings.into_iter().collect()),
-            changed: Notify::new(),
-            amqp_url,
-            connected: AtomicBool::new(false),
-            publisher: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// The broker URL, if triggers are enabled.
-    pub fn amqp_url(&self) -> Option<&str> {
-        self.amqp_url.as_deref()
-    }
-
-    /// All bindings by function.
-    pub fn list(&self) -> Vec<(String, TriggerSpec)> {
-        self.bindings
-            .read()
-            .unwrap()
-            .iter()
-            .map(|(f, s)| (f.clone(), s.clone()))
-            .collect()
-    }
-
-    /// A function's binding.
-    pub fn get(&self, function: &str) -> Option<TriggerSpec> {
-        self.bindings.read().unwrap().get(function).cloned()
-    }
-
-    /// Sets or removes a function's binding; consumers follow at once.
-    pub fn set(&self, function: &str, spec: Option<TriggerSpec>) {
-        {
-            let mut bindings = self.bindings.write().unwrap();
-            match spec {
-                Some(spec) => bindings.insert(function.to_string(), spec),
-                None => bindings.remove(function),
-            };
-        }
-        self.changed.notify_one();
-    }
-
-    /// The broker connection state.
-    pub fn state(&self) -> BrokerState {
-        match (&self.amqp_url, self.connected.load(Ordering::Relaxed)) {
-            (None, _) => BrokerState::Disabled,
-            (Some(_), true) => BrokerState::Up,
-            (Some(_), false) => BrokerState::Down,
-        }
-    }
-
-    pub(crate) fn set_connected(&self, connected: bool) {
+impl AmqpBroker {
+    fn set_connected(&self, control: &Control, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+        control.metrics().set_broker_connected(connected);
     }
+}
+
+impl Broker for AmqpBroker {
+    fn state(&self) -> BrokerState {
+        if self.connected.load(Ordering::Relaxed) {
+            BrokerState::Up
+        } else {
+            BrokerState::Down
+        }
+    }
+
+    fn publish<'a>(
+        &'a self,
+        queue: &'a str,
+        body: &'a [u8],
+        content_type: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let publisher = self.publisher.lock().await;
+            let Some(channel) = publisher.as_ref() else {
+                return Err("not connected to RabbitMQ".into());
+            };
+            let id = format!(
+                "async-{}",
+                flint_runtime::format_request_id(flint_runtime::next_request_id())
+            );
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let mut properties = BasicProperties::default()
+                .with_message_id(id.as_str().into())
+                .with_delivery_mode(2)
+                .with_timestamp(now);
+            if let Some(ct) = content_type {
+                properties = properties.with_content_type(ct.into());
+            }
+            outcome::publish(channel, queue.into(), body, properties, true).await?;
+            Ok(id)
+        })
+    }
+}
+
+/// Connects the core to the broker at `url`: installs the [`Broker`] port
+/// and starts the supervisor, which runs until the returned task is
+/// aborted (stopping the consumers hands unacked messages back).
+pub fn start(control: &Arc<Control>, url: String) -> JoinHandle<()> {
+    let broker = Arc::new(AmqpBroker {
+        connected: AtomicBool::new(false),
+        publisher: tokio::sync::Mutex::new(None),
+    });
+    control.set_broker(broker.clone());
+    tokio::spawn(supervisor::supervise(control.clone(), broker, url))
 }

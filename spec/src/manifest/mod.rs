@@ -37,13 +37,13 @@ mod source;
 
 pub use source::{ComponentSource, LoadedComponents, load_components};
 
-use crate::desired::{
-    CanaryPolicy, DEFAULT_RELEASE_ALIAS, DesiredFunction, DesiredState, ReleasePolicy, Strategy,
+use crate::config::{ConfigPatch, FunctionConfig};
+use crate::desired::{CanaryPolicy, DesiredFunction, DesiredState, ReleasePolicy, Strategy};
+use crate::digest::Digest;
+use crate::names::{
+    DEFAULT_RELEASE_ALIAS, MAX_NAME_LEN, check_function_name, is_valid_name, validate_alias_name,
 };
-use crate::releases::alias::validate_alias_name;
-use crate::releases::canary::CanarySpec;
-use crate::triggers::TriggerSpec;
-use flint_runtime::{ConfigPatch, Digest, FunctionConfig};
+use crate::trigger::TriggerSpec;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::collections::BTreeMap;
@@ -460,16 +460,8 @@ impl Manifest {
     fn validate(&self) -> Result<(), ManifestError> {
         for (name, spec) in &self.functions {
             let key = format!("functions.{name}");
-            if !crate::functions::is_valid_name(name) {
-                return Err(self.invalid(
-                    &key,
-                    key.clone(),
-                    format!(
-                        "invalid function name {name:?}: use 1-{} lowercase letters, digits or `-`",
-                        crate::functions::MAX_NAME_LEN
-                    ),
-                ));
-            }
+            check_function_name(name)
+                .map_err(|message| self.invalid(&key, key.clone(), message))?;
             self.source(name, spec)?;
             if let Some(alias) = &spec.alias {
                 validate_alias_name(alias)
@@ -486,19 +478,21 @@ impl Manifest {
                         ),
                     ));
                 }
-                check_canary(canary, spec.alias.as_deref())
+                // The same validation as a canary started by hand.
+                canary
+                    .spec(0, spec.alias.as_deref().unwrap_or(DEFAULT_RELEASE_ALIAS))
+                    .validate()
                     .map_err(|message| self.invalid(&key, format!("{key}.canary"), message))?;
             }
         }
         for env in self.env.keys() {
-            if !crate::functions::is_valid_name(env) {
+            if !is_valid_name(env) {
                 let key = format!("env.{env}");
                 return Err(self.invalid(
                     &key,
                     key.clone(),
                     format!(
-                        "invalid environment name {env:?}: use 1-{} lowercase letters, digits or `-`",
-                        crate::functions::MAX_NAME_LEN
+                        "invalid environment name {env:?}: use 1-{MAX_NAME_LEN} lowercase letters, digits or `-`"
                     ),
                 ));
             }
@@ -596,28 +590,6 @@ impl Manifest {
             message: message.to_string(),
         }
     }
-}
-
-/// The canary policy's own checks, through the same validation a canary
-/// started by hand gets.
-fn check_canary(canary: &CanaryPolicy, alias: Option<&str>) -> Result<(), String> {
-    CanarySpec {
-        to: 0,
-        alias: alias.unwrap_or(DEFAULT_RELEASE_ALIAS).to_owned(),
-        steps: canary.steps.clone(),
-        interval_ms: canary.interval_ms,
-        max_error_rate: canary.max_error_rate,
-        max_p99_ms: canary.max_p99_ms,
-    }
-    .validate()?;
-    if let Some(p99) = canary.max_p99_ms
-        && !(p99.is_finite() && p99 > 0.0)
-    {
-        return Err(format!(
-            "`max_p99_ms` must be above 0 milliseconds, not {p99}"
-        ));
-    }
-    Ok(())
 }
 
 /// `overlay` over `base`: `env` maps merge key by key (the overlay wins),

@@ -1,8 +1,8 @@
 //! Per-function configuration: limits, sandbox settings and their validation.
 //!
-//! These types are plain serde data, free of wasmtime and hyper, so that the
-//! gateway, the registry and the CLI share one definition of every limit and
-//! its default.
+//! The runtime enforces these limits; the gateway, the registry, the
+//! manifest and the CLI share this one definition of every limit and its
+//! default.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -214,7 +214,7 @@ impl FunctionConfig {
             });
         }
         for host in &self.allowed_outbound_hosts {
-            crate::outbound::HostPattern::parse(host).map_err(|message| ConfigError {
+            crate::host::HostPattern::parse(host).map_err(|message| ConfigError {
                 field: "allowed_outbound_hosts",
                 message,
             })?;

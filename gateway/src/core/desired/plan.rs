@@ -1,19 +1,19 @@
 //! Plan: the changes that would make the server match a desired state,
-//! found by comparing it with the live table (which mirrors the registry).
+//! found by comparing it with memory (which mirrors the store).
 //!
 //! Planning validates everything apply will need: names, digests, configs,
 //! secret references, triggers, release policies and routes (conflicts
 //! included, against the functions the manifest leaves alone too). A plan
 //! with problems is refused whole.
 
-use super::{DesiredFunction, DesiredState, Strategy};
-use crate::functions::FunctionEntry;
-use crate::releases::AliasTarget;
-use crate::releases::canary::{CanarySpec, CanaryState};
+use super::super::functions::FunctionEntry;
+use super::super::{Control, CoreError, CoreResult};
 use crate::routes::{self, Pattern};
-use crate::state::AppState;
-use crate::triggers::TriggerSpec;
 use flint_runtime::{Digest, FunctionConfig};
+use flint_spec::TriggerSpec;
+use flint_spec::alias::AliasTarget;
+use flint_spec::canary::{CanarySpec, CanaryState, CanaryStatus};
+use flint_spec::desired::{DesiredFunction, DesiredState, Strategy};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -78,7 +78,7 @@ impl Op {
 
 /// One change of a plan.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub struct PlanChange {
     /// The function it changes.
     pub function: String,
     /// What it does, for people.
@@ -87,7 +87,7 @@ pub struct Change {
     pub op: Op,
 }
 
-impl Serialize for Change {
+impl Serialize for PlanChange {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         json!({"function": self.function, "action": self.op.action(), "detail": self.detail})
             .serialize(s)
@@ -98,7 +98,7 @@ impl Serialize for Change {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     /// Changes in the order apply makes them.
-    pub changes: Vec<Change>,
+    pub changes: Vec<PlanChange>,
     /// What apply leaves alone, and why.
     pub notes: Vec<String>,
     /// Digests of components a change needs that the server does not hold
@@ -106,17 +106,23 @@ pub struct Plan {
     pub missing_components: Vec<String>,
 }
 
-/// Compares `desired` with the server; every problem found, or the plan.
-pub fn plan(state: &AppState, desired: &DesiredState, prune: bool) -> Result<Plan, Vec<String>> {
+/// Compares `desired` with the server; the plan, or every problem found
+/// (`invalid_desired_state`: nothing is changed).
+pub(in crate::core) async fn plan(
+    control: &Control,
+    desired: &DesiredState,
+    prune: bool,
+) -> CoreResult<Plan> {
+    let state = &control.s;
     let mut plan = Plan::default();
     let mut problems = Vec::new();
-    let canaries = last_canaries(state).map_err(|e| vec![e])?;
+    let canaries = control.canaries().await?;
     let current_routes = state.routes.by_function();
     let mut all_routes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
     for (name, function) in &desired.functions {
         let before = problems.len();
-        validate(state, name, function, &mut problems);
+        validate(control, name, function, &mut problems);
         if problems.len() > before {
             continue;
         }
@@ -125,7 +131,7 @@ pub fn plan(state: &AppState, desired: &DesiredState, prune: bool) -> Result<Pla
         all_routes.insert(name.clone(), routes.clone());
         let mut changes = Vec::new();
         let mut add = |op: Op, detail: String| {
-            changes.push(Change {
+            changes.push(PlanChange {
                 function: name.clone(),
                 detail,
                 op,
@@ -135,7 +141,7 @@ pub fn plan(state: &AppState, desired: &DesiredState, prune: bool) -> Result<Pla
         let needs_bytes = entry
             .as_ref()
             .is_none_or(|e| !e.versions().iter().any(|v| v.record.digest == digest));
-        if needs_bytes && state.blobs.size(&digest).is_none() {
+        if needs_bytes && state.blobs.size(digest.clone()).await.is_none() {
             plan.missing_components.push(digest.to_string());
         }
         let Some(entry) = entry else {
@@ -193,7 +199,7 @@ pub fn plan(state: &AppState, desired: &DesiredState, prune: bool) -> Result<Pla
             };
             add(Op::Routes(routes.clone()), detail);
         }
-        let trigger = state.triggers.get(name);
+        let trigger = state.bindings.get(name);
         if trigger != function.trigger {
             match &function.trigger {
                 Some(t) => add(Op::Trigger(Some(t.clone())), trigger_detail(t)),
@@ -214,7 +220,7 @@ pub fn plan(state: &AppState, desired: &DesiredState, prune: bool) -> Result<Pla
             continue;
         }
         if prune {
-            plan.changes.push(Change {
+            plan.changes.push(PlanChange {
                 function: entry.name.clone(),
                 detail: format!(
                     "not in the manifest: delete it and its {} version(s)",
@@ -237,9 +243,7 @@ pub fn plan(state: &AppState, desired: &DesiredState, prune: bool) -> Result<Pla
     }
     plan.missing_components.sort();
     plan.missing_components.dedup();
-    if state.triggers.amqp_url().is_none()
-        && desired.functions.values().any(|f| f.trigger.is_some())
-    {
+    if state.config.amqp_url.is_none() && desired.functions.values().any(|f| f.trigger.is_some()) {
         plan.notes.push(
             "this server runs without --amqp-url: queue triggers are stored but not consumed"
                 .into(),
@@ -248,15 +252,18 @@ pub fn plan(state: &AppState, desired: &DesiredState, prune: bool) -> Result<Pla
     if problems.is_empty() {
         Ok(plan)
     } else {
-        Err(problems)
+        Err(CoreError::InvalidDesiredState(format!(
+            "nothing was changed:\n  {}",
+            problems.join("\n  ")
+        )))
     }
 }
 
 /// Checks one function's declaration; pushes each problem.
-fn validate(state: &AppState, name: &str, function: &DesiredFunction, problems: &mut Vec<String>) {
+fn validate(control: &Control, name: &str, function: &DesiredFunction, problems: &mut Vec<String>) {
     let mut problem = |message: String| problems.push(format!("{name}: {message}"));
-    if !crate::functions::is_valid_name(name) {
-        problem("invalid function name: use 1-63 lowercase letters, digits or `-`".into());
+    if let Err(e) = flint_spec::names::check_function_name(name) {
+        problem(e);
     }
     if Digest::parse(&function.digest).is_none() {
         problem(format!(
@@ -267,7 +274,7 @@ fn validate(state: &AppState, name: &str, function: &DesiredFunction, problems: 
     if let Err(e) = function.config.validate() {
         problem(e.to_string());
     }
-    if let Err(e) = state.secrets.check(&function.config) {
+    if let Err(e) = control.s.secrets.check(&function.config) {
         problem(e);
     }
     if let Some(trigger) = &function.trigger
@@ -276,7 +283,7 @@ fn validate(state: &AppState, name: &str, function: &DesiredFunction, problems: 
         problem(format!("trigger: {e}"));
     }
     let release = &function.release;
-    if let Err(e) = crate::releases::validate_alias_name(&release.alias) {
+    if let Err(e) = flint_spec::names::validate_alias_name(&release.alias) {
         problem(format!("release alias: {e}"));
     }
     if release.strategy == Strategy::Canary
@@ -287,15 +294,7 @@ fn validate(state: &AppState, name: &str, function: &DesiredFunction, problems: 
 }
 
 fn canary_spec(function: &DesiredFunction, to: u32) -> CanarySpec {
-    let policy = &function.release.canary;
-    CanarySpec {
-        to,
-        alias: function.release.alias.clone(),
-        steps: policy.steps.clone(),
-        interval_ms: policy.interval_ms,
-        max_error_rate: policy.max_error_rate,
-        max_p99_ms: policy.max_p99_ms,
-    }
+    function.release.canary.spec(to, &function.release.alias)
 }
 
 /// Patterns as the route table writes them, sorted; invalid ones are kept
@@ -351,19 +350,6 @@ fn config_diff(from: &FunctionConfig, to: &FunctionConfig) -> String {
     parts.join(", ")
 }
 
-/// Each function's most recent canary.
-fn last_canaries(state: &AppState) -> Result<BTreeMap<String, CanaryState>, String> {
-    let rows = state
-        .registry
-        .load_release_state()
-        .map_err(|e| e.to_string())?;
-    Ok(rows
-        .into_iter()
-        .filter(|(_, kind, _, _)| kind == "canary")
-        .filter_map(|(function, _, _, value)| Some((function, serde_json::from_value(value).ok()?)))
-        .collect())
-}
-
 /// The deploy and release changes that put `digest` in front of callers
 /// under the function's release policy.
 fn release_changes(
@@ -409,7 +395,7 @@ fn release_changes(
             releases.default_alias.clone(),
         )
     };
-    let running = canary.filter(|c| c.status == "running");
+    let running = canary.filter(|c| c.status == CanaryStatus::Running);
     if let (Some(version), Some(current)) = (existing, &current)
         && *current == AliasTarget::version(version)
     {
@@ -431,7 +417,7 @@ fn release_changes(
         ));
     }
     if strategy == Strategy::Canary
-        && let Some(failed) = canary.filter(|c| c.status == "rolled_back")
+        && let Some(failed) = canary.filter(|c| c.status == CanaryStatus::RolledBack)
         && existing == Some(failed.spec.to)
     {
         notes.push(format!(

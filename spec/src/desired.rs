@@ -1,21 +1,16 @@
-//! Desired state: what a manifest asks the server to run, and the engine
-//! that makes the server match it.
+//! Desired state: what a manifest asks the server to run.
 //!
 //! A [`DesiredState`] is the manifest of one environment after overlays,
 //! with every component reduced to its digest: the same bytes in every
-//! environment, only configuration varying. [`plan::plan`] compares it with
-//! the registry and the live table and lists the changes; [`apply::apply`]
-//! validates all of them first and then makes them, the registry part in
-//! one transaction. The CLI (`flint plan`, `flint apply`) sends a desired
-//! state over the API; `flint serve --manifest` applies it from inside the
+//! environment, only configuration varying. The CLI (`flint plan`, `flint
+//! apply`) sends it over the API; the gateway's `desired` module plans and
+//! applies it, and `flint serve --manifest` applies it from inside the
 //! server and heals drift.
 
-pub mod apply;
-pub mod plan;
-pub mod reconcile;
+use crate::canary::CanarySpec;
+use crate::config::FunctionConfig;
 
-use crate::triggers::TriggerSpec;
-use flint_runtime::FunctionConfig;
+use crate::trigger::TriggerSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -73,13 +68,6 @@ impl Strategy {
     }
 }
 
-/// Default alias a release moves.
-pub const DEFAULT_RELEASE_ALIAS: &str = "prod";
-
-fn default_release_alias() -> String {
-    DEFAULT_RELEASE_ALIAS.into()
-}
-
 /// A function's release policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,7 +76,7 @@ pub struct ReleasePolicy {
     #[serde(default)]
     pub strategy: Strategy,
     /// The alias releases move (blue-green and canary).
-    #[serde(default = "default_release_alias")]
+    #[serde(default = "crate::names::default_release_alias")]
     pub alias: String,
     /// Canary steps and thresholds (canary only).
     #[serde(default)]
@@ -99,7 +87,7 @@ impl Default for ReleasePolicy {
     fn default() -> Self {
         Self {
             strategy: Strategy::default(),
-            alias: default_release_alias(),
+            alias: crate::names::default_release_alias(),
             canary: CanaryPolicy::default(),
         }
     }
@@ -133,6 +121,22 @@ pub struct CanaryPolicy {
     pub max_p99_ms: Option<f64>,
 }
 
+impl CanaryPolicy {
+    /// The canary this policy starts: to version `to`, moving `alias`. The
+    /// one conversion, so that a policy is validated exactly as a canary
+    /// started by hand ([`CanarySpec::validate`]).
+    pub fn spec(&self, to: u32, alias: &str) -> CanarySpec {
+        CanarySpec {
+            to,
+            alias: alias.to_owned(),
+            steps: self.steps.clone(),
+            interval_ms: self.interval_ms,
+            max_error_rate: self.max_error_rate,
+            max_p99_ms: self.max_p99_ms,
+        }
+    }
+}
+
 impl Default for CanaryPolicy {
     fn default() -> Self {
         Self {
@@ -141,5 +145,37 @@ impl Default for CanaryPolicy {
             max_error_rate: default_max_error_rate(),
             max_p99_ms: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_immediate_on_the_release_alias() {
+        let function: DesiredFunction = serde_json::from_str(r#"{"digest":"sha256:00"}"#).unwrap();
+        assert_eq!(function.release, ReleasePolicy::default());
+        assert_eq!(function.release.strategy, Strategy::Immediate);
+        assert_eq!(function.release.alias, crate::names::DEFAULT_RELEASE_ALIAS);
+        assert_eq!(function.config, FunctionConfig::default());
+    }
+
+    #[test]
+    fn a_canary_policy_becomes_a_valid_spec() {
+        let spec = CanaryPolicy::default().spec(3, "live");
+        assert_eq!((spec.to, spec.alias.as_str()), (3, "live"));
+        assert_eq!(spec.steps, [10, 50, 100]);
+        spec.validate().unwrap();
+        let bad = CanaryPolicy {
+            max_p99_ms: Some(-1.0),
+            ..CanaryPolicy::default()
+        };
+        assert!(
+            bad.spec(3, "live")
+                .validate()
+                .unwrap_err()
+                .contains("max_p99_ms")
+        );
     }
 }

@@ -124,7 +124,10 @@ fn full_manifest() {
         base.functions["report"].release.strategy,
         Strategy::BlueGreen
     );
-    assert_eq!(base.functions["report"].release.alias, "prod");
+    assert_eq!(
+        base.functions["report"].release.alias,
+        DEFAULT_RELEASE_ALIAS
+    );
     // Digests are normalised to lowercase with their prefix.
     assert_eq!(
         base.functions["legacy"].source,
@@ -158,7 +161,7 @@ fn overlays_merge_env_replace_the_rest_and_replace_triggers() {
     );
     assert_eq!(
         trigger.max_retries,
-        crate::triggers::DEFAULT_MAX_RETRIES,
+        crate::trigger::DEFAULT_MAX_RETRIES,
         "replaced whole, not merged"
     );
     // Untouched functions and everything but config and trigger are the base.
@@ -266,6 +269,14 @@ fn invalid_manifests_say_where_and_what() {
         (
             "[functions.orders]\ncomponent = \"o.wasm\"\nrelease = \"canary\"\ncanary = { max_p99_ms = 0.0 }\n",
             "functions.orders.canary: `max_p99_ms` must be above 0",
+        ),
+        (
+            "[functions.orders]\ncomponent = \"o.wasm\"\nrelease = \"canary\"\ncanary = { interval_ms = 50 }\n",
+            "flint.toml:1: functions.orders.canary: `interval_ms` must be within 100..=86400000",
+        ),
+        (
+            "[functions.orders]\ncomponent = \"o.wasm\"\nrelease = \"canary\"\ncanary = { max_error_rate = 2.0 }\n",
+            "functions.orders.canary: `max_error_rate` must be within 0..=1",
         ),
         (
             "[functions.orders]\ncomponent = \"o.wasm\"\nrelease = \"blue-green\"\nalias = \"Prod\"\n",

@@ -8,17 +8,18 @@
 //! start the live versions of the first [`PRELOAD_MAX`] functions load in
 //! the background.
 
-use crate::blobs::BlobStore;
+use super::shadow::ShadowState;
+use super::window::Windows;
 use crate::metrics::{FunctionObserver, FunctionStats, LoadSource, Metrics};
-use crate::registry::{FunctionRecord, VersionRecord};
-use crate::releases::Releases;
-use crate::releases::shadow::ShadowState;
-use crate::releases::window::Windows;
 use crate::secrets::Secrets;
+use crate::store::{BlobStore, FunctionRecord, ReleaseChange, VersionRecord};
 use flint_runtime::{
     Component, ConcurrencyGate, DEFAULT_LOG_LINES, Digest, FunctionConfig, GuestLog, InstancePool,
     Runtime,
 };
+use flint_spec::LATEST;
+use flint_spec::alias::AliasTarget;
+use flint_spec::shadow::ShadowSpec;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -29,20 +30,6 @@ const SHADOW_CONCURRENCY: u32 = 16;
 /// Most functions whose live versions [`FunctionTable::preload_live`] loads
 /// at start: a bound on the start's background work and mapped artifacts.
 pub const PRELOAD_MAX: usize = 64;
-
-/// Longest function name.
-pub const MAX_NAME_LEN: usize = 63;
-
-/// Whether `name` is a valid function name: 1-[`MAX_NAME_LEN`] lowercase
-/// ASCII letters, digits or `-`, so that it is safe in URL paths, file names
-/// and queue names alike.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
 
 #[derive(Clone)]
 struct Loaded {
@@ -79,6 +66,41 @@ fn gate_for(config: &FunctionConfig) -> Arc<ConcurrencyGate> {
         config.max_queue,
         Duration::from_millis(config.queue_timeout_ms),
     ))
+}
+
+/// The release state of one function, as mirrored from the store.
+#[derive(Debug, Clone, Default)]
+pub struct Releases {
+    /// Named aliases (never `latest`).
+    pub aliases: BTreeMap<String, AliasTarget>,
+    /// The alias `/fn/{name}/...` follows; `None` means `latest`.
+    pub default_alias: Option<String>,
+    /// The shadow run, if one is on.
+    pub shadow: Option<ShadowSpec>,
+}
+
+impl Releases {
+    /// The alias plain calls follow.
+    pub fn default_alias(&self) -> &str {
+        self.default_alias.as_deref().unwrap_or(LATEST)
+    }
+
+    pub fn apply(&mut self, change: &ReleaseChange) {
+        match change {
+            ReleaseChange::SetAlias(alias, target) => {
+                self.aliases.insert(alias.clone(), target.clone());
+            }
+            ReleaseChange::RemoveAlias(alias) => {
+                self.aliases.remove(alias);
+                if self.default_alias.as_deref() == Some(alias) {
+                    self.default_alias = None;
+                }
+            }
+            ReleaseChange::SetDefault(alias) => self.default_alias = alias.clone(),
+            ReleaseChange::SetShadow(spec) => self.shadow = spec.clone(),
+            ReleaseChange::SetCanary(_) => {}
+        }
+    }
 }
 
 /// A function: its settings, versions, log and counters.
@@ -140,7 +162,7 @@ impl FunctionEntry {
     pub fn live_versions(&self) -> Vec<Arc<VersionEntry>> {
         let releases = self.releases.read().unwrap();
         match releases.default_alias() {
-            crate::releases::LATEST => self.latest().into_iter().collect(),
+            LATEST => self.latest().into_iter().collect(),
             alias => releases
                 .aliases
                 .get(alias)
@@ -162,7 +184,7 @@ impl FunctionEntry {
 /// The in-memory mirror of the registry plus runtime state.
 pub struct FunctionTable {
     runtime: Arc<Runtime>,
-    blobs: Arc<BlobStore>,
+    blobs: Arc<dyn BlobStore>,
     metrics: Arc<Metrics>,
     secrets: Arc<Secrets>,
     functions: RwLock<BTreeMap<String, Arc<FunctionEntry>>>,
@@ -172,7 +194,7 @@ impl FunctionTable {
     /// An empty table.
     pub fn new(
         runtime: Arc<Runtime>,
-        blobs: Arc<BlobStore>,
+        blobs: Arc<dyn BlobStore>,
         metrics: Arc<Metrics>,
         secrets: Arc<Secrets>,
     ) -> Self {
@@ -225,30 +247,6 @@ impl FunctionTable {
         entry
     }
 
-    /// Installs a version the registry has just recorded: creates the
-    /// function's entry with `config` if it is new, counts where the
-    /// component came from, and adds the version with its pool ready.
-    pub fn install(
-        self: &Arc<Self>,
-        name: &str,
-        config: &FunctionConfig,
-        record: VersionRecord,
-        component: Component,
-        source: LoadSource,
-    ) -> anyhow::Result<()> {
-        let entry = self.get(name).unwrap_or_else(|| {
-            self.upsert(&FunctionRecord {
-                name: name.to_string(),
-                config: config.clone(),
-                created_at: record.created_at,
-                updated_at: record.created_at,
-            })
-        });
-        entry.stats.loaded(source);
-        self.metrics.artifact_loaded(name, source);
-        self.add_version(&entry, record, Some(component))
-    }
-
     /// Adds a version; with `component`, its pool is ready at once, so the
     /// first call pays no load.
     pub fn add_version(
@@ -268,7 +266,7 @@ impl FunctionTable {
             shadow: RwLock::new(None),
         });
         entry.versions.write().unwrap().insert(version, v);
-        self.keep_warm(entry);
+
         Ok(())
     }
 
@@ -335,17 +333,18 @@ impl FunctionTable {
     /// Maps a component's artifact from the disk cache, or compiles it from
     /// its blob when the cache misses.
     pub async fn load_component(&self, digest: &Digest) -> anyhow::Result<(Component, LoadSource)> {
-        let digest = digest.clone();
         let runtime = self.runtime.clone();
-        let blobs = self.blobs.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            if let Some(component) = runtime.load_cached(&digest) {
-                return Ok((component, LoadSource::Disk));
-            }
-            let bytes = blobs.get(&digest)?;
-            Ok((runtime.compile(&bytes)?.component, LoadSource::Compile))
-        })
-        .await?
+        let cached = {
+            let digest = digest.clone();
+            tokio::task::spawn_blocking(move || runtime.load_cached(&digest)).await?
+        };
+        if let Some(component) = cached {
+            return Ok((component, LoadSource::Disk));
+        }
+        let bytes = self.blobs.get(digest.clone()).await?;
+        let runtime = self.runtime.clone();
+        let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes)).await??;
+        Ok((compiled.component, LoadSource::Compile))
     }
 
     /// The pool of `version`, loading the version if needed.
@@ -449,34 +448,44 @@ impl FunctionTable {
         });
     }
 
-    /// Loads the latest version and pre-instantiates `min_instances` when the
-    /// function asks for warm instances.
-    fn keep_warm(self: &Arc<Self>, entry: &Arc<FunctionEntry>) {
+    /// Loads every version the default alias can route to and
+    /// pre-instantiates `min_instances` of each, when the function asks for
+    /// warm instances.
+    pub fn keep_warm(self: &Arc<Self>, entry: &Arc<FunctionEntry>) {
         if entry.config().min_instances == 0 {
             return;
         }
-        let Some(latest) = entry.latest() else { return };
-        if let Some(pool) = latest.pool() {
-            pool.fill();
-            return;
+        let mut unloaded = Vec::new();
+        for version in entry.live_versions() {
+            match version.pool() {
+                Some(pool) => pool.fill(),
+                None => unloaded.push((entry.clone(), version)),
+            }
         }
-        self.load_in_background(
-            vec![(entry.clone(), latest)],
-            "could not load version for min_instances",
-        );
+        if !unloaded.is_empty() {
+            self.load_in_background(unloaded, "could not load version for min_instances");
+        }
     }
 
     /// Periodic upkeep: drops pooled instances idle past `instance_idle`, and
-    /// unloads versions unused for `unload_after` (the latest version of a
-    /// function with `min_instances` stays loaded).
+    /// unloads versions unused for `unload_after` (the versions the default
+    /// alias routes to stay loaded while the function keeps
+    /// `min_instances`).
     pub fn maintain(&self, instance_idle: Duration, unload_after: Duration) {
         for entry in self.list() {
-            let latest = entry.latest().map(|v| v.record.version);
-            let keep_latest = entry.config().min_instances > 0;
+            let pinned: Vec<u32> = if entry.config().min_instances > 0 {
+                entry
+                    .live_versions()
+                    .iter()
+                    .map(|v| v.record.version)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for v in entry.versions() {
                 let Some(pool) = v.pool() else { continue };
                 pool.trim(instance_idle);
-                let pinned = keep_latest && Some(v.record.version) == latest;
+                let pinned = pinned.contains(&v.record.version);
                 if !pinned && pool.idle_for() > unload_after {
                     tracing::info!(function = %entry.name, version = v.record.version, "unloading idle version");
                     *v.loaded.write().unwrap() = None;
@@ -490,7 +499,6 @@ impl FunctionTable {
             );
         }
     }
-
     /// Updates the per-function gauges (before a metrics scrape).
     pub fn refresh_gauges(&self) {
         for entry in self.list() {

@@ -1,12 +1,12 @@
 //! Aliases: named pointers to a version or a weighted split of versions,
 //! with optional stickiness and header rules, and how a request picks its
 //! version through one.
+//!
+//! Alias names follow [`validate_alias_name`](crate::names::validate_alias_name);
+//! `latest` ([`LATEST`](crate::names::LATEST)) is implicit.
 
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
-
-/// The implicit alias that always means the newest version.
-pub const LATEST: &str = "latest";
 
 /// One version and its share of traffic, in percent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,26 +185,6 @@ pub fn percent_roll() -> u32 {
     })
 }
 
-/// Alias names: like function names, but never all digits (that is a
-/// version) and never `latest`.
-pub fn validate_alias_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.bytes().all(|b| b.is_ascii_digit());
-    if !ok {
-        return Err(format!(
-            "invalid alias name {name:?}: use 1-63 lowercase letters, digits or `-`, not all digits"
-        ));
-    }
-    if name == LATEST {
-        return Err("`latest` is implicit (the newest version) and cannot be set".into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,9 +252,5 @@ mod tests {
                 .unwrap_err()
                 .contains("version 2")
         );
-        assert!(validate_alias_name("prod").is_ok());
-        for bad in ["", "123", "latest", "Prod", "a_b"] {
-            assert!(validate_alias_name(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -5,8 +5,11 @@
 //! HTTP (and guests have no queue access at all), so its side effects are
 //! cut off by the host; it has its own concurrency bound and is skipped, not
 //! waited for, when that is full, so the live call is never slowed by it.
+//!
+//! What to shadow ([`flint_spec::ShadowSpec`]) is in `flint_spec::shadow`;
+//! this module compares the answers and keeps the counters.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -16,37 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const MAX_SAMPLES: usize = 50;
 /// Bytes of each body kept in a sample.
 const SAMPLE_BODY_BYTES: usize = 512;
-
-fn default_sample() -> u32 {
-    100
-}
-
-/// What to shadow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowSpec {
-    /// The candidate version.
-    pub candidate: u32,
-    /// Percent of live requests copied to the candidate.
-    #[serde(default = "default_sample")]
-    pub sample_percent: u32,
-    /// JSON fields (by name, at any depth) left out of the comparison.
-    #[serde(default)]
-    pub ignore_fields: Vec<String>,
-}
-
-impl ShadowSpec {
-    /// Checks the ranges.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(1..=100).contains(&self.sample_percent) {
-            return Err(format!(
-                "`sample_percent` {} is out of range; allowed 1..=100",
-                self.sample_percent
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// One answer, as compared.
 #[derive(Debug, Clone)]

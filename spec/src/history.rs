@@ -1,40 +1,8 @@
-//! Releases: aliases and weighted splits, blue-green switches, rollback,
-//! canaries with automatic analysis, shadow runs, and the release history.
-//!
-//! Deploying makes a version exist; releasing points callers at it. Each
-//! function has aliases (plus the implicit `latest`) and a default alias
-//! that `/fn/{name}/...` follows (`latest` until a release sets one). A
-//! request resolves its alias to a version once, at its start, so a switch
-//! never moves a call in flight.
+//! The release history: one entry per change of a function's aliases,
+//! canaries and shadow runs.
 
-pub mod alias;
-pub mod canary;
-pub mod ops;
-pub mod shadow;
-pub mod window;
-
-pub use alias::{AliasTarget, LATEST, Route, Rule, Sticky, validate_alias_name};
-
+use crate::alias::AliasTarget;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// The release state of one function (mirrored from the registry).
-#[derive(Debug, Clone, Default)]
-pub struct Releases {
-    /// Named aliases (never `latest`).
-    pub aliases: BTreeMap<String, AliasTarget>,
-    /// The alias `/fn/{name}/...` follows; `None` means `latest`.
-    pub default_alias: Option<String>,
-    /// The shadow run, if one is on.
-    pub shadow: Option<shadow::ShadowSpec>,
-}
-
-impl Releases {
-    /// The alias plain calls follow.
-    pub fn default_alias(&self) -> &str {
-        self.default_alias.as_deref().unwrap_or(LATEST)
-    }
-}
 
 /// One entry of a function's release history.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! files read and hashed.
 
 use super::{ManifestError, Resolved};
-use flint_runtime::Digest;
+use crate::digest::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

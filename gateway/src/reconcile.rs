@@ -4,12 +4,11 @@
 //! or reconfigured through the API). Each correction is logged and counted
 //! in `flint_drift_corrections_total`.
 
-use super::DesiredState;
-use super::apply::apply;
-use crate::manifest::{LoadedComponents, Manifest, load_components};
-use crate::state::AppState;
+use crate::core::{Control, PlanChange};
 use anyhow::Context;
-use flint_runtime::Digest;
+use flint_spec::Digest;
+use flint_spec::desired::DesiredState;
+use flint_spec::manifest::{LoadedComponents, Manifest, load_components};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -67,31 +66,26 @@ impl Reconciler {
 
     /// Puts every component the server lacks into its store (a function
     /// deleted through the API took its bytes with it).
-    async fn store_components(state: &AppState, loaded: &Loaded) -> anyhow::Result<()> {
+    async fn store_components(control: &Control, loaded: &Loaded) -> anyhow::Result<()> {
         for (digest, file) in &loaded.components.files {
             let parsed = Digest::parse(digest).context("manifest digests are valid")?;
-            if state.blobs.size(&parsed).is_some() {
+            if control.has_component(&parsed).await {
                 continue;
             }
             let bytes = tokio::fs::read(file)
                 .await
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            crate::api::prepare_component(state, &parsed, bytes.into())
+            control
+                .upload_component(bytes.into())
                 .await
-                .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         }
         Ok(())
     }
 
-    async fn apply(
-        &self,
-        state: &Arc<AppState>,
-        loaded: &Loaded,
-    ) -> anyhow::Result<Vec<super::plan::Change>> {
-        Self::store_components(state, loaded).await?;
-        let plan = apply(state, &loaded.desired, self.prune, ACTOR)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    async fn apply(&self, control: &Control, loaded: &Loaded) -> anyhow::Result<Vec<PlanChange>> {
+        Self::store_components(control, loaded).await?;
+        let plan = control.apply(&loaded.desired, self.prune, ACTOR).await?;
         for note in &plan.notes {
             tracing::info!(manifest = %self.manifest.display(), "{note}");
         }
@@ -100,13 +94,13 @@ impl Reconciler {
 
     /// Applies the manifest once; the server refuses to start when this
     /// fails.
-    pub async fn start(self, state: &Arc<AppState>) -> anyhow::Result<ReconcileLoop> {
+    pub async fn start(self, control: &Control) -> anyhow::Result<ReconcileLoop> {
         let loaded = self
             .load()
             .await
             .with_context(|| format!("applying {}", self.manifest.display()))?;
         let changes = self
-            .apply(state, &loaded)
+            .apply(control, &loaded)
             .await
             .with_context(|| format!("applying {}", self.manifest.display()))?;
         tracing::info!(manifest = %self.manifest.display(), env = ?self.env, changes = changes.len(), "manifest applied");
@@ -125,7 +119,7 @@ pub struct ReconcileLoop {
 
 impl ReconcileLoop {
     /// Watches and heals until the task is dropped.
-    pub async fn run(mut self, state: Arc<AppState>) {
+    pub async fn run(mut self, control: Arc<Control>) {
         let r = self.reconciler.clone();
         let mut watch = tokio::time::interval(WATCH_EVERY);
         let mut heal = tokio::time::interval(r.heal_every);
@@ -139,7 +133,7 @@ impl ReconcileLoop {
                     match r.load().await {
                         Ok(loaded) => {
                             self.loaded = loaded;
-                            match r.apply(&state, &self.loaded).await {
+                            match r.apply(&control, &self.loaded).await {
                                 Ok(changes) => tracing::info!(manifest = %r.manifest.display(), changes = changes.len(), "manifest changed; applied"),
                                 Err(e) => tracing::error!(manifest = %r.manifest.display(), error = %format!("{e:#}"), "manifest changed but could not be applied; the server keeps its state"),
                             }
@@ -152,10 +146,10 @@ impl ReconcileLoop {
                     }
                 }
                 _ = heal.tick() => {
-                    match r.apply(&state, &self.loaded).await {
+                    match r.apply(&control, &self.loaded).await {
                         Ok(changes) => {
                             for change in changes {
-                                state.metrics.drift_corrected(&change.function, change.op.action());
+                                control.metrics().drift_corrected(&change.function, change.op.action());
                                 tracing::warn!(function = %change.function, action = change.op.action(), detail = %change.detail, "drift healed: the function differed from the manifest");
                             }
                         }

@@ -1,0 +1,201 @@
+//! Deploys, component uploads, configuration changes and deletes.
+//!
+//! An upload is validated and compiled at once (or its artifact mapped when
+//! the same bytes were compiled before), its bytes stored, and only then
+//! recorded: no caller ever pays a compile, and a component that fails
+//! never becomes a version.
+
+use super::sync::Components;
+use super::{ComponentUpload, Control, CoreError, CoreResult, Deployed};
+use crate::metrics::LoadSource;
+use crate::store::{Change, Outcome};
+use bytes::Bytes;
+use flint_runtime::{Component, ConfigPatch, Digest, FunctionConfig};
+use std::time::Instant;
+
+/// Writes retried when another writer took a version number first.
+const CONFLICT_RETRIES: usize = 3;
+
+/// A validated, compiled and stored component.
+pub(super) struct Prepared {
+    pub component: Component,
+    pub source: LoadSource,
+    pub compile_ms: f64,
+    pub size_bytes: u64,
+}
+
+impl Control {
+    /// Validates and compiles `bytes` (or maps their artifact when the same
+    /// bytes were compiled before, under any name) and stores them; bounded
+    /// by the compile timeout.
+    pub(super) async fn prepare(&self, digest: &Digest, bytes: Bytes) -> CoreResult<Prepared> {
+        let runtime = self.s.runtime.clone();
+        let size_bytes = bytes.len() as u64;
+        let compile = {
+            let digest = digest.clone();
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || -> CoreResult<_> {
+                Ok(match runtime.load_cached(&digest) {
+                    Some(component) => (component, LoadSource::Disk, 0.0),
+                    None => {
+                        let compiled = runtime.compile(&bytes)?;
+                        let ms = compiled.compile_time.as_secs_f64() * 1000.0;
+                        (compiled.component, LoadSource::Compile, ms)
+                    }
+                })
+            })
+        };
+        // Cranelift cannot be interrupted: on timeout the compile finishes
+        // in the background (its artifact may land in the cache), but the
+        // upload is refused and nothing is recorded.
+        let limit = self.s.config.compile_timeout;
+        let (component, source, compile_ms) = match tokio::time::timeout(limit, compile).await {
+            Ok(joined) => joined.map_err(CoreError::internal)??,
+            Err(_) => {
+                return Err(CoreError::CompileTimeout {
+                    limit_ms: limit.as_millis(),
+                });
+            }
+        };
+        self.s
+            .blobs
+            .put(digest.clone(), bytes)
+            .await
+            .map_err(CoreError::internal)?;
+        Ok(Prepared {
+            component,
+            source,
+            compile_ms,
+            size_bytes,
+        })
+    }
+
+    /// Deploys `bytes` as the next version of `name` (created with the
+    /// default configuration if new). The same bytes as the latest version
+    /// make no new version.
+    pub async fn deploy(&self, name: &str, bytes: Bytes) -> CoreResult<Deployed> {
+        flint_spec::names::check_function_name(name).map_err(CoreError::InvalidName)?;
+        let digest = Digest::of(&bytes);
+        if let Some(latest) = self.s.table.get(name).and_then(|e| e.latest())
+            && latest.record.digest == digest
+        {
+            return Ok(Deployed {
+                name: name.into(),
+                version: latest.record.version,
+                digest: digest.to_string(),
+                created: false,
+                size_bytes: latest.record.size_bytes,
+                compile_ms: latest.record.compile_ms,
+            });
+        }
+        let prepared = self.prepare(&digest, bytes).await?;
+        let components: Components = [(
+            digest.clone(),
+            (prepared.component.clone(), prepared.source),
+        )]
+        .into();
+        let mut attempt = 0;
+        let added = loop {
+            let change = Change::AddVersion {
+                name: name.into(),
+                digest: digest.clone(),
+                size_bytes: prepared.size_bytes,
+                compile_ms: prepared.compile_ms,
+                default_config: Box::default(),
+                expected: None,
+            };
+            let written = {
+                let _writing = self.s.writes.lock().await;
+                self.write(vec![change], &components).await
+            };
+            match written {
+                Ok(mut outcomes) => match outcomes.pop() {
+                    Some(Outcome::Version(added)) => break added,
+                    other => {
+                        return Err(CoreError::internal(format!("unexpected outcome {other:?}")));
+                    }
+                },
+                Err(CoreError::Conflict(why)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::info!(function = name, %why, attempt, "version number taken meanwhile; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let record = added.record;
+        if added.created {
+            tracing::info!(function = name, version = record.version, %digest, compile_ms = record.compile_ms, "deployed");
+        }
+        Ok(Deployed {
+            name: name.into(),
+            version: record.version,
+            digest: digest.to_string(),
+            created: added.created,
+            size_bytes: record.size_bytes,
+            compile_ms: record.compile_ms,
+        })
+    }
+
+    /// Stores and compiles a component by content, for a later apply.
+    pub async fn upload_component(&self, bytes: Bytes) -> CoreResult<ComponentUpload> {
+        let digest = Digest::of(&bytes);
+        let held = self.s.blobs.size(digest.clone()).await.is_some()
+            && self.s.runtime.cache().contains(&digest);
+        let prepared = self.prepare(&digest, bytes).await?;
+        Ok(ComponentUpload {
+            digest: digest.to_string(),
+            size_bytes: prepared.size_bytes,
+            compile_ms: prepared.compile_ms,
+            created: !held,
+        })
+    }
+
+    /// Whether the server holds the bytes of `digest`.
+    pub async fn has_component(&self, digest: &Digest) -> bool {
+        self.s.blobs.size(digest.clone()).await.is_some()
+    }
+
+    /// Applies `patch` to a function's configuration. Loaded versions get
+    /// fresh pools; calls in flight finish on their old instances.
+    pub async fn patch_config(&self, name: &str, patch: ConfigPatch) -> CoreResult<FunctionConfig> {
+        let _writing = self.s.writes.lock().await;
+        let entry = self.entry(name)?;
+        let next = entry.config().patched(patch)?;
+        self.s
+            .secrets
+            .check(&next)
+            .map_err(CoreError::InvalidConfig)?;
+        let started = Instant::now();
+        let outcomes = self
+            .write(
+                vec![Change::SetConfig {
+                    name: name.into(),
+                    config: Box::new(next.clone()),
+                }],
+                &Components::new(),
+            )
+            .await?;
+        if !outcomes[0].applied() {
+            return Err(CoreError::FunctionNotFound(name.into()));
+        }
+        tracing::info!(
+            function = name,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "config updated"
+        );
+        Ok(next)
+    }
+
+    /// Deletes a function with its versions, trigger, routes and release
+    /// state; blobs no other version uses go too.
+    pub async fn delete(&self, name: &str) -> CoreResult<()> {
+        let _writing = self.s.writes.lock().await;
+        self.entry(name)?;
+        self.write(
+            vec![Change::DeleteFunction { name: name.into() }],
+            &Components::new(),
+        )
+        .await?;
+        Ok(())
+    }
+}

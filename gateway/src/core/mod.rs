@@ -1,0 +1,193 @@
+//! The core: every operation on functions and every invocation, behind two
+//! objects that the adapters (`api/` for HTTP, `triggers/` for AMQP, the
+//! reconciler) translate to and from.
+//!
+//! - [`Control`] owns every operation: deploy, config, delete, aliases,
+//!   releases, rollback, canaries, shadow runs, triggers, routes, plan and
+//!   apply, history and logs.
+//! - [`Invoker`] resolves `name[@alias|@N]` to a version and runs a call
+//!   under the function's limits.
+//!
+//! Both share one private state. It is written one way only: a change is
+//! committed to the [`Store`] first and then mirrored into memory, by
+//! `Control::write`; [`Control::sync_from_registry`] builds memory from the
+//! store (at start, and whenever another node changed it). No core type
+//! knows an HTTP status or an AMQP header: errors are [`CoreError`]s with the
+//! stable codes of the contract.
+
+mod canary;
+mod deploy;
+mod desired;
+mod error;
+mod functions;
+mod invoker;
+mod releases;
+mod shadow;
+mod sync;
+mod triggers;
+mod views;
+mod window;
+
+pub use desired::{Op as PlanOp, Plan, PlanChange};
+pub use error::{CoreError, CoreResult};
+pub use invoker::{Invoked, Invoker, Target};
+pub use triggers::{Broker, BrokerState, TriggerBinding};
+pub use views::{
+    Aliases, ComponentUpload, DEFAULT_LOG_LIMIT, Deployed, FunctionInfo, FunctionSummary,
+    LogLineView, MAX_LOG_LIMIT, VersionInfo,
+};
+
+use crate::config::GatewayConfig;
+use crate::limits::RequestLimits;
+use crate::metrics::Metrics;
+use crate::routes::RouteTable;
+use crate::secrets::Secrets;
+use crate::store::{BlobStore, FsBlobStore, SqliteStore, Store};
+use anyhow::Context;
+use flint_runtime::{Runtime, RuntimeConfig};
+use functions::FunctionTable;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
+
+/// Every operation on functions; the one writer of "store, then memory".
+/// Cheap to clone: clones share one state.
+#[derive(Clone)]
+pub struct Control {
+    s: Arc<State>,
+}
+
+/// What the core holds: private to it, shared by [`Control`] and
+/// [`Invoker`].
+struct State {
+    config: GatewayConfig,
+    limits: RequestLimits,
+    runtime: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    table: Arc<FunctionTable>,
+    metrics: Arc<Metrics>,
+    bindings: triggers::Bindings,
+    routes: RouteTable,
+    secrets: Arc<Secrets>,
+    /// Serialises writes, so that a check and the write it allows are one
+    /// step (a canary guard and the alias change it guards).
+    writes: tokio::sync::Mutex<()>,
+    /// Abort signals of the canaries this process drives, by function.
+    canaries: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The queue broker, when an adapter provides one.
+    broker: RwLock<Option<Arc<dyn Broker>>>,
+}
+
+impl Control {
+    /// Opens the data directory with the embedded storage (SQLite registry,
+    /// blob files) and builds memory from it. The live versions load from
+    /// the artifact cache in the background; others on first use.
+    pub async fn open(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        let mut runtime_config = RuntimeConfig::new(dir.join("cache"));
+        runtime_config.pooling = config.pooling;
+        runtime_config.memory_init_cow = config.memory_init_cow;
+        runtime_config.max_instances = config.max_instances;
+        // Building the engine (its instance pool protects a guard page per
+        // slot) and opening the registry are independent: a restart waits
+        // for the longer of the two, not their sum.
+        let engine = tokio::task::spawn_blocking(move || Runtime::new(&runtime_config));
+        let store = SqliteStore::open(&dir.join("registry.db"))
+            .with_context(|| format!("cannot open the registry in {}", dir.display()))?;
+        let runtime = engine.await?.context("cannot start the Wasm runtime")?;
+        let blobs = FsBlobStore::new(&dir.join("blobs"))
+            .with_context(|| format!("cannot open the blob store in {}", dir.display()))?;
+        Self::with_storage(config, Arc::new(runtime), Arc::new(store), Arc::new(blobs)).await
+    }
+
+    /// Builds the core on the given storage and loads memory from it. A
+    /// canary that was running when the server stopped is rolled back: its
+    /// analysis lived in memory.
+    pub async fn with_storage(
+        config: GatewayConfig,
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let metrics = Arc::new(Metrics::default());
+        let secrets = Arc::new(Secrets::load(config.secrets_file.as_deref())?);
+        let table = Arc::new(FunctionTable::new(
+            runtime.clone(),
+            blobs.clone(),
+            metrics.clone(),
+            secrets.clone(),
+        ));
+        let control = Arc::new(Self {
+            s: Arc::new(State {
+                limits: RequestLimits::new(config.max_upload_bytes, config.max_request_body_bytes),
+                config,
+                runtime,
+                store,
+                blobs,
+                table,
+                metrics,
+                bindings: triggers::Bindings::default(),
+                routes: RouteTable::default(),
+                secrets,
+                writes: tokio::sync::Mutex::new(()),
+                canaries: Mutex::default(),
+                broker: RwLock::new(None),
+            }),
+        });
+        let interrupted = control.sync_from_registry().await?;
+        tracing::info!(
+            functions = control.s.table.list().len(),
+            triggers = control.s.bindings.list().len(),
+            data_dir = %control.s.config.data_dir.display(),
+            "registry restored"
+        );
+        for (function, canary) in interrupted {
+            control.roll_back_interrupted(&function, canary).await;
+        }
+        control.s.table.preload_live();
+        Ok(control)
+    }
+
+    /// The invocation side of the core.
+    pub fn invoker(&self) -> Invoker {
+        Invoker::new(self.s.clone())
+    }
+
+    /// The server's settings.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.s.config
+    }
+
+    /// The request limits every adapter applies.
+    pub fn limits(&self) -> &RequestLimits {
+        &self.s.limits
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.s.metrics
+    }
+
+    /// The metrics in OpenMetrics text, gauges refreshed first.
+    pub fn encode_metrics(&self) -> String {
+        self.s.table.refresh_gauges();
+        self.s.metrics.encode()
+    }
+
+    /// Periodic upkeep: trims idle instances and unloads idle versions
+    /// (never a version the default alias reaches while the function keeps
+    /// `min_instances`).
+    pub fn maintain(&self) {
+        self.s
+            .table
+            .maintain(self.s.config.instance_idle, self.s.config.unload_after);
+    }
+
+    /// The function a custom route gives `path` to, if any.
+    pub fn route(&self, path: &str) -> Option<String> {
+        self.s.routes.lookup(path)
+    }
+}

@@ -1,0 +1,237 @@
+//! Store, then memory: the one place where memory follows the store.
+//!
+//! [`Control::write`] commits a list of changes in one transaction and then
+//! mirrors each into memory; [`Control::sync_from_registry`] builds memory
+//! from a snapshot of the whole store (at start, and for changes made by
+//! another node). Nothing else writes the function table, the trigger
+//! bindings, the routes or the release state.
+
+use super::functions::FunctionEntry;
+use super::functions::Releases;
+use super::{Control, CoreError, CoreResult, State};
+use crate::metrics::LoadSource;
+use crate::store::{Change, FunctionRecord, Outcome, ReleaseRow};
+use flint_runtime::Component;
+use flint_spec::Digest;
+use flint_spec::canary::{CanaryState, CanaryStatus};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Components loaded before a write, for the versions it records.
+pub(super) type Components = BTreeMap<Digest, (Component, LoadSource)>;
+
+impl Control {
+    /// Commits `changes` in one transaction, then mirrors each into memory.
+    /// `components` holds the loaded component of every version the
+    /// changes record, so their first call pays no load.
+    pub(super) async fn write(
+        &self,
+        changes: Vec<Change>,
+        components: &Components,
+    ) -> CoreResult<Vec<Outcome>> {
+        let outcomes = self.s.store.commit(changes.clone()).await?;
+        let mut routes_changed = false;
+        let mut deleted = Vec::new();
+        for (change, outcome) in changes.iter().zip(&outcomes) {
+            routes_changed |= matches!(
+                change,
+                Change::SetRoutes { .. } | Change::DeleteFunction { .. }
+            );
+            if let Some(entry) = self.s.mirror(change, outcome, components)? {
+                deleted.push(entry);
+            }
+        }
+        if routes_changed {
+            self.s.reload_routes(&changes);
+        }
+        for entry in deleted {
+            self.s.drop_unused_blobs(&entry).await;
+        }
+        Ok(outcomes)
+    }
+
+    /// Builds memory from the store: functions, versions, configs, release
+    /// state, trigger bindings and routes. Memory that the store no longer
+    /// has is dropped. Returns the canaries the store says are running.
+    pub async fn sync_from_registry(&self) -> anyhow::Result<Vec<(String, CanaryState)>> {
+        let snapshot = self.s.store.load().await?;
+        let s = &self.s;
+        let mut names = BTreeSet::new();
+        for (record, versions) in snapshot.functions {
+            names.insert(record.name.clone());
+            let entry = s.table.upsert(&record);
+            if *entry.config() != record.config {
+                s.table
+                    .set_config(&entry, record.config.clone(), record.updated_at)?;
+            }
+            for version in versions {
+                if entry.version(version.version).is_none() {
+                    s.table.add_version(&entry, version, None)?;
+                }
+            }
+        }
+        for entry in s.table.list() {
+            if !names.contains(&entry.name) {
+                s.forget(&entry.name);
+            }
+        }
+        let mut releases: BTreeMap<String, Releases> = BTreeMap::new();
+        let mut running = Vec::new();
+        for (function, row) in snapshot.releases {
+            let r = releases.entry(function.clone()).or_default();
+            match row {
+                ReleaseRow::Alias(alias, target) => {
+                    r.aliases.insert(alias, target);
+                }
+                ReleaseRow::DefaultAlias(alias) => r.default_alias = Some(alias),
+                ReleaseRow::Shadow(spec) => r.shadow = Some(spec),
+                ReleaseRow::Canary(canary) => {
+                    if canary.status == CanaryStatus::Running {
+                        running.push((function, canary));
+                    }
+                }
+            }
+        }
+        for entry in s.table.list() {
+            *entry.releases.write().unwrap() = releases.remove(&entry.name).unwrap_or_default();
+            s.table.keep_warm(&entry);
+        }
+        s.bindings.replace(snapshot.triggers);
+        let mut by_function: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (function, pattern) in snapshot.routes {
+            by_function.entry(function).or_default().push(pattern);
+        }
+        s.replace_routes(by_function);
+        Ok(running)
+    }
+}
+
+impl State {
+    /// Mirrors one committed change; returns the entry of a deleted
+    /// function, whose blobs may now be unused.
+    fn mirror(
+        &self,
+        change: &Change,
+        outcome: &Outcome,
+        components: &Components,
+    ) -> CoreResult<Option<Arc<FunctionEntry>>> {
+        let now = SystemTime::now();
+        match (change, outcome) {
+            (
+                Change::AddVersion {
+                    name,
+                    default_config,
+                    ..
+                },
+                Outcome::Version(added),
+            ) => {
+                let entry = self.table.get(name).unwrap_or_else(|| {
+                    self.table.upsert(&FunctionRecord {
+                        name: name.clone(),
+                        config: (**default_config).clone(),
+                        created_at: added.record.created_at,
+                        updated_at: added.record.created_at,
+                    })
+                });
+                if entry.version(added.record.version).is_none() {
+                    let loaded = components.get(&added.record.digest).cloned();
+                    if let Some((_, source)) = &loaded {
+                        entry.stats.loaded(*source);
+                        self.metrics.artifact_loaded(name, *source);
+                    }
+                    self.table
+                        .add_version(
+                            &entry,
+                            added.record.clone(),
+                            loaded.map(|(component, _)| component),
+                        )
+                        .map_err(CoreError::internal)?;
+                    self.table.keep_warm(&entry);
+                }
+            }
+            (Change::SetConfig { name, config }, Outcome::Applied(true)) => {
+                if let Some(entry) = self.table.get(name) {
+                    self.table
+                        .set_config(&entry, (**config).clone(), now)
+                        .map_err(CoreError::internal)?;
+                }
+            }
+            (Change::DeleteFunction { name }, Outcome::Applied(true)) => {
+                return Ok(self.forget(name));
+            }
+            (Change::SetTrigger { function, spec }, _) if self.table.get(function).is_some() => {
+                self.bindings.set(function, spec.clone());
+            }
+            (Change::Release(release), _) => {
+                if let Some(entry) = self.table.get(&release.function) {
+                    entry.releases.write().unwrap().apply(&release.change);
+                    // The versions the default alias reaches may have changed.
+                    self.table.keep_warm(&entry);
+                }
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// Drops what memory holds of a function: its table entry, trigger and
+    /// metrics series.
+    fn forget(&self, name: &str) -> Option<Arc<FunctionEntry>> {
+        let entry = self.table.remove(name)?;
+        self.bindings.set(name, None);
+        tracing::info!(function = name, "deleted");
+        Some(entry)
+    }
+
+    /// Removes the blobs and compiled artifacts of a deleted function that
+    /// no other version uses (blobs are shared by digest).
+    async fn drop_unused_blobs(&self, entry: &FunctionEntry) {
+        for v in entry.versions() {
+            let digest = v.record.digest.clone();
+            match self.store.digest_in_use(digest.clone()).await {
+                Ok(false) => {
+                    if let Err(e) = self.blobs.remove(digest.clone()).await {
+                        tracing::warn!(%digest, error = %e, "could not remove an unused blob");
+                    }
+                    let _ = std::fs::remove_file(self.runtime.cache().path(&digest));
+                }
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "could not check whether a blob is in use")
+                }
+            }
+        }
+    }
+
+    /// Applies the route changes of a committed write to the route table.
+    fn reload_routes(&self, changes: &[Change]) {
+        let mut by_function = self.routes.by_function();
+        for change in changes {
+            match change {
+                Change::SetRoutes { function, patterns } if patterns.is_empty() => {
+                    by_function.remove(function);
+                }
+                Change::SetRoutes { function, patterns } => {
+                    by_function.insert(function.clone(), patterns.clone());
+                }
+                Change::DeleteFunction { name } => {
+                    by_function.remove(name);
+                }
+                _ => {}
+            }
+        }
+        self.replace_routes(by_function);
+    }
+
+    fn replace_routes(&self, by_function: BTreeMap<String, Vec<String>>) {
+        match crate::routes::check(&by_function) {
+            Ok(routes) => self.routes.replace(routes),
+            // Only valid, conflict-free routes are ever stored.
+            Err(problems) => tracing::error!(
+                ?problems,
+                "stored routes are invalid; keeping the old table"
+            ),
+        }
+    }
+}

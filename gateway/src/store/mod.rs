@@ -1,0 +1,231 @@
+//! Storage: the registry of what functions exist ([`Store`]) and the
+//! component bytes ([`BlobStore`]).
+//!
+//! Both are traits so that a PostgreSQL registry (several gateway nodes on
+//! one source of truth) can follow the embedded defaults without touching
+//! the core, the router or the runtime. Every call is asynchronous: a
+//! commit waits for its fsync off the runtime's workers ([`SqliteStore`]
+//! runs SQLite on a thread of its own).
+//!
+//! The store knows rows, not rules: the core decides what to write and
+//! keeps memory in step with it ([`crate::core`]).
+
+mod blobs;
+mod sqlite;
+
+pub use blobs::{BlobStore, FsBlobStore};
+pub use sqlite::SqliteStore;
+
+use flint_spec::alias::AliasTarget;
+use flint_spec::canary::CanaryState;
+use flint_spec::history::HistoryEntry;
+use flint_spec::shadow::ShadowSpec;
+use flint_spec::{Digest, FunctionConfig, TriggerSpec};
+use futures::future::BoxFuture;
+use std::time::SystemTime;
+
+/// A function as stored.
+#[derive(Debug, Clone)]
+pub struct FunctionRecord {
+    /// Its name.
+    pub name: String,
+    /// Its effective configuration.
+    pub config: FunctionConfig,
+    /// When it was first deployed.
+    pub created_at: SystemTime,
+    /// When it last changed (version or config).
+    pub updated_at: SystemTime,
+}
+
+/// One immutable version of a function.
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    /// 1, 2, ... per function.
+    pub version: u32,
+    /// Content digest of the component.
+    pub digest: Digest,
+    /// Component size in bytes.
+    pub size_bytes: u64,
+    /// Compile time at upload, in milliseconds.
+    pub compile_ms: f64,
+    /// When it was deployed.
+    pub created_at: SystemTime,
+}
+
+/// One row of a function's release state.
+#[derive(Debug, Clone)]
+pub enum ReleaseRow {
+    /// A named alias and where it points.
+    Alias(String, AliasTarget),
+    /// The alias plain calls follow (none stored: `latest`).
+    DefaultAlias(String),
+    /// The function's most recent canary.
+    Canary(CanaryState),
+    /// The shadow run that is on.
+    Shadow(ShadowSpec),
+}
+
+/// A change of one release-state row.
+#[derive(Debug, Clone)]
+pub enum ReleaseChange {
+    /// Sets an alias.
+    SetAlias(String, AliasTarget),
+    /// Removes an alias (and the default, if it was the default).
+    RemoveAlias(String),
+    /// Sets (`Some`) or clears (`None`: back to `latest`) the default alias.
+    SetDefault(Option<String>),
+    /// Records the canary's state.
+    SetCanary(CanaryState),
+    /// Starts (`Some`) or stops (`None`) the shadow run.
+    SetShadow(Option<ShadowSpec>),
+}
+
+/// What the store holds, read in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every function with its versions (oldest first), by name.
+    pub functions: Vec<(FunctionRecord, Vec<VersionRecord>)>,
+    /// Every trigger binding, by function.
+    pub triggers: Vec<(String, TriggerSpec)>,
+    /// Every release-state row, by function.
+    pub releases: Vec<(String, ReleaseRow)>,
+    /// Every route: (function, pattern).
+    pub routes: Vec<(String, String)>,
+}
+
+/// One write. [`Store::commit`] makes a list of them in one transaction:
+/// all or none.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Records a new version unless `digest` equals the latest one's;
+    /// creates the function with `default_config` if it does not exist.
+    AddVersion {
+        /// The function.
+        name: String,
+        /// The component's digest.
+        digest: Digest,
+        /// Its size.
+        size_bytes: u64,
+        /// Its compile time at upload.
+        compile_ms: f64,
+        /// The configuration of a function created by this change (boxed:
+        /// it is most of the change's size).
+        default_config: Box<FunctionConfig>,
+        /// The number the version must get (a plan's promise); another
+        /// number is a [`StoreError::Conflict`].
+        expected: Option<u32>,
+    },
+    /// Replaces a function's configuration.
+    SetConfig {
+        /// The function.
+        name: String,
+        /// Its new configuration (boxed, as in `AddVersion`).
+        config: Box<FunctionConfig>,
+    },
+    /// Deletes a function with its versions, trigger, routes and release
+    /// state.
+    DeleteFunction {
+        /// The function.
+        name: String,
+    },
+    /// Sets (`Some`) or removes (`None`) a function's trigger.
+    SetTrigger {
+        /// The function.
+        function: String,
+        /// The binding.
+        spec: Option<TriggerSpec>,
+    },
+    /// Changes one release-state row and appends its history entry
+    /// (boxed: release rows are most of a change's size).
+    Release(Box<ReleaseWrite>),
+    /// Replaces a function's route patterns.
+    SetRoutes {
+        /// The function.
+        function: String,
+        /// Its patterns, normalised.
+        patterns: Vec<String>,
+    },
+}
+
+/// A release-state change with the history entry recorded with it.
+#[derive(Debug, Clone)]
+pub struct ReleaseWrite {
+    /// The function.
+    pub function: String,
+    /// The row's change.
+    pub change: ReleaseChange,
+    /// The history entry recorded with it.
+    pub history: Option<HistoryEntry>,
+}
+
+impl Change {
+    /// A [`Change::Release`].
+    pub fn release(function: &str, change: ReleaseChange, history: Option<HistoryEntry>) -> Self {
+        Self::Release(Box::new(ReleaseWrite {
+            function: function.to_string(),
+            change,
+            history,
+        }))
+    }
+}
+
+/// What [`Change::AddVersion`] did.
+#[derive(Debug, Clone)]
+pub struct AddedVersion {
+    /// The version now latest.
+    pub record: VersionRecord,
+    /// False when the bytes equal the latest version's (no new version).
+    pub created: bool,
+}
+
+/// What one [`Change`] did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Of [`Change::AddVersion`].
+    Version(AddedVersion),
+    /// Of the other changes: whether a row was there to change.
+    Applied(bool),
+}
+
+impl Outcome {
+    /// Whether a change other than [`Change::AddVersion`] found its row.
+    pub fn applied(&self) -> bool {
+        matches!(self, Self::Applied(true))
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another writer got there first (a version number was taken
+    /// meanwhile); reading again and retrying can succeed.
+    #[error("concurrent change: {0}")]
+    Conflict(String),
+    /// The backend failed.
+    #[error("storage: {0}")]
+    Backend(String),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Backend(format!("bad stored JSON: {e}"))
+    }
+}
+
+/// Result of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Persistent function metadata.
+pub trait Store: Send + Sync + 'static {
+    /// Everything, read in one transaction.
+    fn load(&self) -> BoxFuture<'_, StoreResult<Snapshot>>;
+    /// Every release-state row, by function (canary states among them).
+    fn releases(&self) -> BoxFuture<'_, StoreResult<Vec<(String, ReleaseRow)>>>;
+    /// Whether any version of any function uses `digest`.
+    fn digest_in_use(&self, digest: Digest) -> BoxFuture<'_, StoreResult<bool>>;
+    /// A function's release history, oldest first.
+    fn history(&self, function: String) -> BoxFuture<'_, StoreResult<Vec<HistoryEntry>>>;
+    /// Makes `changes` in one transaction; one outcome per change.
+    fn commit(&self, changes: Vec<Change>) -> BoxFuture<'_, StoreResult<Vec<Outcome>>>;
+}

@@ -1,0 +1,593 @@
+//! The embedded registry: SQLite in the data directory, WAL journal with
+//! `synchronous=FULL`, so a commit that an API call acknowledged survives a
+//! process kill and a power loss.
+//!
+//! The connection lives on a thread of its own and every call is a job sent
+//! to it: a commit's fsync blocks that thread, never a runtime worker that
+//! also runs invocations, queue consumers and canary drivers. Writes take
+//! the database lock at their start (`BEGIN IMMEDIATE`), so two processes
+//! sharing a file serialise instead of failing half-way.
+
+use super::{
+    AddedVersion, Change, FunctionRecord, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store,
+    StoreError, StoreResult, VersionRecord,
+};
+use flint_spec::Digest;
+use flint_spec::history::HistoryEntry;
+use futures::future::BoxFuture;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS functions (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    compile_ms REAL NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (function, version)
+);
+CREATE INDEX IF NOT EXISTS versions_digest ON versions(digest);
+CREATE TABLE IF NOT EXISTS release_state (
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (function, kind, key)
+);
+CREATE TABLE IF NOT EXISTS release_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    entry TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS triggers (
+    function TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+    spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS routes (
+    pattern TEXT PRIMARY KEY,
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE
+);
+";
+
+/// Release-state kinds as stored (the `kind` column).
+const ALIAS: &str = "alias";
+const DEFAULT: &str = "default";
+const CANARY: &str = "canary";
+const SHADOW: &str = "shadow";
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The SQLite registry; cheap to share, every call runs on its thread.
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            // The version number (the primary key) was taken meanwhile.
+            Some(ErrorCode::ConstraintViolation) => Self::Conflict(e.to_string()),
+            _ => Self::Backend(e.to_string()),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts its
+    /// thread, which ends when the store is dropped.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("flint-sqlite".into())
+            .spawn(move || {
+                for job in queue {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on the connection's thread.
+    fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> BoxFuture<'_, StoreResult<T>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.jobs.send(Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        }));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Backend("the SQLite thread has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| StoreError::Backend("the SQLite thread has stopped".into()))?
+        })
+    }
+}
+
+fn latest_version(conn: &Connection, name: &str) -> rusqlite::Result<Option<VersionRecord>> {
+    conn.query_row(
+        "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+         WHERE function = ?1 ORDER BY version DESC LIMIT 1",
+        params![name],
+        version_row,
+    )
+    .optional()
+}
+
+fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    let digest: String = row.get(1)?;
+    Ok(VersionRecord {
+        version: row.get(0)?,
+        digest: Digest::parse(&digest).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                "bad digest".into(),
+            )
+        })?,
+        size_bytes: row.get::<_, i64>(2)? as u64,
+        compile_ms: row.get(3)?,
+        created_at: from_ms(row.get(4)?),
+    })
+}
+
+fn release_row(kind: &str, key: String, value: &str) -> StoreResult<Option<ReleaseRow>> {
+    Ok(Some(match kind {
+        ALIAS => ReleaseRow::Alias(key, serde_json::from_str(value)?),
+        DEFAULT => ReleaseRow::DefaultAlias(serde_json::from_str(value)?),
+        CANARY => ReleaseRow::Canary(serde_json::from_str(value)?),
+        SHADOW => ReleaseRow::Shadow(serde_json::from_str(value)?),
+        other => {
+            tracing::warn!(kind = other, "unknown release state ignored");
+            return Ok(None);
+        }
+    }))
+}
+
+fn put_release(
+    tx: &rusqlite::Transaction<'_>,
+    function: &str,
+    kind: &str,
+    key: &str,
+    value: Option<String>,
+) -> rusqlite::Result<usize> {
+    match value {
+        Some(value) => tx.execute(
+            "INSERT INTO release_state (function, kind, key, value)
+             SELECT name, ?2, ?3, ?4 FROM functions WHERE name = ?1
+             ON CONFLICT(function, kind, key) DO UPDATE SET value = excluded.value",
+            params![function, kind, key, value],
+        ),
+        None => tx.execute(
+            "DELETE FROM release_state WHERE function = ?1 AND kind = ?2 AND key = ?3",
+            params![function, kind, key],
+        ),
+    }
+}
+
+fn write_release(
+    tx: &rusqlite::Transaction<'_>,
+    function: &str,
+    change: &ReleaseChange,
+) -> StoreResult<usize> {
+    Ok(match change {
+        ReleaseChange::SetAlias(alias, target) => put_release(
+            tx,
+            function,
+            ALIAS,
+            alias,
+            Some(serde_json::to_string(target)?),
+        )?,
+        ReleaseChange::RemoveAlias(alias) => {
+            // A default that named the alias goes with it: plain calls fall
+            // back to `latest` after a restart as they do at once.
+            tx.execute(
+                "DELETE FROM release_state WHERE function = ?1 AND kind = ?2 AND value = ?3",
+                params![function, DEFAULT, serde_json::to_string(alias)?],
+            )?;
+            put_release(tx, function, ALIAS, alias, None)?
+        }
+        ReleaseChange::SetDefault(alias) => {
+            let value = alias.as_ref().map(serde_json::to_string).transpose()?;
+            put_release(tx, function, DEFAULT, "", value)?
+        }
+        ReleaseChange::SetCanary(canary) => put_release(
+            tx,
+            function,
+            CANARY,
+            "",
+            Some(serde_json::to_string(canary)?),
+        )?,
+        ReleaseChange::SetShadow(spec) => {
+            let value = spec.as_ref().map(serde_json::to_string).transpose()?;
+            put_release(tx, function, SHADOW, "", value)?
+        }
+    })
+}
+
+fn add_history(
+    tx: &rusqlite::Transaction<'_>,
+    function: &str,
+    entry: &HistoryEntry,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO release_history (function, entry) SELECT name, ?2 FROM functions WHERE name = ?1",
+        params![function, serde_json::to_string(entry)?],
+    )?;
+    Ok(())
+}
+
+/// Makes one change inside the caller's transaction.
+fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome> {
+    let now = now_ms();
+    let n = match change {
+        Change::AddVersion {
+            name,
+            digest,
+            size_bytes,
+            compile_ms,
+            default_config,
+            expected,
+        } => {
+            let latest = latest_version(tx, name)?;
+            if let Some(latest) = &latest
+                && &latest.digest == digest
+            {
+                return Ok(Outcome::Version(AddedVersion {
+                    record: latest.clone(),
+                    created: false,
+                }));
+            }
+            let version = latest.map_or(1, |l| l.version + 1);
+            if let Some(expected) = expected
+                && *expected != version
+            {
+                return Err(StoreError::Conflict(format!(
+                    "`{name}` would get version {version}, not the planned {expected}: it changed meanwhile"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(name) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
+                params![name, serde_json::to_string(default_config)?, now],
+            )?;
+            // The (function, version) key refuses a number another writer
+            // took first: a conflict the caller can retry.
+            tx.execute(
+                "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![name, version, digest.to_string(), *size_bytes as i64, compile_ms, now],
+            )?;
+            return Ok(Outcome::Version(AddedVersion {
+                record: VersionRecord {
+                    version,
+                    digest: digest.clone(),
+                    size_bytes: *size_bytes,
+                    compile_ms: *compile_ms,
+                    created_at: from_ms(now),
+                },
+                created: true,
+            }));
+        }
+        Change::SetConfig { name, config } => tx.execute(
+            "UPDATE functions SET config = ?2, updated_at_ms = ?3 WHERE name = ?1",
+            params![name, serde_json::to_string(config)?, now],
+        )?,
+        Change::DeleteFunction { name } => {
+            tx.execute("DELETE FROM functions WHERE name = ?1", params![name])?
+        }
+        Change::SetTrigger {
+            function,
+            spec: Some(spec),
+        } => tx.execute(
+            "INSERT INTO triggers (function, spec)
+             SELECT name, ?2 FROM functions WHERE name = ?1
+             ON CONFLICT(function) DO UPDATE SET spec = excluded.spec",
+            params![function, serde_json::to_string(spec)?],
+        )?,
+        Change::SetTrigger {
+            function,
+            spec: None,
+        } => tx.execute(
+            "DELETE FROM triggers WHERE function = ?1",
+            params![function],
+        )?,
+        Change::Release(release) => {
+            let n = write_release(tx, &release.function, &release.change)?;
+            if let Some(entry) = &release.history {
+                add_history(tx, &release.function, entry)?;
+            }
+            n
+        }
+        Change::SetRoutes { function, patterns } => {
+            tx.execute("DELETE FROM routes WHERE function = ?1", params![function])?;
+            for pattern in patterns {
+                tx.execute(
+                    "INSERT INTO routes (pattern, function) VALUES (?1, ?2)",
+                    params![pattern, function],
+                )?;
+            }
+            1
+        }
+    };
+    Ok(Outcome::Applied(n >= 1))
+}
+
+fn releases(conn: &Connection) -> StoreResult<Vec<(String, ReleaseRow)>> {
+    let mut stmt = conn.prepare(
+        "SELECT function, kind, key, value FROM release_state ORDER BY function, kind, key",
+    )?;
+    let mut out = Vec::new();
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })? {
+        let (function, kind, key, value) = row?;
+        if let Some(row) = release_row(&kind, key, &value)? {
+            out.push((function, row));
+        }
+    }
+    Ok(out)
+}
+
+fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
+    let tx = conn.transaction()?;
+    let functions = {
+        let mut stmt = tx.prepare(
+            "SELECT name, config, created_at_ms, updated_at_ms FROM functions ORDER BY name",
+        )?;
+        stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get(2)?,
+                row.get(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut snapshot = Snapshot::default();
+    {
+        let mut versions = tx.prepare(
+            "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+             WHERE function = ?1 ORDER BY version",
+        )?;
+        for (name, config, created, updated) in functions {
+            let list = versions
+                .query_map(params![name], version_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            snapshot.functions.push((
+                FunctionRecord {
+                    name,
+                    config: serde_json::from_str(&config)?,
+                    created_at: from_ms(created),
+                    updated_at: from_ms(updated),
+                },
+                list,
+            ));
+        }
+        let mut triggers = tx.prepare("SELECT function, spec FROM triggers ORDER BY function")?;
+        for row in
+            triggers.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        {
+            let (function, spec) = row?;
+            snapshot
+                .triggers
+                .push((function, serde_json::from_str(&spec)?));
+        }
+        snapshot.releases = releases(&tx)?;
+        let mut routes =
+            tx.prepare("SELECT function, pattern FROM routes ORDER BY function, pattern")?;
+        snapshot.routes = routes
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    tx.finish()?;
+    Ok(snapshot)
+}
+
+impl Store for SqliteStore {
+    fn load(&self) -> BoxFuture<'_, StoreResult<Snapshot>> {
+        self.call(load)
+    }
+
+    fn releases(&self) -> BoxFuture<'_, StoreResult<Vec<(String, ReleaseRow)>>> {
+        self.call(|conn| releases(conn))
+    }
+
+    fn digest_in_use(&self, digest: Digest) -> BoxFuture<'_, StoreResult<bool>> {
+        self.call(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM versions WHERE digest = ?1",
+                params![digest.to_string()],
+                |r| r.get(0),
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn history(&self, function: String) -> BoxFuture<'_, StoreResult<Vec<HistoryEntry>>> {
+        self.call(move |conn| {
+            let mut stmt =
+                conn.prepare("SELECT entry FROM release_history WHERE function = ?1 ORDER BY id")?;
+            let rows = stmt
+                .query_map(params![function], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.iter().map(|e| Ok(serde_json::from_str(e)?)).collect()
+        })
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> BoxFuture<'_, StoreResult<Vec<Outcome>>> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let outcomes = changes
+                .iter()
+                .map(|change| write(&tx, change))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(outcomes)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flint_spec::FunctionConfig;
+    use flint_spec::alias::AliasTarget;
+
+    fn add(name: &str, digest: &Digest, expected: Option<u32>) -> Change {
+        Change::AddVersion {
+            name: name.into(),
+            digest: digest.clone(),
+            size_bytes: 1,
+            compile_ms: 1.0,
+            default_config: Box::default(),
+            expected,
+        }
+    }
+
+    async fn version(store: &SqliteStore, change: Change) -> StoreResult<AddedVersion> {
+        match store.commit(vec![change]).await?.pop() {
+            Some(Outcome::Version(added)) => Ok(added),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_are_numbered_deduplicated_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(
+                version(&store, add("f", &a, None))
+                    .await
+                    .unwrap()
+                    .record
+                    .version,
+                1
+            );
+            let again = version(&store, add("f", &a, None)).await.unwrap();
+            assert!(!again.created);
+            assert_eq!(again.record.version, 1);
+            assert_eq!(
+                version(&store, add("f", &b, None))
+                    .await
+                    .unwrap()
+                    .record
+                    .version,
+                2
+            );
+            let config = FunctionConfig {
+                memory_mb: 64,
+                ..FunctionConfig::default()
+            };
+            let set = store
+                .commit(vec![Change::SetConfig {
+                    name: "f".into(),
+                    config: Box::new(config),
+                }])
+                .await
+                .unwrap();
+            assert!(set[0].applied());
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let snapshot = store.load().await.unwrap();
+        assert_eq!(snapshot.functions.len(), 1);
+        assert_eq!(snapshot.functions[0].0.config.memory_mb, 64);
+        assert_eq!(snapshot.functions[0].1.len(), 2);
+        assert!(store.digest_in_use(a.clone()).await.unwrap());
+        let delete = || Change::DeleteFunction { name: "f".into() };
+        assert!(store.commit(vec![delete()]).await.unwrap()[0].applied());
+        assert!(!store.digest_in_use(a).await.unwrap());
+        assert!(!store.commit(vec![delete()]).await.unwrap()[0].applied());
+    }
+
+    #[tokio::test]
+    async fn a_version_number_taken_meanwhile_is_a_conflict_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        version(&store, add("f", &Digest::of(b"a"), Some(1)))
+            .await
+            .unwrap();
+        // A plan made before that write promised version 1 to other bytes.
+        let stale = vec![
+            add("f", &Digest::of(b"b"), Some(1)),
+            Change::SetRoutes {
+                function: "f".into(),
+                patterns: vec!["/f".into()],
+            },
+        ];
+        let error = store.commit(stale).await.unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+        let snapshot = store.load().await.unwrap();
+        assert_eq!(snapshot.functions[0].1.len(), 1);
+        assert!(snapshot.routes.is_empty(), "the transaction rolled back");
+        // Retried with the number it now gets, it succeeds.
+        let added = version(&store, add("f", &Digest::of(b"b"), Some(2)))
+            .await
+            .unwrap();
+        assert_eq!(added.record.version, 2);
+    }
+
+    #[tokio::test]
+    async fn removing_the_default_alias_clears_the_stored_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        version(&store, add("f", &Digest::of(b"a"), None))
+            .await
+            .unwrap();
+        let release = |change| Change::release("f", change, None);
+        store
+            .commit(vec![
+                release(ReleaseChange::SetAlias(
+                    "prod".into(),
+                    AliasTarget::version(1),
+                )),
+                release(ReleaseChange::SetDefault(Some("prod".into()))),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.load().await.unwrap().releases.len(), 2);
+        store
+            .commit(vec![release(ReleaseChange::RemoveAlias("prod".into()))])
+            .await
+            .unwrap();
+        assert!(store.load().await.unwrap().releases.is_empty());
+    }
+}

@@ -1,0 +1,165 @@
+//! One consumer per binding: it declares the binding's queues, takes
+//! messages up to its prefetch, and runs each through the core's invoke
+//! path like an HTTP request, then settles it by the outcome policy.
+//!
+//! Delivery is at least once: a message is acked only after its outcome is
+//! safely handled, so a crash may deliver it again and functions should be
+//! idempotent on `ce-id`.
+
+use super::cloudevents;
+use super::outcome::{Failure, Settle};
+use crate::core::{Control, Invoker, Target};
+use flint_spec::TriggerSpec;
+use futures::StreamExt;
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use std::sync::Arc;
+
+/// Declares the queue, its delay queue and its dead-letter queue (durable)
+/// and sets the channel's prefetch.
+pub async fn declare(channel: &Channel, spec: &TriggerSpec, prefetch: u32) -> lapin::Result<()> {
+    channel
+        .basic_qos(
+            prefetch.min(u16::MAX as u32) as u16,
+            BasicQosOptions::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(spec.queue.as_str().into(), durable, FieldTable::default())
+        .await?;
+    let mut retry_args = FieldTable::default();
+    retry_args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    retry_args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(spec.queue.as_str().into()),
+    );
+    channel
+        .queue_declare(spec.retry_queue().as_str().into(), durable, retry_args)
+        .await?;
+    channel
+        .queue_declare(
+            spec.dead_letter_queue().as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// What every delivery of one consumer shares.
+struct Binding {
+    control: Arc<Control>,
+    invoker: Invoker,
+    function: String,
+    spec: TriggerSpec,
+    /// `amqp://HOST/VHOST/QUEUE`, the messages' `ce-source`.
+    source: String,
+    channel: Channel,
+}
+
+/// Consumes until the consumer ends; each delivery runs in a task of its
+/// own, and stopping the consumer aborts them (their unacked messages go
+/// back to the queue).
+pub async fn consume(
+    control: Arc<Control>,
+    function: String,
+    spec: TriggerSpec,
+    source: String,
+    channel: Channel,
+    mut consumer: lapin::Consumer,
+) {
+    let binding = Arc::new(Binding {
+        invoker: control.invoker(),
+        control,
+        function,
+        spec,
+        source,
+        channel,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    binding.control.metrics().message(&binding.function, &binding.spec.queue, "received");
+                    tasks.spawn(handle(binding.clone(), delivery));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(function = %binding.function, error = %e, "consumer error");
+                    break;
+                }
+                None => break,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn handle(binding: Arc<Binding>, delivery: Delivery) {
+    let settle = Settle {
+        function: &binding.function,
+        spec: &binding.spec,
+        channel: &binding.channel,
+        delivery: &delivery,
+        attempt: cloudevents::attempt(&delivery),
+        metrics: binding.control.metrics(),
+    };
+    let limits = binding.control.limits();
+    if let Err(e) = limits.request_body.check_len(delivery.data.len()) {
+        settle.fail(Failure::error(&e.into())).await;
+        return;
+    }
+    let id = cloudevents::message_id(&delivery, &binding.spec.queue);
+    let request = cloudevents::to_request(&delivery, &binding.source, &id, settle.attempt);
+    let invoked = match binding
+        .invoker
+        .invoke(&binding.function, Target::Default, request)
+        .await
+    {
+        Ok(invoked) => invoked,
+        Err(e) => return settle.fail(Failure::error(&e)).await,
+    };
+    let status = invoked.response.status();
+    let content_type = invoked
+        .response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .map(String::from);
+    if !status.is_success() {
+        return settle.fail(Failure::status(status)).await;
+    }
+    let body =
+        crate::limits::read_limited(invoked.response.into_body(), limits.buffered_response).await;
+    match body {
+        Ok(body) => settle.succeed(&body, content_type.as_deref()).await,
+        Err(e) => {
+            settle
+                .fail(Failure {
+                    reason: "response_failed".into(),
+                    status: Some(status.as_u16()),
+                    message: format!("reading the response failed: {e}"),
+                    fatal: false,
+                })
+                .await
+        }
+    }
+}
+
+/// The consumer's tag, so operators can tell consumers apart.
+pub fn tag(function: &str) -> String {
+    format!("flint-{function}")
+}

@@ -1,0 +1,206 @@
+//! The outcome policy of a message: what its function's answer means for
+//! it (ack, reply, retry or dead-letter), and the confirmed publishes that
+//! carry it out.
+//!
+//! A 2xx answer acks (after publishing the body to `reply_to`, if set, with
+//! the same `correlation_id`). Anything else is published to
+//! `<queue>.retry`, a durable queue whose messages expire after
+//! `retry_delay_ms` and dead-letter back into the queue, with the attempt
+//! count in `x-flint-attempt`; after `max_retries` retries, or at once for a
+//! message that can never succeed, the message goes to the dead-letter
+//! queue with `x-flint-reason`, `x-flint-attempts`, `x-flint-error` and the
+//! function's last status. Every publish is confirmed by the broker before
+//! the original is acked, so a crash at any moment loses nothing.
+
+use super::cloudevents::ATTEMPT_HEADER;
+use crate::core::CoreError;
+use crate::metrics::Metrics;
+use flint_spec::TriggerSpec;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::types::{AMQPValue, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation};
+
+/// Why a message failed.
+pub struct Failure {
+    /// A stable reason: an error code of the contract, or `status_<N>`.
+    pub reason: String,
+    /// The function's answer, when it answered.
+    pub status: Option<u16>,
+    /// What happened, for people.
+    pub message: String,
+    /// Whether retrying cannot help (straight to the dead-letter queue).
+    pub fatal: bool,
+}
+
+impl Failure {
+    /// The function answered with a non-2xx status.
+    pub fn status(status: http::StatusCode) -> Self {
+        Self {
+            reason: format!("status_{}", status.as_u16()),
+            status: Some(status.as_u16()),
+            message: format!("function answered {status}"),
+            fatal: false,
+        }
+    }
+
+    /// The call failed before or while the function answered.
+    pub fn error(error: &CoreError) -> Self {
+        Self {
+            reason: error.code().to_string(),
+            status: None,
+            message: error.to_string(),
+            // A body over the limit is over it on every attempt.
+            fatal: matches!(error, CoreError::TooLarge { .. }),
+        }
+    }
+}
+
+/// What the consumer needs to settle one delivery.
+pub struct Settle<'a> {
+    /// The function.
+    pub function: &'a str,
+    /// Its binding.
+    pub spec: &'a TriggerSpec,
+    /// The channel the message came on.
+    pub channel: &'a Channel,
+    /// The message.
+    pub delivery: &'a Delivery,
+    /// Its attempt number.
+    pub attempt: u32,
+    /// Message counters.
+    pub metrics: &'a Metrics,
+}
+
+impl Settle<'_> {
+    /// Retries a failed message, or dead-letters it when out of retries (or
+    /// when retrying cannot help), then acks the original.
+    pub async fn fail(&self, failure: Failure) {
+        let delivery = self.delivery;
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let retry = !failure.fatal && self.attempt <= self.spec.max_retries;
+        let (queue, outcome, properties) = if retry {
+            headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(self.attempt + 1));
+            let props = delivery
+                .properties
+                .clone()
+                .with_headers(headers)
+                .with_expiration(self.spec.retry_delay_ms.to_string().into());
+            (self.spec.retry_queue(), "retried", props)
+        } else {
+            headers.insert(
+                "x-flint-reason".into(),
+                AMQPValue::LongString(failure.reason.as_str().into()),
+            );
+            headers.insert(
+                "x-flint-error".into(),
+                AMQPValue::LongString(failure.message.as_str().into()),
+            );
+            headers.insert("x-flint-attempts".into(), AMQPValue::LongUInt(self.attempt));
+            headers.insert(
+                "x-flint-function".into(),
+                AMQPValue::LongString(self.function.into()),
+            );
+            if let Some(status) = failure.status {
+                headers.insert("x-flint-last-status".into(), AMQPValue::ShortUInt(status));
+            }
+            let props = delivery.properties.clone().with_headers(headers);
+            (self.spec.dead_letter_queue(), "dead_lettered", props)
+        };
+        tracing::info!(function = self.function, queue = %self.spec.queue, attempt = self.attempt, reason = %failure.reason, outcome, "message failed");
+        match publish(
+            self.channel,
+            queue.as_str().into(),
+            &delivery.data,
+            properties,
+            true,
+        )
+        .await
+        {
+            Ok(()) => self.ack(outcome).await,
+            Err(e) => {
+                tracing::warn!(function = self.function, error = %e, "could not hand the message on; it will be redelivered");
+                self.requeue().await;
+            }
+        }
+    }
+
+    /// Publishes the answer to `reply_to` (when the message asks for one),
+    /// then acks.
+    pub async fn succeed(&self, body: &[u8], content_type: Option<&str>) {
+        let props = &self.delivery.properties;
+        if let Some(reply_to) = props.reply_to() {
+            let mut reply = BasicProperties::default();
+            if let Some(id) = props.correlation_id() {
+                reply = reply.with_correlation_id(id.clone());
+            }
+            if let Some(ct) = content_type {
+                reply = reply.with_content_type(ct.into());
+            }
+            if let Err(e) = publish(self.channel, reply_to.clone(), body, reply, false).await {
+                tracing::warn!(function = self.function, error = %e, "reply not confirmed; the message will be redelivered");
+                self.requeue().await;
+                return;
+            }
+        }
+        self.ack("acked").await;
+    }
+
+    async fn ack(&self, outcome: &str) {
+        match self.delivery.ack(BasicAckOptions::default()).await {
+            Ok(true) => self
+                .metrics
+                .message(self.function, &self.spec.queue, outcome),
+            // The channel is gone: the broker will redeliver, so this does
+            // not count.
+            Ok(false) => tracing::warn!(
+                function = self.function,
+                "ack not delivered (channel closed); the broker will redeliver"
+            ),
+            Err(e) => {
+                tracing::warn!(function = self.function, error = %e, "ack failed; the broker will redeliver")
+            }
+        }
+    }
+
+    /// Hands the message back to its queue.
+    pub async fn requeue(&self) {
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        if let Err(e) = self.delivery.nack(options).await {
+            tracing::warn!(error = %e, "nack failed; the broker will redeliver when the channel closes");
+        }
+    }
+}
+
+/// Publishes to the default exchange and waits for the broker's confirm.
+pub async fn publish(
+    channel: &Channel,
+    routing_key: ShortString,
+    body: &[u8],
+    properties: BasicProperties,
+    mandatory: bool,
+) -> Result<(), String> {
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            routing_key,
+            BasicPublishOptions {
+                mandatory,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    match confirm {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) => Err("unroutable: the broker returned the message".into()),
+        Confirmation::Nack(_) => Err("the broker refused the message".into()),
+    }
+}
