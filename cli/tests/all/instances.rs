@@ -172,3 +172,75 @@ async fn streamed_bodies_finish_and_give_the_instance_back() {
     assert_eq!(info["stats"]["invocations"], 4, "{info}");
     assert_eq!(server.get("/fn/probe/counter").await.0, 200);
 }
+
+/// The warm starts of `name` so far, as `/metrics` counts them.
+async fn metric_warm_starts(server: &Server, name: &str) -> u64 {
+    let metrics = server.get("/metrics").await.1;
+    let series = format!("flint_starts_total{{function=\"{name}\",kind=\"warm\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// `min_instances` keeps warm what plain calls reach: after a release to
+/// version 3, a deploy of version 4 leaves the warm slots with version 3, on
+/// the first call and after an idle unload.
+#[tokio::test]
+async fn warm_instances_follow_the_release_not_the_latest_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--unload-after-secs", "1"]);
+    for component in [artifacts::HELLO, artifacts::ECHO, artifacts::WASI_HELLO] {
+        server.deploy("warm", component).await;
+    }
+    server.configure("warm", json!({"min_instances": 2})).await;
+    let (status, body) = server
+        .post("/v1/functions/warm/release", json!({"to": 3}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    server.deploy("warm", artifacts::PROBE).await;
+    let released_warm = |i: &serde_json::Value| i["versions"][2]["warm_instances"] == 2;
+
+    server
+        .wait_for_info("warm", "version 3 warm", released_warm)
+        .await;
+    let before = metric_warm_starts(&server, "warm").await;
+    let (status, version) = {
+        let response = server
+            .http
+            .get(server.at("/fn/warm/"))
+            .send()
+            .await
+            .unwrap();
+        let version = response.headers()["x-flint-version"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        (response.status(), version)
+    };
+    assert_eq!((status.as_u16(), version.as_str()), (200, "3"));
+    assert_eq!(
+        metric_warm_starts(&server, "warm").await,
+        before + 1,
+        "the first call is warm"
+    );
+
+    // Past --unload-after-secs with no traffic: version 4 unloads, version 3
+    // stays loaded with its warm instances.
+    let info = server
+        .wait_for_info("warm", "the idle latest version to unload", |i| {
+            i["versions"][3]["loaded"] == false
+        })
+        .await;
+    assert_eq!(info["versions"][2]["loaded"], true, "{info}");
+    server
+        .wait_for_info("warm", "version 3 warm", released_warm)
+        .await;
+    let before = metric_warm_starts(&server, "warm").await;
+    assert_eq!(server.get("/fn/warm/").await.0, 200);
+    assert_eq!(
+        metric_warm_starts(&server, "warm").await,
+        before + 1,
+        "still warm"
+    );
+}

@@ -100,6 +100,33 @@ async fn over_concurrency_and_queue_gets_429() {
 }
 
 #[tokio::test]
+async fn no_free_instance_slot_gets_429_not_a_trap() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--max-instances", "2"]);
+    server.deploy("slow", artifacts::PROBE).await;
+    let busy: Vec<_> = (0..2)
+        .map(|_| server.spawn_get("/fn/slow/sleep?ms=1500"))
+        .collect();
+    server
+        .wait_for_info("slow", "2 in flight", |i| i["stats"]["in_flight"] == 2)
+        .await;
+    let response = server
+        .http
+        .get(server.at("/fn/slow/counter"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let status = response.status();
+    let message = assert_error(status, &response.text().await.unwrap(), 429, "overloaded");
+    assert!(message.contains("--max-instances"), "{message}");
+    for task in busy {
+        assert_eq!(task.await.unwrap().0, 200);
+    }
+    assert_eq!(server.get("/fn/slow/counter").await.0, 200);
+}
+
+#[tokio::test]
 async fn queue_wait_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);

@@ -489,7 +489,13 @@ async fn serve_with_a_manifest_applies_watches_and_heals_drift() {
 
     // A broken edit is reported and the server keeps serving what it has.
     write(dir.path(), "[functions.orders\n");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = dir.path().join("data.log");
+    eventually("the broken edit to be reported", async || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("manifest changed but is invalid; the server keeps its state")
+    })
+    .await;
     assert_eq!(server.get("/orders/env?name=MODE").await.1, "edited");
     drop(server);
 

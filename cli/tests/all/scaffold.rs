@@ -2,7 +2,7 @@
 //! real server and answers; bad names and occupied directories are refused.
 
 use crate::support::{FLINT, Server};
-use flint_gateway::manifest::Manifest;
+use flint_spec::manifest::Manifest;
 use flint_test_artifacts as artifacts;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
