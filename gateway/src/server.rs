@@ -22,6 +22,10 @@ use tokio::sync::mpsc;
 /// How often idle instances are trimmed and idle versions unloaded.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Pause after a failed accept (out of file descriptors, say), so the loop
+/// does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
 /// Binds the configured address; the error says what to do when it is taken.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -81,7 +85,7 @@ pub async fn serve(
                     Ok(pair) => pair,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(ACCEPT_RETRY).await;
                         continue;
                     }
                 };

@@ -1,4 +1,4 @@
-//! The end-to-end load harness of issue #4: Flint side by side with what a
+//! The end-to-end load harness: Flint side by side with what a
 //! user would otherwise run, on the same machine in the same run.
 //!
 //! One command (`cargo run --release -p flint-benches --bin harness`) runs,
@@ -25,8 +25,8 @@
 //! the 13 MB `js-hello`), and the variants (a)/(b) then restart on that data
 //! dir, so their start is a restart served from the disk cache.
 //!
-//! It prints the medians with the ratios a/c, b/d, b/e and the targets of
-//! issue #4, and writes `harness.md`, `harness.json` and `harness.png` (a
+//! It prints the medians with the ratios a/c, b/d, b/e and whether it met
+//! its targets, and writes `harness.md`, `harness.json` and `harness.png` (a
 //! chart) to `benches/results/`, stamped with the machine and versions.
 //! Everything it starts it stops, on errors and panics too (children are
 //! killed on drop; the scratch dir is removed).
@@ -79,7 +79,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Parser)]
 #[command(
     name = "harness",
-    about = "Flint's end-to-end load harness: flint serve vs wasmtime serve vs native hyper (issue #4)",
+    about = "Flint's end-to-end load harness: flint serve vs wasmtime serve vs native hyper",
     after_help = "Full run: cargo run --release -p flint-benches --bin harness\n\
                   CI smoke: cargo run -p flint-benches --bin harness -- --smoke"
 )]

@@ -1,5 +1,5 @@
 //! What a run measured, its summary (medians over rounds), the ratios and
-//! targets of issue #4, and its renderings: a terminal table, markdown and
+//! targets, and its renderings: a terminal table, markdown and
 //! JSON.
 
 use super::env::{Machine, Versions};
@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 /// One server set-up under test.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Variant {
-    /// `a`..`e`, as in issue #4.
+    /// `a`..`e`, as the README names them.
     pub key: char,
     /// Short name for tables and the chart.
     pub name: &'static str,
@@ -19,7 +19,7 @@ pub struct Variant {
     pub description: &'static str,
 }
 
-/// The five set-ups, in the order of issue #4.
+/// The five set-ups, in the order the README names them.
 pub const VARIANTS: [Variant; 5] = [
     Variant {
         key: 'a',
@@ -125,7 +125,7 @@ pub struct Ratio {
     pub value: f64,
 }
 
-/// A target of issue #4 and whether this run met it.
+/// A target of the harness and whether this run met it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     /// The target.
@@ -170,7 +170,7 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     /// Start-up and deploy timings.
     pub startup: Vec<Startup>,
-    /// Issue #4's targets.
+    /// The harness's targets.
     pub targets: Vec<Target>,
     /// Anything a reader must know (skipped variants, errors).
     pub notes: Vec<String>,
@@ -372,11 +372,9 @@ impl Report {
         let _ = writeln!(out, "{startup}");
 
         let mut targets = Table::new();
-        targets.load_preset(UTF8_FULL_CONDENSED).set_header([
-            "target (issue #4)",
-            "measured",
-            "met",
-        ]);
+        targets
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["target", "measured", "met"]);
         for t in &self.targets {
             targets.add_row([t.goal.clone(), t.measured.clone(), met(t.met).into()]);
         }
@@ -468,10 +466,7 @@ impl Report {
                 samples(&st.samples_ms)
             );
         }
-        let _ = writeln!(
-            md,
-            "\n| target (issue #4) | measured | met |\n| --- | --- | --- |"
-        );
+        let _ = writeln!(md, "\n| target | measured | met |\n| --- | --- | --- |");
         for t in &self.targets {
             let _ = writeln!(md, "| {} | {} | {} |", t.goal, t.measured, met(t.met));
         }

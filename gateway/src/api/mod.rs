@@ -82,13 +82,16 @@ pub(crate) async fn read_body(
     Ok(crate::limits::read_limited(request.into_body(), limit).await?)
 }
 
+/// Longest actor name kept in the history.
+const MAX_ACTOR_CHARS: usize = 100;
+
 /// Who asked: `x-flint-actor` (the CLI sends the user name), else `api`.
 pub(crate) fn actor<B>(request: &Request<B>) -> String {
     request
         .headers()
         .get("x-flint-actor")
         .and_then(|v| v.to_str().ok())
-        .map(|a| a.chars().take(100).collect())
+        .map(|a| a.chars().take(MAX_ACTOR_CHARS).collect())
         .unwrap_or_else(|| "api".into())
 }
 

@@ -65,6 +65,9 @@ const DEFAULT: &str = "default";
 const CANARY: &str = "canary";
 const SHADOW: &str = "shadow";
 
+/// How long a write waits for another process's write to the same file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The SQLite registry; cheap to share, every call runs on its thread.
@@ -101,7 +104,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
