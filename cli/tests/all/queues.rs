@@ -428,6 +428,159 @@ async fn an_oversized_message_goes_straight_to_dead_letter() {
     );
 }
 
+/// A message whose properties cannot become request headers (a message id
+/// with a newline) is dead-lettered as `bad_message`, and the trigger goes on.
+#[tokio::test]
+async fn a_message_that_cannot_be_a_request_is_dead_lettered_and_the_trigger_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut broker, queue) = setup(
+        &dir,
+        "poison",
+        json!({"max_retries": 5, "concurrency": 1}),
+        &[],
+    )
+    .await;
+    for id in ["bad\nid-1", "bad\nid-2"] {
+        let props = BasicProperties::default()
+            .with_message_id(id.into())
+            .with_content_type("application/json".into());
+        broker.publish(&queue, b"{}", props).await;
+    }
+    for _ in 0..2 {
+        let dead = broker
+            .get(&format!("{queue}.dlq"), Duration::from_secs(30))
+            .await
+            .expect("a dead letter");
+        assert_eq!(header(&dead, "x-flint-reason"), "bad_message");
+        assert!(
+            header(&dead, "x-flint-error").contains("header"),
+            "{}",
+            header(&dead, "x-flint-error")
+        );
+        assert_eq!(header(&dead, "x-flint-attempts"), "1");
+    }
+    // With concurrency 1, a stuck poison message would hold the only slot.
+    let replies_to = reply_queue(&mut broker).await;
+    let (body, props) = message("after-poison", json!({"mode": "ok"}), Some(&replies_to));
+    broker.publish(&queue, &body, props).await;
+    assert_eq!(
+        broker
+            .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+            .await[0]["id"],
+        "after-poison"
+    );
+}
+
+/// A TCP proxy on loopback between Flint and RabbitMQ that the test can
+/// black-hole: bytes stop flowing both ways while the connections stay open,
+/// as when the broker stops answering.
+struct Proxy {
+    port: u16,
+    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start() -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blackhole = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accept = tokio::spawn({
+            let blackhole = blackhole.clone();
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(broker) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else {
+                        continue;
+                    };
+                    let (client_in, client_out) = client.into_split();
+                    let (broker_in, broker_out) = broker.into_split();
+                    tokio::spawn(pump(client_in, broker_out, blackhole.clone()));
+                    tokio::spawn(pump(broker_in, client_out, blackhole.clone()));
+                }
+            }
+        });
+        Proxy {
+            port,
+            blackhole,
+            accept,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Copies bytes until either side closes, dropping them while black-holed.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if blackhole.load(Ordering::Relaxed) {
+            continue;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A broker that stops confirming does not hold `/async` callers: they get
+/// 503 `broker_unavailable` with `Retry-After` once the publish times out,
+/// and HTTP keeps serving.
+#[tokio::test]
+async fn async_invoke_answers_in_time_when_the_broker_stops_confirming() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start().await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
+    let server = Server::start_with(dir.path(), &["--amqp-url", &url]);
+    server.deploy("stuck", artifacts::QUEUE_PROBE).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique("stuck");
+    broker.declare(&queue).await;
+    assert_eq!(bind(&server, "stuck", json!({"queue": queue})).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "Flint never reached the broker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = server.post("/async/stuck", json!({"mode": "ok"})).await;
+    assert_eq!(status, 202, "{body}");
+
+    proxy.blackhole.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let response = server
+        .http
+        .post(server.at("/async/stuck"))
+        .json(&json!({"mode": "ok"}))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let status = response.status();
+    let message = assert_error(
+        status,
+        &response.text().await.unwrap(),
+        503,
+        "broker_unavailable",
+    );
+    assert!(message.contains("did not confirm"), "{message}");
+    // The publish timeout is 5 s; the rest is slack for a loaded machine.
+    assert!(waited < Duration::from_secs(15), "waited {waited:?}");
+    assert_eq!(server.get("/healthz").await.0, 200);
+}
+
 /// The largest number of invocations that overlapped, from the function's
 /// own `begin`/`end` lines.
 fn max_overlap(lines: &[Value]) -> usize {

@@ -6,6 +6,9 @@ use crate::limits::LimitError;
 use crate::store::StoreError;
 use flint_runtime::{CompileError, ConfigError, InvokeError};
 
+/// Seconds a caller is asked to wait when the broker cannot take a message.
+pub const BROKER_RETRY_AFTER_SECS: u64 = 1;
+
 /// Why a core operation or invocation failed. Every message says what
 /// happened and, where it can, what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,7 +87,10 @@ pub enum CoreError {
     /// Another writer changed the registry meanwhile; retrying can succeed.
     #[error("the registry changed under this write ({0}); retry")]
     Conflict(String),
-    /// The queue broker cannot take the message now.
+    /// The server runs without a queue broker.
+    #[error("{0}")]
+    BrokerDisabled(String),
+    /// The queue broker cannot take the message now; retrying can succeed.
     #[error("{0}")]
     BrokerUnavailable(String),
     /// The invocation failed (limits, traps, overload).
@@ -122,7 +128,7 @@ impl CoreError {
             Self::ReleaseConflict(_) => "release_conflict",
             Self::ComponentMissing(_) => "component_missing",
             Self::Conflict(_) => "conflict",
-            Self::BrokerUnavailable(_) => "broker_unavailable",
+            Self::BrokerDisabled(_) | Self::BrokerUnavailable(_) => "broker_unavailable",
             Self::Invoke(e) => e.code(),
             Self::Internal(_) => "internal_error",
         }
@@ -132,6 +138,7 @@ impl CoreError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::Invoke(e) => e.retry_after_secs(),
+            Self::BrokerUnavailable(_) => Some(BROKER_RETRY_AFTER_SECS),
             _ => None,
         }
     }

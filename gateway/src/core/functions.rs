@@ -1,12 +1,13 @@
 //! The live function table: names -> versions -> loaded instance pools.
 //!
-//! The registry is the source of truth; this table mirrors it in memory and
-//! owns what only a running process has: loaded components, instance pools,
-//! concurrency gates, guest logs and counters. A version is loaded on first
-//! use (mapped from the disk cache, or compiled from its blob when the cache
-//! misses) and dropped again when idle, unless it keeps `min_instances`. At
-//! start the live versions of the first [`PRELOAD_MAX`] functions load in
-//! the background.
+//! The store is the source of truth; this table mirrors it in memory (only
+//! the core's write and sync change it) and owns what only a running
+//! process has: loaded components, instance pools, concurrency gates, guest
+//! logs and counters. A version is loaded on first use (mapped from the disk
+//! cache, or compiled from its blob when the cache misses) and dropped again
+//! when idle, unless the default alias reaches it and the function keeps
+//! `min_instances`. At start the live versions of the first
+//! [`PRELOAD_MAX`] functions load in the background.
 
 use super::shadow::ShadowState;
 use super::window::Windows;

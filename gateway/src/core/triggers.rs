@@ -234,7 +234,7 @@ impl Control {
                 ));
             }
             None => {
-                return Err(CoreError::BrokerUnavailable(
+                return Err(CoreError::BrokerDisabled(
                     "queue triggers are disabled; start flint serve with --amqp-url".into(),
                 ));
             }

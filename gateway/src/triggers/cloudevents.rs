@@ -58,13 +58,15 @@ pub fn message_id(delivery: &Delivery, queue: &str) -> String {
         .unwrap_or_else(|| format!("amqp-{queue}-{}", delivery.delivery_tag))
 }
 
-/// Builds the request for a message from `source` (`amqp://HOST/VHOST/QUEUE`).
+/// Builds the request for a message from `source` (`amqp://HOST/VHOST/QUEUE`),
+/// or says why the message cannot be one (a property that is no valid
+/// header value, say): such a message can never succeed.
 pub fn to_request(
     delivery: &Delivery,
     source: &str,
     message_id: &str,
     attempt: u32,
-) -> http::Request<flint_runtime::HyperIncomingBody> {
+) -> Result<http::Request<flint_runtime::HyperIncomingBody>, String> {
     let props = &delivery.properties;
     let content_type = props
         .content_type()
@@ -112,7 +114,9 @@ pub fn to_request(
     let body = Full::new(Bytes::from(delivery.data.clone()))
         .map_err(|never| match never {})
         .boxed_unsync();
-    builder.body(body).expect("valid request parts")
+    builder
+        .body(body)
+        .map_err(|e| format!("the message's properties cannot be request headers: {e}"))
 }
 
 /// `amqp://HOST/VHOST` of the broker URL, without credentials or query.

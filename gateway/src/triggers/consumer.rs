@@ -10,11 +10,12 @@ use super::cloudevents;
 use super::outcome::{Failure, Settle};
 use crate::core::{Control, Invoker, Target};
 use flint_spec::TriggerSpec;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// Declares the queue, its delay queue and its dead-letter queue (durable)
@@ -94,7 +95,7 @@ pub async fn consume(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     binding.control.metrics().message(&binding.function, &binding.spec.queue, "received");
-                    tasks.spawn(handle(binding.clone(), delivery));
+                    tasks.spawn(deliver(binding.clone(), delivery));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(function = %binding.function, error = %e, "consumer error");
@@ -108,22 +109,45 @@ pub async fn consume(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn handle(binding: Arc<Binding>, delivery: Delivery) {
-    let settle = Settle {
-        function: &binding.function,
-        spec: &binding.spec,
-        channel: &binding.channel,
-        delivery: &delivery,
-        attempt: cloudevents::attempt(&delivery),
-        metrics: binding.control.metrics(),
-    };
+impl Binding {
+    fn settle<'a>(&'a self, delivery: &'a Delivery) -> Settle<'a> {
+        Settle {
+            function: &self.function,
+            spec: &self.spec,
+            channel: &self.channel,
+            delivery,
+            attempt: cloudevents::attempt(delivery),
+            metrics: self.control.metrics(),
+        }
+    }
+}
+
+/// Runs one delivery to its settlement. A panic on the way still settles
+/// it (the retry path): a swallowed panic would leave the message unacked,
+/// holding a prefetch slot until the connection drops.
+async fn deliver(binding: Arc<Binding>, delivery: Delivery) {
+    let handled = AssertUnwindSafe(handle(&binding, &delivery))
+        .catch_unwind()
+        .await;
+    if handled.is_err() {
+        let id = cloudevents::message_id(&delivery, &binding.spec.queue);
+        tracing::error!(function = %binding.function, message_id = %id.escape_debug(), "the delivery panicked; the message takes the retry path");
+        binding.settle(&delivery).fail(Failure::panicked()).await;
+    }
+}
+
+async fn handle(binding: &Binding, delivery: &Delivery) {
+    let settle = binding.settle(delivery);
     let limits = binding.control.limits();
     if let Err(e) = limits.request_body.check_len(delivery.data.len()) {
         settle.fail(Failure::error(&e.into())).await;
         return;
     }
-    let id = cloudevents::message_id(&delivery, &binding.spec.queue);
-    let request = cloudevents::to_request(&delivery, &binding.source, &id, settle.attempt);
+    let id = cloudevents::message_id(delivery, &binding.spec.queue);
+    let request = match cloudevents::to_request(delivery, &binding.source, &id, settle.attempt) {
+        Ok(request) => request,
+        Err(why) => return settle.fail(Failure::bad_message(why)).await,
+    };
     let invoked = match binding
         .invoker
         .invoke(&binding.function, Target::Default, request)

@@ -53,8 +53,10 @@ impl Broker for AmqpBroker {
         content_type: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let publisher = self.publisher.lock().await;
-            let Some(channel) = publisher.as_ref() else {
+            // Cloned out of the lock: a publish waiting for its confirm must
+            // not hold up the others.
+            let channel = self.publisher.lock().await.clone();
+            let Some(channel) = channel else {
                 return Err("not connected to RabbitMQ".into());
             };
             let id = format!(
@@ -72,7 +74,7 @@ impl Broker for AmqpBroker {
             if let Some(ct) = content_type {
                 properties = properties.with_content_type(ct.into());
             }
-            outcome::publish(channel, queue.into(), body, properties, true).await?;
+            outcome::publish(&channel, queue.into(), body, properties, true).await?;
             Ok(id)
         })
     }

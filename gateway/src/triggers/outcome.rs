@@ -9,8 +9,12 @@
 //! count in `x-flint-attempt`; after `max_retries` retries, or at once for a
 //! message that can never succeed, the message goes to the dead-letter
 //! queue with `x-flint-reason`, `x-flint-attempts`, `x-flint-error` and the
-//! function's last status. Every publish is confirmed by the broker before
-//! the original is acked, so a crash at any moment loses nothing.
+//! function's last status; so does, at once, a message that cannot be a
+//! request at all (`bad_message`). Every publish is confirmed by the broker
+//! before the original is acked, so a crash at any moment loses nothing. A
+//! publish that fails is tried again with backoff, and a message that still
+//! cannot be settled goes back to its queue after a pause, never in a hot
+//! loop.
 
 use super::cloudevents::ATTEMPT_HEADER;
 use crate::core::CoreError;
@@ -20,6 +24,18 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
+use std::time::Duration;
+
+/// Longest wait for the broker to confirm a publish.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries of a publish that fails (a reply, a retry, a dead letter) before
+/// the message goes back to its queue.
+const PUBLISH_TRIES: u32 = 3;
+/// Wait after the first failed try; doubles after each.
+const PUBLISH_BACKOFF: Duration = Duration::from_millis(200);
+/// Wait before a message that could not be settled goes back to its queue,
+/// so that it does not come straight back in a hot loop.
+const REQUEUE_DELAY: Duration = Duration::from_secs(1);
 
 /// Why a message failed.
 pub struct Failure {
@@ -40,6 +56,26 @@ impl Failure {
             reason: format!("status_{}", status.as_u16()),
             status: Some(status.as_u16()),
             message: format!("function answered {status}"),
+            fatal: false,
+        }
+    }
+
+    /// The message cannot be turned into a request: retrying cannot help.
+    pub fn bad_message(why: String) -> Self {
+        Self {
+            reason: "bad_message".into(),
+            status: None,
+            message: why,
+            fatal: true,
+        }
+    }
+
+    /// The delivery task panicked; the message gets the retry path.
+    pub fn panicked() -> Self {
+        Self {
+            reason: "panic".into(),
+            status: None,
+            message: "the delivery panicked in Flint; see the server log".into(),
             fatal: false,
         }
     }
@@ -108,14 +144,9 @@ impl Settle<'_> {
             (self.spec.dead_letter_queue(), "dead_lettered", props)
         };
         tracing::info!(function = self.function, queue = %self.spec.queue, attempt = self.attempt, reason = %failure.reason, outcome, "message failed");
-        match publish(
-            self.channel,
-            queue.as_str().into(),
-            &delivery.data,
-            properties,
-            true,
-        )
-        .await
+        match self
+            .publish_retrying(queue.as_str().into(), &delivery.data, properties, true)
+            .await
         {
             Ok(()) => self.ack(outcome).await,
             Err(e) => {
@@ -137,13 +168,47 @@ impl Settle<'_> {
             if let Some(ct) = content_type {
                 reply = reply.with_content_type(ct.into());
             }
-            if let Err(e) = publish(self.channel, reply_to.clone(), body, reply, false).await {
+            if let Err(e) = self
+                .publish_retrying(reply_to.clone(), body, reply, false)
+                .await
+            {
                 tracing::warn!(function = self.function, error = %e, "reply not confirmed; the message will be redelivered");
                 self.requeue().await;
                 return;
             }
         }
         self.ack("acked").await;
+    }
+
+    /// [`publish`], tried again with backoff when it fails.
+    async fn publish_retrying(
+        &self,
+        routing_key: ShortString,
+        body: &[u8],
+        properties: BasicProperties,
+        mandatory: bool,
+    ) -> Result<(), String> {
+        let mut wait = PUBLISH_BACKOFF;
+        let mut tries = 1;
+        loop {
+            let sent = publish(
+                self.channel,
+                routing_key.clone(),
+                body,
+                properties.clone(),
+                mandatory,
+            )
+            .await;
+            match sent {
+                Err(e) if tries < PUBLISH_TRIES => {
+                    tracing::warn!(function = self.function, error = %e, retry_in_ms = wait.as_millis() as u64, "publish failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn ack(&self, outcome: &str) {
@@ -163,8 +228,10 @@ impl Settle<'_> {
         }
     }
 
-    /// Hands the message back to its queue.
+    /// Hands the message back to its queue, after a pause: it comes back at
+    /// once, and whatever failed may not have mended yet.
     pub async fn requeue(&self) {
+        tokio::time::sleep(REQUEUE_DELAY).await;
         let options = BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()
@@ -175,8 +242,30 @@ impl Settle<'_> {
     }
 }
 
-/// Publishes to the default exchange and waits for the broker's confirm.
+/// Publishes to the default exchange and waits for the broker's confirm, up
+/// to [`PUBLISH_TIMEOUT`]: a broker that stops confirming (a memory alarm, a
+/// black-holed connection) never holds a caller for good.
 pub async fn publish(
+    channel: &Channel,
+    routing_key: ShortString,
+    body: &[u8],
+    properties: BasicProperties,
+    mandatory: bool,
+) -> Result<(), String> {
+    tokio::time::timeout(
+        PUBLISH_TIMEOUT,
+        confirmed(channel, routing_key, body, properties, mandatory),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "RabbitMQ did not confirm the message within {} s; retry shortly",
+            PUBLISH_TIMEOUT.as_secs()
+        ))
+    })
+}
+
+async fn confirmed(
     channel: &Channel,
     routing_key: ShortString,
     body: &[u8],
