@@ -20,8 +20,8 @@ pub const DEFAULT_INSTANCE_IDLE: Duration = Duration::from_secs(60);
 pub const DEFAULT_UNLOAD_AFTER: Duration = Duration::from_secs(600);
 /// Time allowed to read a request's headers (slow-loris guard).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long shutdown waits for in-flight requests.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default time shutdown waits for calls and queue messages in flight.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Everything `flint serve` can be told.
 #[derive(Debug, Clone)]
@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     pub instance_idle: Duration,
     /// Versions unused this long are unloaded (reloaded from disk on use).
     pub unload_after: Duration,
+    /// How long shutdown waits for HTTP calls and queue messages in flight
+    /// to finish and settle.
+    pub shutdown_grace: Duration,
     /// Use the pooling instance allocator.
     pub pooling: bool,
     /// Copy-on-write memory images.
@@ -63,6 +66,7 @@ impl Default for GatewayConfig {
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             instance_idle: DEFAULT_INSTANCE_IDLE,
             unload_after: DEFAULT_UNLOAD_AFTER,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             pooling: true,
             memory_init_cow: true,
             max_instances: flint_runtime::DEFAULT_MAX_INSTANCES,

@@ -3,7 +3,7 @@
 //! queue adapter, and shuts down gracefully.
 
 use crate::api::{ApiError, App};
-use crate::config::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
+use crate::config::HEADER_READ_TIMEOUT;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -37,8 +37,8 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish
-/// (up to a grace period).
+/// Serves until `shutdown` resolves, then lets the requests and queue
+/// messages in flight finish and settle (up to `shutdown_grace`).
 ///
 /// Connections are served by one thread per core, each running a
 /// single-threaded runtime: a connection, its requests and the guest calls
@@ -65,7 +65,7 @@ pub async fn serve(
             }
         }
     });
-    let supervisor = match control.config().amqp_url.clone() {
+    let queues = match control.config().amqp_url.clone() {
         Some(url) => Some(crate::triggers::start(&control, url)),
         None => {
             tracing::info!("no --amqp-url: running without queue triggers");
@@ -75,7 +75,10 @@ pub async fn serve(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let admin = Handle::current();
     let threads = (0..threads)
-        .map(|i| ConnectionThread::start(i, app.clone(), admin.clone()))
+        .map(|i| {
+            let grace = control.config().shutdown_grace;
+            ConnectionThread::start(i, app.clone(), admin.clone(), grace)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     tokio::pin!(shutdown);
     loop {
@@ -104,22 +107,30 @@ pub async fn serve(
     }
     drop(listener);
     maintenance.abort();
-    if let Some(supervisor) = supervisor {
-        // Stopping the consumers closes their channels: unacked messages go
-        // back to their queues.
-        supervisor.abort();
-    }
-    tracing::info!("shutting down; waiting for in-flight requests");
-    // Every thread drains at once: close all hand-overs before joining any.
+    let grace = control.config().shutdown_grace;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down; waiting for calls and messages in flight"
+    );
+    // Queue consumers and connection threads drain at once, each within the
+    // grace period: the consumers stop taking messages and settle the ones
+    // they hold, the threads finish their requests. Every thread's
+    // hand-over closes before any is joined.
+    let messages = async {
+        if let Some(queues) = queues {
+            queues.drain(grace).await;
+        }
+    };
     let joins: Vec<_> = threads.into_iter().map(ConnectionThread::drain).collect();
-    tokio::task::spawn_blocking(move || {
+    let requests = tokio::task::spawn_blocking(move || {
         for join in joins {
             if let Err(panic) = join.join() {
                 std::panic::resume_unwind(panic);
             }
         }
-    })
-    .await?;
+    });
+    let ((), joined) = tokio::join!(messages, requests);
+    joined?;
     Ok(())
 }
 
@@ -134,7 +145,7 @@ struct ConnectionThread {
 }
 
 impl ConnectionThread {
-    fn start(index: usize, app: Arc<App>, admin: Handle) -> anyhow::Result<Self> {
+    fn start(index: usize, app: Arc<App>, admin: Handle, grace: Duration) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -142,7 +153,7 @@ impl ConnectionThread {
         let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name(format!("flint-conn-{index}"))
-            .spawn(move || runtime.block_on(serve_connections(receiver, app, admin)))?;
+            .spawn(move || runtime.block_on(serve_connections(receiver, app, admin, grace)))?;
         Ok(Self {
             incoming,
             open,
@@ -219,6 +230,7 @@ async fn serve_connections(
     mut incoming: mpsc::UnboundedReceiver<Handover>,
     app: Arc<App>,
     admin: Handle,
+    grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -257,7 +269,7 @@ async fn serve_connections(
             }
         });
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Seconds a version may go unused before it is unloaded from memory (it comes back from the disk cache on the next call)
     #[arg(long, env = "FLINT_UNLOAD_AFTER_SECS", default_value_t = defaults::DEFAULT_UNLOAD_AFTER.as_secs(), value_name = "SECS")]
     pub unload_after_secs: u64,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for HTTP calls and queue messages in flight to finish and settle; what is still running then is cut off (its messages go back to their queues)
+    #[arg(long, env = "FLINT_SHUTDOWN_GRACE_SECS", default_value_t = defaults::DEFAULT_SHUTDOWN_GRACE.as_secs(), value_name = "SECS")]
+    pub shutdown_grace_secs: u64,
     /// Instance slots of the pooling allocator (instances that may exist at once)
     #[arg(long, env = "FLINT_MAX_INSTANCES", default_value_t = flint_runtime::DEFAULT_MAX_INSTANCES, value_name = "N")]
     pub max_instances: u32,
@@ -87,6 +90,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         compile_timeout: Duration::from_millis(args.compile_timeout_ms),
         instance_idle: Duration::from_secs(args.instance_idle_secs),
         unload_after: Duration::from_secs(args.unload_after_secs),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         pooling: !args.no_pooling,
         memory_init_cow: !args.no_cow,
         max_instances: args.max_instances,

@@ -581,6 +581,62 @@ async fn async_invoke_answers_in_time_when_the_broker_stops_confirming() {
     assert_eq!(server.get("/healthz").await.0, 200);
 }
 
+/// SIGTERM with messages in flight: the consumers stop taking messages, the
+/// ones in flight finish and are acked once, and the process exits within
+/// its grace period; nothing goes back to the queue to run again.
+#[tokio::test]
+async fn sigterm_drains_the_messages_in_flight_and_redelivers_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut broker, queue) = setup(
+        &dir,
+        "drain",
+        json!({"concurrency": 8}),
+        &["--shutdown-grace-secs", "20"],
+    )
+    .await;
+    let replies_to = reply_queue(&mut broker).await;
+    publish_each(
+        &broker,
+        &queue,
+        (0..8).map(|i| format!("d-{i}")),
+        json!({"mode": "ok", "sleep_ms": 2000}),
+        Some(&replies_to),
+    )
+    .await;
+    server
+        .wait_for_info("drain", "8 messages in flight", |i| {
+            i["stats"]["in_flight"] == 8
+        })
+        .await;
+    let started = Instant::now();
+    let status = server.terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(20), "exited after {took:?}");
+
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(10), |r| r.len() >= 8)
+        .await;
+    let ids: HashSet<&str> = replies.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!((replies.len(), ids.len()), (8, 8), "{replies:?}");
+    for name in [queue.clone(), format!("{queue}.retry")] {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let left = broker
+            .channel
+            .queue_declare(name.as_str().into(), passive, FieldTable::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            left.message_count(),
+            0,
+            "{name} holds messages to run again"
+        );
+    }
+}
+
 /// The largest number of invocations that overlapped, from the function's
 /// own `begin`/`end` lines.
 fn max_overlap(lines: &[Value]) -> usize {

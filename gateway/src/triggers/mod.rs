@@ -20,7 +20,8 @@ use futures::future::BoxFuture;
 use lapin::{BasicProperties, Channel};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The broker connection as the core sees it: up or down, and a confirmed
@@ -80,14 +81,42 @@ impl Broker for AmqpBroker {
     }
 }
 
+/// The running adapter: its supervisor and the signal that drains it.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    supervisor: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops taking messages, lets the ones in flight finish and settle,
+    /// and closes the connection; what is still running after `grace` is
+    /// cut off, and its messages go back to their queues (unacked).
+    pub async fn drain(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let mut supervisor = self.supervisor;
+        if tokio::time::timeout(grace, &mut supervisor).await.is_err() {
+            tracing::warn!(
+                "grace period over; queue messages still in flight go back to their queues"
+            );
+            supervisor.abort();
+        }
+    }
+}
+
 /// Connects the core to the broker at `url`: installs the [`Broker`] port
-/// and starts the supervisor, which runs until the returned task is
-/// aborted (stopping the consumers hands unacked messages back).
-pub fn start(control: &Arc<Control>, url: String) -> JoinHandle<()> {
+/// and starts the supervisor, which runs until [`Running::drain`].
+pub fn start(control: &Arc<Control>, url: String) -> Running {
     let broker = Arc::new(AmqpBroker {
         connected: AtomicBool::new(false),
         publisher: tokio::sync::Mutex::new(None),
     });
     control.set_broker(broker.clone());
-    tokio::spawn(supervisor::supervise(control.clone(), broker, url))
+    let (stop, stopping) = watch::channel(false);
+    let supervisor = tokio::spawn(supervisor::supervise(
+        control.clone(),
+        broker,
+        url,
+        stopping,
+    ));
+    Running { stop, supervisor }
 }

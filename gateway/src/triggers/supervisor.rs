@@ -7,12 +7,13 @@ use super::{AmqpBroker, cloudevents};
 use crate::core::Control;
 use flint_spec::TriggerSpec;
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
@@ -30,6 +31,7 @@ pub fn redact(url: &str) -> String {
 }
 
 struct Consumer {
+    function: String,
     spec: TriggerSpec,
     prefetch: u32,
     channel: Channel,
@@ -37,19 +39,39 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Stops consuming; closing the channel hands every unacked message
-    /// back to the queue.
+    /// Stops consuming at once; closing the channel hands every unacked
+    /// message back to the queue.
     async fn stop(self) {
         self.task.abort();
         let _ = self.channel.close(200, "consumer stopped".into()).await;
     }
+
+    /// Stops taking messages (the broker cancels the consumer) and waits
+    /// until the ones in flight are settled, so none comes again.
+    async fn drain(self) {
+        let tag = consumer::tag(&self.function);
+        if let Err(e) = self
+            .channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(function = %self.function, error = %e, "could not cancel the consumer");
+        }
+        let _ = self.task.await;
+        let _ = self.channel.close(200, "consumer drained".into()).await;
+    }
 }
 
-/// Keeps the broker connection and the consumers up until the task is
-/// aborted.
-pub async fn supervise(control: Arc<Control>, broker: Arc<AmqpBroker>, url: String) {
+/// Keeps the broker connection and the consumers up until `stop` turns
+/// true; then drains the consumers and closes the connection.
+pub async fn supervise(
+    control: Arc<Control>,
+    broker: Arc<AmqpBroker>,
+    url: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = MIN_BACKOFF;
-    loop {
+    while !*stop.borrow() {
         // A name per process lets operators (and tests) find this
         // connection in `rabbitmqctl list_connections`.
         let properties = ConnectionProperties::default()
@@ -58,9 +80,14 @@ pub async fn supervise(control: Arc<Control>, broker: Arc<AmqpBroker>, url: Stri
             Ok(connection) => {
                 tracing::info!(broker = %redact(&url), "connected to RabbitMQ");
                 backoff = MIN_BACKOFF;
-                let error = run_connected(&control, &broker, &url, &connection).await;
+                let error = run_connected(&control, &broker, &url, &connection, &mut stop).await;
                 broker.set_connected(&control, false);
                 *broker.publisher.lock().await = None;
+                if *stop.borrow() {
+                    let _ = connection.close(200, "shutting down".into()).await;
+                    tracing::info!("queue consumers drained");
+                    return;
+                }
                 tracing::warn!(error = %error, "lost the RabbitMQ connection; reconnecting");
                 let _ = connection.close(200, "reconnecting".into()).await;
             }
@@ -68,7 +95,10 @@ pub async fn supervise(control: Arc<Control>, broker: Arc<AmqpBroker>, url: Stri
                 tracing::warn!(broker = %redact(&url), error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot connect to RabbitMQ")
             }
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => {}
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -80,6 +110,7 @@ async fn run_connected(
     broker: &AmqpBroker,
     url: &str,
     connection: &Connection,
+    stop: &mut watch::Receiver<bool>,
 ) -> String {
     let publisher = match open_publisher(connection).await {
         Ok(channel) => channel,
@@ -103,6 +134,7 @@ async fn run_connected(
             },
             () = changed.notified() => {}
             () = tokio::time::sleep(CHECK_INTERVAL) => {}
+            _ = stop.changed() => break "shutting down".to_string(),
         }
         if !connection.status().connected() {
             break "connection closed".to_string();
@@ -115,8 +147,12 @@ async fn run_connected(
             }
         }
     };
-    for (_, consumer) in consumers {
-        consumer.stop().await;
+    if *stop.borrow() {
+        futures::future::join_all(consumers.into_values().map(Consumer::drain)).await;
+    } else {
+        for (_, consumer) in consumers {
+            consumer.stop().await;
+        }
     }
     result
 }
@@ -185,8 +221,9 @@ async fn reconcile(
             stream,
         ));
         consumers.insert(
-            function,
+            function.clone(),
             Consumer {
+                function,
                 spec,
                 prefetch,
                 channel,
