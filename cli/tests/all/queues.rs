@@ -637,6 +637,77 @@ async fn sigterm_drains_the_messages_in_flight_and_redelivers_none() {
     }
 }
 
+/// The `type` and `arguments` columns of `queue` in `rabbitmqctl
+/// list_queues`, once the queue exists (bounded wait).
+fn queue_listing(queue: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "--quiet",
+                "--no-table-headers",
+                "name",
+                "type",
+                "arguments",
+            ])
+            .output()
+            .expect("rabbitmqctl");
+        let listing = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = listing
+            .lines()
+            .find(|l| l.split('\t').next() == Some(queue))
+        {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queue {queue} was never declared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A queue Flint declares is a quorum queue with a delivery limit, so a
+/// message that keeps killing the process stops coming back; and a
+/// redelivery after a crash counts as an attempt.
+#[tokio::test]
+async fn new_bindings_get_a_quorum_queue_and_a_crash_counts_as_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--amqp-url", AMQP_URL]);
+    server.deploy("crashy", artifacts::QUEUE_PROBE).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique("crashy");
+    broker.queues.push(queue.clone());
+    let spec = json!({"queue": queue, "concurrency": 1});
+    assert_eq!(bind(&server, "crashy", spec).await, 200);
+    let listing = queue_listing(&queue);
+    assert!(listing.contains("quorum"), "{listing}");
+    assert!(listing.contains("x-delivery-limit"), "{listing}");
+    assert!(listing.contains(&format!("{queue}.dlq")), "{listing}");
+
+    let replies_to = reply_queue(&mut broker).await;
+    let (body, props) = message(
+        "crash-1",
+        json!({"mode": "ok", "sleep_ms": 3000}),
+        Some(&replies_to),
+    );
+    broker.publish(&queue, &body, props).await;
+    wait_for_log(&server, "crashy", "begin crash-1 1").await;
+    server.kill();
+
+    let _server = Server::start_with(dir.path(), &["--amqp-url", AMQP_URL]);
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+        .await;
+    assert_eq!(replies[0]["id"], "crash-1");
+    assert_eq!(
+        replies[0]["attempt"], 2,
+        "the broker's redelivery counts: {}",
+        replies[0]
+    );
+}
+
 /// The largest number of invocations that overlapped, from the function's
 /// own `begin`/`end` lines.
 fn max_overlap(lines: &[Value]) -> usize {

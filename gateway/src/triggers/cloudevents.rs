@@ -41,11 +41,19 @@ fn rfc3339(timestamp: Option<u64>) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// The message's attempt number (1 for a first delivery).
+/// The message's attempt number (1 for a first delivery): Flint's own
+/// retries count in `x-flint-attempt`, and the broker's redeliveries (after
+/// a crash or a lost channel) add to it: a quorum queue counts them in
+/// `x-delivery-count`, a classic one only flags a redelivery.
 pub fn attempt(delivery: &Delivery) -> u32 {
-    header_str(delivery.properties.headers().as_ref(), ATTEMPT_HEADER)
+    let headers = delivery.properties.headers().as_ref();
+    let retried: u32 = header_str(headers, ATTEMPT_HEADER)
         .and_then(|a| a.parse().ok())
-        .unwrap_or(1)
+        .unwrap_or(1);
+    let redelivered = header_str(headers, "x-delivery-count")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::from(delivery.redelivered));
+    retried.saturating_add(redelivered)
 }
 
 /// The message's id, or one made from its queue and delivery tag.

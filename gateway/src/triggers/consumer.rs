@@ -11,16 +11,32 @@ use super::outcome::{Failure, Settle};
 use crate::core::{Control, Invoker, Target};
 use flint_spec::TriggerSpec;
 use futures::{FutureExt, StreamExt};
-use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+/// Deliveries of one message that the broker allows before it dead-letters
+/// it (quorum queues Flint declares): a message that kills the process, or
+/// that can never be settled, stops coming back after this many.
+pub const DELIVERY_LIMIT: i64 = 5;
+
 /// Declares the queue, its delay queue and its dead-letter queue (durable)
 /// and sets the channel's prefetch.
-pub async fn declare(channel: &Channel, spec: &TriggerSpec, prefetch: u32) -> lapin::Result<()> {
+///
+/// A queue that does not exist yet is declared as a quorum queue with
+/// [`DELIVERY_LIMIT`] and the dead-letter queue as its dead-letter target,
+/// so the limit holds across crashes. A queue that exists is used as it was
+/// declared: redeclaring it with other arguments would fail, and a classic
+/// queue keeps working (without a broker-side delivery limit).
+pub async fn declare(
+    connection: &Connection,
+    channel: &Channel,
+    spec: &TriggerSpec,
+    prefetch: u32,
+) -> lapin::Result<()> {
     channel
         .basic_qos(
             prefetch.min(u16::MAX as u32) as u16,
@@ -34,9 +50,30 @@ pub async fn declare(channel: &Channel, spec: &TriggerSpec, prefetch: u32) -> la
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    channel
-        .queue_declare(spec.queue.as_str().into(), durable, FieldTable::default())
-        .await?;
+    if exists(connection, &spec.queue).await? {
+        tracing::info!(queue = %spec.queue, "the queue exists; consuming it as it was declared");
+    } else {
+        let mut quorum = FieldTable::default();
+        quorum.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        quorum.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        quorum.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        quorum.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(spec.dead_letter_queue().as_str().into()),
+        );
+        channel
+            .queue_declare(spec.queue.as_str().into(), durable, quorum)
+            .await?;
+    }
     let mut retry_args = FieldTable::default();
     retry_args.insert(
         "x-dead-letter-exchange".into(),
@@ -57,6 +94,24 @@ pub async fn declare(channel: &Channel, spec: &TriggerSpec, prefetch: u32) -> la
         )
         .await?;
     Ok(())
+}
+
+/// Whether `queue` exists. Asked on a channel of its own: the broker closes
+/// the channel of a passive declare that finds nothing.
+async fn exists(connection: &Connection, queue: &str) -> lapin::Result<bool> {
+    let probe = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let found = probe
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .is_ok();
+    if found {
+        let _ = probe.close(200, "checked".into()).await;
+    }
+    Ok(found)
 }
 
 /// What every delivery of one consumer shares.

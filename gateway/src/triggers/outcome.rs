@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use flint_spec::TriggerSpec;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use std::time::Duration;
 
@@ -113,7 +113,14 @@ impl Settle<'_> {
     /// when retrying cannot help), then acks the original.
     pub async fn fail(&self, failure: Failure) {
         let delivery = self.delivery;
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        // The broker's redelivery count is already in `self.attempt`; a copy
+        // of it travelling on would count the same redeliveries again.
+        let mut headers = FieldTable::default();
+        for (key, value) in delivery.properties.headers().iter().flat_map(|h| h.inner()) {
+            if key.as_str() != "x-delivery-count" {
+                headers.insert(key.clone(), value.clone());
+            }
+        }
         let retry = !failure.fatal && self.attempt <= self.spec.max_retries;
         let (queue, outcome, properties) = if retry {
             headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(self.attempt + 1));

@@ -197,7 +197,7 @@ async fn reconcile(
             .create_channel()
             .await
             .map_err(|e| format!("cannot open a channel: {e}"))?;
-        if let Err(e) = consumer::declare(&channel, &spec, prefetch).await {
+        if let Err(e) = consumer::declare(connection, &channel, &spec, prefetch).await {
             tracing::error!(%function, queue = %spec.queue, error = %e, "cannot set up the trigger's queues");
             let _ = channel.close(200, "setup failed".into()).await;
             continue;
