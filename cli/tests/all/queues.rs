@@ -708,6 +708,104 @@ async fn new_bindings_get_a_quorum_queue_and_a_crash_counts_as_an_attempt() {
     );
 }
 
+/// Ten SIGKILLs in a row, each while deploys, config changes and messages
+/// are in flight: every acknowledged change is there after the restarts,
+/// every confirmed message is answered, and a message in flight at every
+/// crash (as one that kills the process would be) ends in the dead-letter
+/// queue after its delivery limit.
+#[tokio::test]
+async fn a_kill_loop_loses_no_acknowledged_change_and_no_confirmed_message() {
+    const KILLS: usize = 10;
+    const MESSAGES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--amqp-url", AMQP_URL];
+    let server = Server::start_with(dir.path(), &args);
+    server.deploy("crash", artifacts::QUEUE_PROBE).await;
+    server.deploy("other", artifacts::HELLO).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique("kill-loop");
+    broker.queues.push(queue.clone());
+    let spec = json!({"queue": queue, "concurrency": 8, "max_retries": 0});
+    assert_eq!(bind(&server, "crash", spec).await, 200);
+    queue_listing(&queue);
+    let replies_to = reply_queue(&mut broker).await;
+    let (body, props) = message("poison", json!({"mode": "ok", "sleep_ms": 60000}), None);
+    broker.publish(&queue, &body, props).await;
+    publish_each(
+        &broker,
+        &queue,
+        (0..MESSAGES).map(|i| format!("m-{i}")),
+        json!({"mode": "ok", "sleep_ms": 20}),
+        Some(&replies_to),
+    )
+    .await;
+
+    let mut server = Some(server);
+    let (mut acked_version, mut acked_memory, mut poisoned) = (1, 128, None);
+    for kill in 0..KILLS {
+        let running = match server.take() {
+            Some(running) => running,
+            None => Server::start_with(dir.path(), &args),
+        };
+        // An acknowledged deploy and config change, then one of each in
+        // flight when the process dies.
+        let component = [artifacts::WASI_HELLO, artifacts::HELLO][kill % 2];
+        acked_version = running.deploy("other", component).await["version"]
+            .as_u64()
+            .unwrap();
+        acked_memory = 64 + kill as u64;
+        running
+            .configure("other", json!({"memory_mb": acked_memory}))
+            .await;
+        let in_flight = running
+            .http
+            .put(running.at("/v1/functions/other"))
+            .body(artifacts::bytes(
+                [artifacts::HELLO, artifacts::WASI_HELLO][kill % 2],
+            ));
+        let pending = tokio::spawn(in_flight.send());
+        if poisoned.is_none() {
+            poisoned = broker
+                .get(&format!("{queue}.dlq"), Duration::from_millis(10))
+                .await;
+        }
+        if poisoned.is_none() {
+            wait_for_log(&running, "crash", "begin poison").await;
+        }
+        running.kill();
+        let _ = pending.await;
+    }
+
+    let server = Server::start_with(dir.path(), &args);
+    let info = server.info("other").await;
+    let latest = info["latest_version"].as_u64().unwrap();
+    assert!(
+        latest >= acked_version,
+        "acknowledged version {acked_version} lost: {info}"
+    );
+    assert_eq!(info["config"]["memory_mb"], acked_memory, "{info}");
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(60), |r| {
+            let ids: HashSet<&str> = r.iter().filter_map(|v| v["id"].as_str()).collect();
+            ids.len() == MESSAGES
+        })
+        .await;
+    let ids: HashSet<&str> = replies.iter().filter_map(|v| v["id"].as_str()).collect();
+    assert_eq!(ids.len(), MESSAGES, "every confirmed message is answered");
+    let poisoned = match poisoned {
+        Some(dead) => dead,
+        None => broker
+            .get(&format!("{queue}.dlq"), Duration::from_secs(30))
+            .await
+            .expect("the message in flight at every crash is dead-lettered"),
+    };
+    assert_eq!(
+        poisoned.properties.message_id().as_ref().unwrap().as_str(),
+        "poison"
+    );
+    assert_eq!(header(&poisoned, "x-first-death-reason"), "delivery_limit");
+}
+
 /// The largest number of invocations that overlapped, from the function's
 /// own `begin`/`end` lines.
 fn max_overlap(lines: &[Value]) -> usize {
