@@ -62,6 +62,9 @@ impl ApiError {
         Some(match self.code.as_str() {
             "function_not_found" => "run `flint ls` to see deployed functions",
             "version_not_found" => "run `flint info NAME` to see the function's versions",
+            "function_disabled" => {
+                "run `flint doctor` to see what is broken and repair what can be"
+            }
             "invalid_component" => {
                 "a function must be a wasi:http/proxy component: build it with \
                  `cargo build --target wasm32-wasip2 --release`"

@@ -207,6 +207,27 @@ pub enum Command {
     /// canary). A second apply of the same manifest changes nothing and says so.
     Apply(commands::desired::ApplyArgs),
 
+    /// Check the server's stored state and repair what can be repaired.
+    ///
+    /// A function whose stored state is broken (a registry row that does not parse, a
+    /// component whose compiled artifact and blob are both gone) is disabled at start while
+    /// every other function serves; its calls answer 503 function_disabled. `flint doctor`
+    /// checks every function's rows, blobs (sha256 against the digest) and compiled
+    /// artifacts, recompiles missing or unloadable artifacts from good blobs (unless
+    /// --no-repair), and lists what is left by function. Exits with status 1 while problems
+    /// remain.
+    Doctor(commands::doctor::DoctorArgs),
+    /// Write a consistent backup of a running server to a file.
+    ///
+    /// The archive holds the registry (copied with SQLite's online backup while the server
+    /// keeps serving) and every component it names; `flint restore` brings it back.
+    Backup(commands::backup::BackupArgs),
+    /// Restore a backup into a data dir (local; no server involved).
+    ///
+    /// The data dir must hold no registry yet; every component is checked against its
+    /// digest. Start `flint serve --data-dir DIR` on it afterwards.
+    Restore(commands::backup::RestoreArgs),
+
     /// Show a function's release history: who changed which alias, when, and why.
     ///
     /// Lists releases, rollbacks, alias changes, canary steps and outcomes, and shadow runs.
@@ -265,6 +286,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => commands::release::history(&context()?, args).await,
         Command::Plan(args) => commands::desired::plan(&context()?, args).await,
         Command::Apply(args) => commands::desired::apply(&context()?, args).await,
+        Command::Doctor(args) => commands::doctor::run(&context()?, args).await,
+        Command::Backup(args) => commands::backup::backup(&context()?, args).await,
+        Command::Restore(args) => commands::backup::restore(cli.global.json, args),
     }
 }
 

@@ -40,13 +40,16 @@ pub struct InfoArgs {
 #[derive(Debug, Deserialize)]
 struct FunctionInfo {
     name: String,
-    latest_version: u64,
+    latest_version: Option<u64>,
     #[serde(default)]
     config: Value,
     #[serde(default)]
     versions: Vec<VersionInfo>,
     #[serde(default)]
     stats: Map<String, Value>,
+    /// Why calls fail; `None` while it serves.
+    #[serde(default)]
+    disabled: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +84,7 @@ fn render(info: &FunctionInfo, now: SystemTime) -> String {
     let rows: Vec<Vec<String>> = versions
         .into_iter()
         .map(|v| {
-            let version = if v.version == info.latest_version {
+            let version = if Some(v.version) == info.latest_version {
                 format!("{} (latest)", v.version)
             } else {
                 v.version.to_string()
@@ -101,13 +104,18 @@ fn render(info: &FunctionInfo, now: SystemTime) -> String {
         &[2, 3],
     );
     let stats = output::key_values(&output::object_pairs(&info.stats, STATS_KEYS), 2);
+    let disabled = info.disabled.as_ref().map_or_else(String::new, |reason| {
+        format!("\nDisabled: {reason}\n  (run `flint doctor` to check and repair)\n")
+    });
     format!(
-        "{name} (latest version {latest})\n\n\
+        "{name} (latest version {latest})\n{disabled}\n\
          Config:\n{config}\n\n\
          Stats:\n{stats}\n\n\
          Versions:\n{versions}",
         name = info.name,
-        latest = info.latest_version,
+        latest = info
+            .latest_version
+            .map_or_else(|| "none".to_owned(), |v| v.to_string()),
         config = config_text(&info.config, 2),
         versions = indent(&versions, 2),
     )
@@ -176,6 +184,22 @@ Versions:
   VERSION     DIGEST            SIZE  COMPILE  CREATED
   2 (latest)  222222222222  12.1 KiB   120 ms  1m ago
   1           111111111111     900 B   3.2 ms  2d ago"
+        );
+    }
+
+    #[test]
+    fn a_disabled_function_says_why() {
+        let info: FunctionInfo = serde_json::from_value(json!({
+            "name": "a", "latest_version": 1, "disabled": "its stored config does not parse",
+        }))
+        .unwrap();
+        let text = render(&info, SystemTime::now());
+        assert!(
+            text.starts_with(
+                "a (latest version 1)\n\nDisabled: its stored config does not parse\n  \
+                 (run `flint doctor` to check and repair)\n\nConfig:"
+            ),
+            "{text}"
         );
     }
 }

@@ -27,12 +27,16 @@ struct FunctionList {
 #[derive(Debug, Deserialize)]
 struct FunctionSummary {
     name: String,
-    latest_version: u64,
-    digest: String,
-    size_bytes: u64,
+    // A function whose stored versions are broken may have none.
+    latest_version: Option<u64>,
+    digest: Option<String>,
+    size_bytes: Option<u64>,
     updated_at: String,
     #[serde(default)]
     invocations: u64,
+    /// Why calls fail; `None` while it serves.
+    #[serde(default)]
+    disabled: Option<String>,
 }
 
 /// What `flint ls` prints when no function is deployed.
@@ -58,19 +62,26 @@ fn render(functions: &[FunctionSummary], now: SystemTime) -> String {
     let mut functions: Vec<_> = functions.iter().collect();
     functions.sort_by(|a, b| a.name.cmp(&b.name));
     let rows: Vec<Vec<String>> = functions
-        .into_iter()
+        .iter()
         .map(|f| {
             vec![
                 f.name.clone(),
-                f.latest_version.to_string(),
-                short_hex(&f.digest).to_owned(),
-                human_size(f.size_bytes),
+                f.latest_version
+                    .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+                f.digest.as_deref().map_or("-", short_hex).to_owned(),
+                f.size_bytes.map_or_else(|| "-".to_owned(), human_size),
                 f.invocations.to_string(),
                 age(&f.updated_at, now),
+                if f.disabled.is_some() {
+                    "disabled"
+                } else {
+                    "ok"
+                }
+                .to_owned(),
             ]
         })
         .collect();
-    output::table(
+    let mut out = output::table(
         &[
             "NAME",
             "VERSION",
@@ -78,10 +89,20 @@ fn render(functions: &[FunctionSummary], now: SystemTime) -> String {
             "SIZE",
             "INVOCATIONS",
             "UPDATED",
+            "STATUS",
         ],
         &rows,
         &[1, 3, 4],
-    )
+    );
+    let disabled: Vec<String> = functions
+        .iter()
+        .filter_map(|f| Some(format!("  {}: {}", f.name, f.disabled.as_deref()?)))
+        .collect();
+    if !disabled.is_empty() {
+        out.push_str("\n\nDisabled (run `flint doctor`):\n");
+        out.push_str(&disabled.join("\n"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -92,7 +113,8 @@ mod tests {
     fn table() {
         let list: FunctionList = serde_json::from_value(serde_json::json!({"functions": [
             {"name": "resize", "latest_version": 12, "digest": "sha256:0123456789abcdef", "versions": 12,
-             "size_bytes": 2_500_000, "updated_at": "2026-11-26T09:00:00Z", "invocations": 7},
+             "size_bytes": 2_500_000, "updated_at": "2026-11-26T09:00:00Z", "invocations": 7,
+             "disabled": "its stored config does not parse"},
             {"name": "hello", "latest_version": 3, "digest": "sha256:abcdef0123456789", "versions": 3,
              "size_bytes": 12_390, "updated_at": "2026-11-26T09:55:00Z", "invocations": 42},
         ]}))
@@ -100,9 +122,12 @@ mod tests {
         let now = humantime::parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
         assert_eq!(
             render(&list.functions, now),
-            "NAME    VERSION  DIGEST            SIZE  INVOCATIONS  UPDATED\n\
-             hello         3  abcdef012345  12.1 KiB           42  5m ago\n\
-             resize       12  0123456789ab   2.4 MiB            7  1h ago"
+            "NAME    VERSION  DIGEST            SIZE  INVOCATIONS  UPDATED  STATUS\n\
+             hello         3  abcdef012345  12.1 KiB           42  5m ago   ok\n\
+             resize       12  0123456789ab   2.4 MiB            7  1h ago   disabled\n\
+             \n\
+             Disabled (run `flint doctor`):\n  \
+             resize: its stored config does not parse"
         );
     }
 

@@ -1,9 +1,11 @@
 //! One module per subcommand. Each has its clap `*Args` struct (the flags and their
 //! `--help`) and a `run` function.
 
+pub mod backup;
 pub mod config;
 pub mod deploy;
 pub mod desired;
+pub mod doctor;
 pub mod info;
 pub mod init;
 pub mod invoke;

@@ -1,8 +1,10 @@
 //! Integration tests: the real `flint` binary serving on an ephemeral
 //! loopback port, real components built from `functions/`.
 
+mod backup;
 mod cli;
 mod deploy;
+mod doctor;
 mod instances;
 mod lifecycle;
 mod limits;

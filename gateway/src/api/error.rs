@@ -39,9 +39,9 @@ fn status(error: &CoreError) -> StatusCode {
         CoreError::ReleaseConflict(_) | CoreError::ComponentMissing(_) | CoreError::Conflict(_) => {
             StatusCode::CONFLICT
         }
-        CoreError::BrokerDisabled(_) | CoreError::BrokerUnavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        CoreError::BrokerDisabled(_)
+        | CoreError::BrokerUnavailable(_)
+        | CoreError::FunctionDisabled { .. } => StatusCode::SERVICE_UNAVAILABLE,
         CoreError::Invoke(e) => match e {
             InvokeError::Overloaded { .. } | InvokeError::NoInstanceSlot { .. } => {
                 StatusCode::TOO_MANY_REQUESTS

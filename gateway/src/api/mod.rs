@@ -156,10 +156,19 @@ impl App {
                     BrokerState::Down => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
                     _ => (StatusCode::OK, "ok"),
                 };
+                // Disabled functions are reported, not a reason to stop
+                // routing here: every other function serves.
                 Ok(json(
                     status,
-                    &serde_json::json!({"status": text, "broker": broker.as_str()}),
+                    &serde_json::json!({
+                        "status": text,
+                        "broker": broker.as_str(),
+                        "functions_disabled": control.disabled_functions(),
+                    }),
                 ))
+            }
+            (&Method::POST, ["v1", "doctor"]) => {
+                admin::doctor(control, request.uri().query()).await
             }
             (&Method::GET, ["v1", "triggers"]) => triggers::list(control),
             (&Method::GET, ["v1", "routes"]) => desired::routes(control),
@@ -226,6 +235,7 @@ impl App {
                 );
                 Ok(response)
             }
+            (&Method::GET, ["v1", "backup"]) => admin::backup(control).await,
             (&Method::GET, ["v1", "openapi.json"]) => {
                 let mut response = Response::new(full(OPENAPI));
                 response.headers_mut().insert(
@@ -263,7 +273,7 @@ impl App {
                 | ["v1", "openapi.json"]
                 | [
                     "v1",
-                    "triggers" | "routes" | "components" | "plan" | "apply",
+                    "triggers" | "routes" | "components" | "plan" | "apply" | "doctor" | "backup",
                 ]
                 | ["v1", "functions", ..],
             ) => Err(ApiError::new(

@@ -79,6 +79,18 @@ impl Control {
         if let Some(latest) = self.s.table.get(name).and_then(|e| e.latest())
             && latest.record.digest == digest
         {
+            // The same bytes restore a blob that is gone or damaged (see
+            // `flint doctor`), and the artifact with it.
+            if self.s.blobs.size(digest.clone()).await != Some(bytes.len() as u64) {
+                self.s
+                    .blobs
+                    .remove(digest.clone())
+                    .await
+                    .map_err(CoreError::internal)?;
+                self.prepare(&digest, bytes).await?;
+                latest.set_broken(None);
+                tracing::info!(function = name, %digest, "component restored");
+            }
             return Ok(Deployed {
                 name: name.into(),
                 version: latest.record.version,

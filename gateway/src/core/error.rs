@@ -27,6 +27,18 @@ pub enum CoreError {
         /// Its latest version, if it has one.
         latest: Option<u32>,
     },
+    /// The function's stored state is broken (a row that does not parse, a
+    /// component whose bytes are gone): it is kept, disabled, while every
+    /// other function serves.
+    #[error(
+        "function `{function}` is disabled: {reason}; run `flint doctor` to check and repair the server's state"
+    )]
+    FunctionDisabled {
+        /// The function.
+        function: String,
+        /// What is broken.
+        reason: String,
+    },
     /// The function has no such alias.
     #[error("{0}")]
     AliasNotFound(String),
@@ -113,6 +125,7 @@ impl CoreError {
         match self {
             Self::FunctionNotFound(_) => "function_not_found",
             Self::VersionNotFound { .. } => "version_not_found",
+            Self::FunctionDisabled { .. } => "function_disabled",
             Self::AliasNotFound(_) => "alias_not_found",
             Self::CanaryNotFound(_) => "canary_not_found",
             Self::TriggerNotFound(_) => "trigger_not_found",

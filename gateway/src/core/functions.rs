@@ -45,6 +45,9 @@ pub struct VersionEntry {
     loaded: RwLock<Option<Loaded>>,
     /// A pool with side effects cut off, for shadow runs of this version.
     shadow: RwLock<Option<Arc<InstancePool>>>,
+    /// Why the version cannot load, since its last load failed for want of
+    /// its component (no usable artifact, no good blob).
+    broken: RwLock<Option<String>>,
 }
 
 impl VersionEntry {
@@ -52,7 +55,25 @@ impl VersionEntry {
     pub fn pool(&self) -> Option<Arc<InstancePool>> {
         self.loaded.read().unwrap().as_ref().map(|l| l.pool.clone())
     }
+
+    /// Why the version cannot load, if its last load found its component
+    /// gone.
+    pub fn broken(&self) -> Option<String> {
+        self.broken.read().unwrap().clone()
+    }
+
+    /// Records (`Some`) or clears (`None`) why the version cannot load.
+    pub(super) fn set_broken(&self, reason: Option<String>) {
+        *self.broken.write().unwrap() = reason;
+    }
 }
+
+/// A version's component is gone: no compiled artifact maps, and its blob
+/// is missing or does not match its digest. Calls to that version fail
+/// with this until `flint doctor` or a redeploy brings it back.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct MissingComponent(pub String);
 
 struct Settings {
     config: Arc<FunctionConfig>,
@@ -124,9 +145,29 @@ pub struct FunctionEntry {
     pub shadow: ShadowState,
     /// Bounds shadow calls in flight; a full gate skips the copy.
     pub shadow_gate: ConcurrencyGate,
+    /// Why the function is disabled: its stored state is broken (set by
+    /// the sync from the store).
+    disabled: RwLock<Option<String>>,
 }
 
 impl FunctionEntry {
+    /// Why the function is disabled, if its stored state is broken.
+    pub fn disabled(&self) -> Option<String> {
+        self.disabled.read().unwrap().clone()
+    }
+
+    /// Disables (`Some`) or enables (`None`) the function.
+    pub fn set_disabled(&self, reason: Option<String>) {
+        *self.disabled.write().unwrap() = reason;
+    }
+
+    /// Why calls fail: the function is disabled, or a version plain calls
+    /// reach cannot load for want of its component.
+    pub fn problem(&self) -> Option<String> {
+        self.disabled()
+            .or_else(|| self.live_versions().iter().find_map(|v| v.broken()))
+    }
+
     /// The effective configuration.
     pub fn config(&self) -> Arc<FunctionConfig> {
         self.settings.read().unwrap().config.clone()
@@ -243,6 +284,7 @@ impl FunctionTable {
             windows: Windows::default(),
             shadow: ShadowState::default(),
             shadow_gate: ConcurrencyGate::new(SHADOW_CONCURRENCY, 0, Duration::ZERO),
+            disabled: RwLock::new(None),
         });
         functions.insert(record.name.clone(), entry.clone());
         entry
@@ -265,6 +307,7 @@ impl FunctionTable {
             record,
             loaded: RwLock::new(loaded),
             shadow: RwLock::new(None),
+            broken: RwLock::new(None),
         });
         entry.versions.write().unwrap().insert(version, v);
 
@@ -332,7 +375,8 @@ impl FunctionTable {
     }
 
     /// Maps a component's artifact from the disk cache, or compiles it from
-    /// its blob when the cache misses.
+    /// its blob when the cache misses. A blob that is gone or does not match
+    /// its digest is a [`MissingComponent`] error.
     pub async fn load_component(&self, digest: &Digest) -> anyhow::Result<(Component, LoadSource)> {
         let runtime = self.runtime.clone();
         let cached = {
@@ -342,7 +386,22 @@ impl FunctionTable {
         if let Some(component) = cached {
             return Ok((component, LoadSource::Disk));
         }
-        let bytes = self.blobs.get(digest.clone()).await?;
+        let bytes = match self.blobs.get(digest.clone()).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(MissingComponent(format!(
+                    "its component {digest} is gone: no compiled artifact and no blob"
+                ))
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if Digest::of(&bytes) != *digest {
+            return Err(MissingComponent(format!(
+                "its component {digest} is gone: no compiled artifact, and the blob does not match its digest"
+            ))
+            .into());
+        }
         let runtime = self.runtime.clone();
         let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes)).await??;
         Ok((compiled.component, LoadSource::Compile))
@@ -361,7 +420,17 @@ impl FunctionTable {
         if let Some(pool) = version.pool() {
             return Ok(pool);
         }
-        let (component, source) = self.load_component(&version.record.digest).await?;
+        let (component, source) = match self.load_component(&version.record.digest).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                if let Some(missing) = e.downcast_ref::<MissingComponent>() {
+                    *version.broken.write().unwrap() =
+                        Some(format!("version {}: {missing}", version.record.version));
+                }
+                return Err(e);
+            }
+        };
+        *version.broken.write().unwrap() = None;
         entry.stats.loaded(source);
         self.metrics.artifact_loaded(&entry.name, source);
         tracing::info!(function = %entry.name, version = version.record.version, ?source, "version loaded");
@@ -420,6 +489,7 @@ impl FunctionTable {
         let live = self
             .list()
             .into_iter()
+            .filter(|entry| entry.disabled().is_none())
             .take(PRELOAD_MAX)
             .flat_map(|entry| {
                 let versions = entry.live_versions();

@@ -3,7 +3,7 @@
 //! -> the version's pool. Shadow copies and the per-version windows of
 //! canary analysis hang off this path too.
 
-use super::functions::{FunctionEntry, VersionEntry};
+use super::functions::{FunctionEntry, MissingComponent, VersionEntry};
 use super::shadow::Answer;
 use super::{CoreError, CoreResult, State};
 use bytes::Bytes;
@@ -90,6 +90,12 @@ impl Invoker {
             .table
             .get(name)
             .ok_or_else(|| CoreError::FunctionNotFound(name.into()))?;
+        if let Some(reason) = entry.disabled() {
+            return Err(CoreError::FunctionDisabled {
+                function: name.into(),
+                reason,
+            });
+        }
         let number = resolve(&entry, target, request.headers())?;
         let version = entry
             .version(number)
@@ -126,12 +132,15 @@ impl Invoker {
         request: http::Request<HyperIncomingBody>,
     ) -> CoreResult<Invoked> {
         let permit = entry.gate().acquire().await?;
-        let pool = self
-            .s
-            .table
-            .pool(entry, version)
-            .await
-            .map_err(CoreError::internal)?;
+        let pool = self.s.table.pool(entry, version).await.map_err(|e| {
+            match e.downcast_ref::<MissingComponent>() {
+                Some(missing) => CoreError::FunctionDisabled {
+                    function: entry.name.clone(),
+                    reason: format!("version {}: {missing}", version.record.version),
+                },
+                None => CoreError::internal(e),
+            }
+        })?;
         let request_id = next_request_id();
         let response = pool.invoke(permit, request_id, request).await?;
         Ok(Invoked {

@@ -4,7 +4,7 @@
 //!
 //! - [`Control`] owns every operation: deploy, config, delete, aliases,
 //!   releases, rollback, canaries, shadow runs, triggers, routes, plan and
-//!   apply, history and logs.
+//!   apply, history and logs, and the doctor's checks and repairs.
 //! - [`Invoker`] resolves `name[@alias|@N]` to a version and runs a call
 //!   under the function's limits.
 //!
@@ -15,9 +15,11 @@
 //! knows an HTTP status or an AMQP header: errors are [`CoreError`]s with the
 //! stable codes of the contract.
 
+mod backup;
 mod canary;
 mod deploy;
 mod desired;
+mod doctor;
 mod error;
 mod functions;
 mod invoker;
@@ -28,13 +30,15 @@ mod triggers;
 mod views;
 mod window;
 
+pub use backup::BackupSummary;
 pub use desired::{Op as PlanOp, Plan, PlanChange};
+pub use doctor::{DoctorProblem, DoctorRepair, DoctorReport};
 pub use error::{CoreError, CoreResult};
 pub use invoker::{Invoked, Invoker, Target};
 pub use triggers::{Broker, BrokerState, TriggerBinding};
 pub use views::{
-    Aliases, ComponentUpload, DEFAULT_LOG_LIMIT, Deployed, FunctionInfo, FunctionSummary,
-    LogLineView, MAX_LOG_LIMIT, VersionInfo,
+    Aliases, ComponentUpload, DEFAULT_LOG_LIMIT, Deployed, DisabledFunction, FunctionInfo,
+    FunctionSummary, LogLineView, MAX_LOG_LIMIT, VersionInfo,
 };
 
 use crate::config::GatewayConfig;

@@ -31,6 +31,14 @@ impl Control {
         components: &Components,
     ) -> CoreResult<Vec<Outcome>> {
         let outcomes = self.s.store.commit(changes.clone()).await?;
+        // A write to a disabled function may have replaced its broken rows
+        // (a new config, a redeploy): memory then follows the whole store.
+        let resync = changes.iter().map(Change::function).any(|name| {
+            self.s
+                .table
+                .get(name)
+                .is_some_and(|e| e.disabled().is_some())
+        });
         let mut routes_changed = false;
         let mut deleted = Vec::new();
         for (change, outcome) in changes.iter().zip(&outcomes) {
@@ -48,28 +56,52 @@ impl Control {
         for entry in deleted {
             self.s.drop_unused_blobs(&entry).await;
         }
+        if resync && let Err(e) = self.sync_from_registry().await {
+            tracing::warn!(error = %format!("{e:#}"), "could not re-read the registry after a write to a disabled function");
+        }
         Ok(outcomes)
     }
 
     /// Builds memory from the store: functions, versions, configs, release
     /// state, trigger bindings and routes. Memory that the store no longer
     /// has is dropped. Returns the canaries the store says are running.
+    ///
+    /// One broken function does not stop the rest: a function whose stored
+    /// rows do not parse (or whose config cannot be applied) is kept
+    /// disabled with the reason, and its trigger is not bound; every other
+    /// function serves. Only a store that cannot be read at all is an
+    /// error.
     pub async fn sync_from_registry(&self) -> anyhow::Result<Vec<(String, CanaryState)>> {
         let snapshot = self.s.store.load().await?;
         let s = &self.s;
+        let mut broken: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in snapshot.broken {
+            broken.entry(row.function).or_default().push(row.reason);
+        }
         let mut names = BTreeSet::new();
         for (record, versions) in snapshot.functions {
             names.insert(record.name.clone());
             let entry = s.table.upsert(&record);
-            if *entry.config() != record.config {
-                s.table
-                    .set_config(&entry, record.config.clone(), record.updated_at)?;
+            let problems = broken.entry(record.name.clone()).or_default();
+            if *entry.config() != record.config
+                && let Err(e) = s
+                    .table
+                    .set_config(&entry, record.config.clone(), record.updated_at)
+            {
+                problems.push(format!("its config cannot be applied: {e:#}"));
             }
             for version in versions {
-                if entry.version(version.version).is_none() {
-                    s.table.add_version(&entry, version, None)?;
+                if entry.version(version.version).is_none()
+                    && let Err(e) = s.table.add_version(&entry, version, None)
+                {
+                    problems.push(format!("a version cannot be added: {e:#}"));
                 }
             }
+            let reason = (!problems.is_empty()).then(|| problems.join("; "));
+            if let Some(reason) = &reason {
+                tracing::error!(function = %record.name, %reason, "function disabled: its stored state is broken; run `flint doctor`");
+            }
+            entry.set_disabled(reason);
         }
         for entry in s.table.list() {
             if !names.contains(&entry.name) {
@@ -95,9 +127,22 @@ impl Control {
         }
         for entry in s.table.list() {
             *entry.releases.write().unwrap() = releases.remove(&entry.name).unwrap_or_default();
-            s.table.keep_warm(&entry);
+            if entry.disabled().is_none() {
+                s.table.keep_warm(&entry);
+            }
         }
-        s.bindings.replace(snapshot.triggers);
+        let disabled = |function: &str| {
+            s.table
+                .get(function)
+                .is_some_and(|e| e.disabled().is_some())
+        };
+        s.bindings.replace(
+            snapshot
+                .triggers
+                .into_iter()
+                .filter(|(function, _)| !disabled(function))
+                .collect(),
+        );
         let mut by_function: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (function, pattern) in snapshot.routes {
             by_function.entry(function).or_default().push(pattern);

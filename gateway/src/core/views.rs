@@ -36,6 +36,18 @@ pub struct FunctionSummary {
     pub updated_at: String,
     /// Invocations since the server started.
     pub invocations: u64,
+    /// Why calls fail (`null` while it serves): its stored state is broken,
+    /// or a version plain calls reach lost its component.
+    pub disabled: Option<String>,
+}
+
+/// A function that cannot serve, and why (readiness details).
+#[derive(Debug, Clone, Serialize)]
+pub struct DisabledFunction {
+    /// The function.
+    pub function: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// One version in [`FunctionInfo`].
@@ -74,6 +86,8 @@ pub struct FunctionInfo {
     pub versions: Vec<VersionInfo>,
     /// Counters since start.
     pub stats: StatsSnapshot,
+    /// Why calls fail (`null` while it serves), as in [`FunctionSummary`].
+    pub disabled: Option<String>,
 }
 
 /// What a deploy did.
@@ -156,6 +170,7 @@ impl Control {
                     size_bytes: latest.as_ref().map(|v| v.record.size_bytes),
                     updated_at: time(e.times().1),
                     invocations: e.stats.invocations(),
+                    disabled: e.problem(),
                 }
             })
             .collect()
@@ -189,7 +204,23 @@ impl Control {
             stats: e
                 .stats
                 .snapshot(gate.in_flight(), gate.waiting(), e.warm_instances()),
+            disabled: e.problem(),
         })
+    }
+
+    /// The functions that cannot serve, and why.
+    pub fn disabled_functions(&self) -> Vec<DisabledFunction> {
+        self.s
+            .table
+            .list()
+            .into_iter()
+            .filter_map(|e| {
+                Some(DisabledFunction {
+                    reason: e.problem()?,
+                    function: e.name.clone(),
+                })
+            })
+            .collect()
     }
 
     /// A function's configuration.

@@ -10,6 +10,7 @@
 //! The store knows rows, not rules: the core decides what to write and
 //! keeps memory in step with it ([`crate::core`]).
 
+pub mod archive;
 mod blobs;
 mod sqlite;
 
@@ -91,6 +92,37 @@ pub struct Snapshot {
     pub releases: Vec<(String, ReleaseRow)>,
     /// Every route: (function, pattern).
     pub routes: Vec<(String, String)>,
+    /// Rows that did not parse, by function: the rest of the snapshot is
+    /// whole, and the core disables only these functions. A function whose
+    /// config row is broken is in `functions` with the default config.
+    pub broken: Vec<BrokenRow>,
+}
+
+/// A stored row that did not parse (a config, a version's digest, a
+/// trigger or a release-state row), reported against its function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenRow {
+    /// The function the row belongs to.
+    pub function: String,
+    /// Which kind of row it is.
+    pub kind: BrokenKind,
+    /// The version, for a version row.
+    pub version: Option<u32>,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The kinds of row a [`BrokenRow`] can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenKind {
+    /// The function's config.
+    Config,
+    /// A version (its digest).
+    Version,
+    /// The queue trigger.
+    Trigger,
+    /// A release-state row (alias, default alias, canary, shadow).
+    Release,
 }
 
 /// One write. [`Store::commit`] makes a list of them in one transaction:
@@ -159,6 +191,17 @@ pub struct ReleaseWrite {
 }
 
 impl Change {
+    /// The function the change is about.
+    pub fn function(&self) -> &str {
+        match self {
+            Self::AddVersion { name, .. }
+            | Self::SetConfig { name, .. }
+            | Self::DeleteFunction { name } => name,
+            Self::SetTrigger { function, .. } | Self::SetRoutes { function, .. } => function,
+            Self::Release(release) => &release.function,
+        }
+    }
+
     /// A [`Change::Release`].
     pub fn release(function: &str, change: ReleaseChange, history: Option<HistoryEntry>) -> Self {
         Self::Release(Box::new(ReleaseWrite {
@@ -228,4 +271,7 @@ pub trait Store: Send + Sync + 'static {
     fn history(&self, function: String) -> BoxFuture<'_, StoreResult<Vec<HistoryEntry>>>;
     /// Makes `changes` in one transaction; one outcome per change.
     fn commit(&self, changes: Vec<Change>) -> BoxFuture<'_, StoreResult<Vec<Outcome>>>;
+    /// Writes a consistent copy of the whole registry to the file `to`
+    /// while the store stays in use.
+    fn backup(&self, to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>>;
 }

@@ -9,11 +9,11 @@
 //! sharing a file serialise instead of failing half-way.
 
 use super::{
-    AddedVersion, Change, FunctionRecord, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store,
-    StoreError, StoreResult, VersionRecord,
+    AddedVersion, BrokenKind, BrokenRow, Change, FunctionRecord, Outcome, ReleaseChange,
+    ReleaseRow, Snapshot, Store, StoreError, StoreResult, VersionRecord,
 };
-use flint_spec::Digest;
 use flint_spec::history::HistoryEntry;
+use flint_spec::{Digest, FunctionConfig};
 use futures::future::BoxFuture;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
@@ -345,11 +345,17 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
     Ok(Outcome::Applied(n >= 1))
 }
 
-fn releases(conn: &Connection) -> StoreResult<Vec<(String, ReleaseRow)>> {
+/// Release-state rows that parse, by function, and the rows that do not.
+type Releases = (Vec<(String, ReleaseRow)>, Vec<BrokenRow>);
+
+/// Every release-state row that parses, by function, and the rows that
+/// do not.
+fn releases(conn: &Connection) -> StoreResult<Releases> {
     let mut stmt = conn.prepare(
         "SELECT function, kind, key, value FROM release_state ORDER BY function, kind, key",
     )?;
     let mut out = Vec::new();
+    let mut broken = Vec::new();
     for row in stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -359,12 +365,27 @@ fn releases(conn: &Connection) -> StoreResult<Vec<(String, ReleaseRow)>> {
         ))
     })? {
         let (function, kind, key, value) = row?;
-        if let Some(row) = release_row(&kind, key, &value)? {
-            out.push((function, row));
+        let what = if key.is_empty() {
+            kind.clone()
+        } else {
+            format!("{kind} `{key}`")
+        };
+        match release_row(&kind, key, &value) {
+            Ok(Some(row)) => out.push((function, row)),
+            Ok(None) => {}
+            Err(e) => broken.push(BrokenRow {
+                function,
+                kind: BrokenKind::Release,
+                version: None,
+                reason: format!("its stored release state ({what}) does not parse: {e}"),
+            }),
         }
     }
-    Ok(out)
+    Ok((out, broken))
 }
+
+/// A version row as stored, its digest not yet parsed.
+type RawVersion = (u32, String, i64, f64, i64);
 
 fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
     let tx = conn.transaction()?;
@@ -389,13 +410,44 @@ fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
              WHERE function = ?1 ORDER BY version",
         )?;
         for (name, config, created, updated) in functions {
-            let list = versions
-                .query_map(params![name], version_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let raw = versions
+                .query_map(params![name], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<RawVersion>, _>>()?;
+            let mut list = Vec::with_capacity(raw.len());
+            for (version, digest, size, compile_ms, created_at) in raw {
+                match Digest::parse(&digest) {
+                    Some(digest) => list.push(VersionRecord {
+                        version,
+                        digest,
+                        size_bytes: size as u64,
+                        compile_ms,
+                        created_at: from_ms(created_at),
+                    }),
+                    None => snapshot.broken.push(BrokenRow {
+                        function: name.clone(),
+                        kind: BrokenKind::Version,
+                        version: Some(version),
+                        reason: format!(
+                            "version {version} has a malformed stored digest `{digest}`"
+                        ),
+                    }),
+                }
+            }
+            let config = serde_json::from_str(&config).unwrap_or_else(|e| {
+                snapshot.broken.push(BrokenRow {
+                    function: name.clone(),
+                    kind: BrokenKind::Config,
+                    version: None,
+                    reason: format!("its stored config does not parse: {e}"),
+                });
+                FunctionConfig::default()
+            });
             snapshot.functions.push((
                 FunctionRecord {
                     name,
-                    config: serde_json::from_str(&config)?,
+                    config,
                     created_at: from_ms(created),
                     updated_at: from_ms(updated),
                 },
@@ -407,11 +459,19 @@ fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
             triggers.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
         {
             let (function, spec) = row?;
-            snapshot
-                .triggers
-                .push((function, serde_json::from_str(&spec)?));
+            match serde_json::from_str(&spec) {
+                Ok(spec) => snapshot.triggers.push((function, spec)),
+                Err(e) => snapshot.broken.push(BrokenRow {
+                    function,
+                    kind: BrokenKind::Trigger,
+                    version: None,
+                    reason: format!("its stored queue trigger does not parse: {e}"),
+                }),
+            }
         }
-        snapshot.releases = releases(&tx)?;
+        let (releases, broken) = releases(&tx)?;
+        snapshot.releases = releases;
+        snapshot.broken.extend(broken);
         let mut routes =
             tx.prepare("SELECT function, pattern FROM routes ORDER BY function, pattern")?;
         snapshot.routes = routes
@@ -428,7 +488,9 @@ impl Store for SqliteStore {
     }
 
     fn releases(&self) -> BoxFuture<'_, StoreResult<Vec<(String, ReleaseRow)>>> {
-        self.call(|conn| releases(conn))
+        // Rows that do not parse are reported by `load`, against their
+        // function; here they are left out.
+        self.call(|conn| Ok(releases(conn)?.0))
     }
 
     fn digest_in_use(&self, digest: Digest) -> BoxFuture<'_, StoreResult<bool>> {
@@ -453,6 +515,12 @@ impl Store for SqliteStore {
         })
     }
 
+    fn backup(&self, to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>> {
+        // SQLite's online backup: a consistent copy, page by page, while
+        // the connection keeps serving (on its own thread, between jobs).
+        self.call(move |conn| Ok(conn.backup(rusqlite::MAIN_DB, &to, None)?))
+    }
+
     fn commit(&self, changes: Vec<Change>) -> BoxFuture<'_, StoreResult<Vec<Outcome>>> {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -469,7 +537,6 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flint_spec::FunctionConfig;
     use flint_spec::alias::AliasTarget;
 
     fn add(name: &str, digest: &Digest, expected: Option<u32>) -> Change {
@@ -592,5 +659,53 @@ mod tests {
             .await
             .unwrap();
         assert!(store.load().await.unwrap().releases.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_row_that_does_not_parse_is_reported_against_its_function_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for name in ["a", "b", "c"] {
+                version(&store, add(name, &Digest::of(name.as_bytes()), None))
+                    .await
+                    .unwrap();
+            }
+        }
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE functions SET config = '{not json' WHERE name = 'a';
+             UPDATE versions SET digest = 'sha256:zz' WHERE function = 'b';
+             INSERT INTO triggers (function, spec) VALUES ('c', '[1]');
+             INSERT INTO release_state (function, kind, key, value) VALUES ('c', 'alias', 'prod', 'x');",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let snapshot = store.load().await.unwrap();
+        assert_eq!(snapshot.functions.len(), 3, "every function is there");
+        let broken: Vec<_> = snapshot
+            .broken
+            .iter()
+            .map(|b| (b.function.as_str(), b.version))
+            .collect();
+        assert_eq!(
+            broken,
+            [("a", None), ("b", Some(1)), ("c", None), ("c", None)],
+            "{:?}",
+            snapshot.broken
+        );
+        assert!(
+            snapshot.broken[0].reason.contains("config"),
+            "{:?}",
+            snapshot.broken
+        );
+        assert!(
+            snapshot.functions[1].1.is_empty(),
+            "the bad version is left out"
+        );
+        assert!(snapshot.triggers.is_empty() && snapshot.releases.is_empty());
+        assert!(store.releases().await.unwrap().is_empty());
     }
 }

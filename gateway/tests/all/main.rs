@@ -5,5 +5,6 @@
 
 mod app;
 mod core;
+mod doctor;
 mod layers;
 mod support;
