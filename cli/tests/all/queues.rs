@@ -471,38 +471,91 @@ async fn a_message_that_cannot_be_a_request_is_dead_lettered_and_the_trigger_goe
     );
 }
 
-/// A TCP proxy on loopback between Flint and RabbitMQ that the test can
-/// black-hole: bytes stop flowing both ways while the connections stay open,
-/// as when the broker stops answering.
+/// A message on which the function traps is retried, then dead-lettered
+/// with the trap as its reason; the trigger goes on with the next one.
+#[tokio::test]
+async fn a_message_the_function_traps_on_is_dead_lettered_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut broker, queue) = setup(
+        &dir,
+        "trapping",
+        json!({"max_retries": 1, "retry_delay_ms": 50, "concurrency": 1}),
+        &[],
+    )
+    .await;
+    let (body, props) = message("trap-1", json!({"mode": "trap"}), None);
+    broker.publish(&queue, &body, props).await;
+    let dead = broker
+        .get(&format!("{queue}.dlq"), Duration::from_secs(30))
+        .await
+        .expect("a dead letter");
+    assert_eq!(header(&dead, "x-flint-reason"), "trap");
+    assert!(header(&dead, "x-flint-error").contains("trapped"));
+    assert_eq!(header(&dead, "x-flint-attempts"), "2");
+    let replies_to = reply_queue(&mut broker).await;
+    let (body, props) = message("after-trap", json!({"mode": "ok"}), Some(&replies_to));
+    broker.publish(&queue, &body, props).await;
+    assert_eq!(
+        broker
+            .replies(&replies_to, Duration::from_secs(30), |r| !r.is_empty())
+            .await[0]["id"],
+        "after-trap"
+    );
+}
+
+/// A TCP proxy on loopback between Flint and RabbitMQ whose faults the
+/// test sets: pass, black-hole (bytes dropped both ways while the
+/// connections stay open), slow (each chunk delayed), or down (every
+/// connection cut and new ones refused).
 struct Proxy {
     port: u16,
-    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    cuts: tokio::sync::watch::Sender<u64>,
     accept: tokio::task::JoinHandle<()>,
 }
+
+const PASS: u8 = 0;
+const BLACKHOLE: u8 = 1;
+const SLOW: u8 = 2;
+const DOWN: u8 = 3;
+/// Delay of each chunk in the slow mode.
+const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(20);
 
 impl Proxy {
     async fn start() -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let blackhole = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PASS));
+        let (cuts, _) = tokio::sync::watch::channel(0);
         let accept = tokio::spawn({
-            let blackhole = blackhole.clone();
+            let (mode, cuts) = (mode.clone(), cuts.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
+                    if mode.load(Ordering::Relaxed) == DOWN {
+                        continue;
+                    }
                     let Ok(broker) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else {
                         continue;
                     };
                     let (client_in, client_out) = client.into_split();
                     let (broker_in, broker_out) = broker.into_split();
-                    tokio::spawn(pump(client_in, broker_out, blackhole.clone()));
-                    tokio::spawn(pump(broker_in, client_out, blackhole.clone()));
+                    tokio::spawn(pump(client_in, broker_out, mode.clone(), cuts.subscribe()));
+                    tokio::spawn(pump(broker_in, client_out, mode.clone(), cuts.subscribe()));
                 }
             }
         });
         Proxy {
             port,
-            blackhole,
+            mode,
+            cuts,
             accept,
+        }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Relaxed);
+        if mode == DOWN {
+            self.cuts.send_modify(|n| *n += 1);
         }
     }
 }
@@ -510,29 +563,100 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
+        self.cuts.send_modify(|n| *n += 1);
     }
 }
 
-/// Copies bytes until either side closes, dropping them while black-holed.
+/// Copies bytes until either side closes or the proxy cuts the connection.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    mut cuts: tokio::sync::watch::Receiver<u64>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 16 << 10];
     loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = from.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = cuts.changed() => return,
         };
-        if blackhole.load(Ordering::Relaxed) {
-            continue;
+        match mode.load(Ordering::Relaxed) {
+            BLACKHOLE => continue,
+            SLOW => tokio::time::sleep(SLOW_CHUNK_DELAY).await,
+            _ => {}
         }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
     }
+}
+
+/// Waits (bounded) until `/readyz` answers `status`.
+async fn wait_ready(server: &Server, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/readyz").await.0 != status {
+        assert!(Instant::now() < deadline, "/readyz never answered {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Broker faults between Flint and RabbitMQ: the connection cut (and new
+/// ones refused), then slow. HTTP keeps serving, `/readyz` follows the
+/// broker, and every message the broker confirmed is answered.
+#[tokio::test]
+async fn a_cut_or_slow_broker_loses_no_confirmed_message() {
+    const EACH: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start().await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
+    let server = Server::start_with(dir.path(), &["--amqp-url", &url]);
+    server.deploy("faulty", artifacts::QUEUE_PROBE).await;
+    server.deploy("hello", artifacts::HELLO).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique("faulty");
+    broker.declare(&queue).await;
+    let spec = json!({"queue": queue, "concurrency": 8});
+    assert_eq!(bind(&server, "faulty", spec).await, 200);
+    wait_ready(&server, 200).await;
+    let replies_to = reply_queue(&mut broker).await;
+    let batch = |from: usize| (from..from + EACH).map(|i| format!("f-{i}"));
+    let body = json!({"mode": "ok", "sleep_ms": 20});
+    publish_each(&broker, &queue, batch(0), body.clone(), Some(&replies_to)).await;
+
+    proxy.set(DOWN);
+    wait_ready(&server, 503).await;
+    assert_eq!(server.get("/healthz").await.0, 200);
+    assert_eq!(
+        server.get("/fn/hello/").await.0,
+        200,
+        "calls go on without the broker"
+    );
+    publish_each(
+        &broker,
+        &queue,
+        batch(EACH),
+        body.clone(),
+        Some(&replies_to),
+    )
+    .await;
+
+    proxy.set(PASS);
+    wait_ready(&server, 200).await;
+    proxy.set(SLOW);
+    publish_each(&broker, &queue, batch(2 * EACH), body, Some(&replies_to)).await;
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(60), |r| {
+            let ids: HashSet<&str> = r.iter().filter_map(|v| v["id"].as_str()).collect();
+            ids.len() == 3 * EACH
+        })
+        .await;
+    let ids: HashSet<&str> = replies.iter().filter_map(|v| v["id"].as_str()).collect();
+    assert_eq!(ids.len(), 3 * EACH, "every confirmed message is answered");
+    proxy.set(PASS);
 }
 
 /// A broker that stops confirming does not hold `/async` callers: they get
@@ -549,15 +673,11 @@ async fn async_invoke_answers_in_time_when_the_broker_stops_confirming() {
     let queue = unique("stuck");
     broker.declare(&queue).await;
     assert_eq!(bind(&server, "stuck", json!({"queue": queue})).await, 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.get("/readyz").await.0 != 200 {
-        assert!(Instant::now() < deadline, "Flint never reached the broker");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&server, 200).await;
     let (status, body) = server.post("/async/stuck", json!({"mode": "ok"})).await;
     assert_eq!(status, 202, "{body}");
 
-    proxy.blackhole.store(true, Ordering::Relaxed);
+    proxy.set(BLACKHOLE);
     let started = Instant::now();
     let response = server
         .http

@@ -1,9 +1,9 @@
 //! `queue-probe`: the test function of the queue-trigger tests.
 //!
 //! The message body is JSON `{"mode": ..., "n": N, "sleep_ms": M}`:
-//! `ok` answers 200; `fail` answers 500; `fail-times` answers 500 while the
-//! delivery attempt is at most `n`, then 200. `sleep_ms` holds the call that
-//! long (to observe concurrency). Each call writes `begin <ce-id> <attempt>`
+//! `ok` answers 200; `fail` answers 500; `trap` panics (the call traps);
+//! `fail-times` answers 500 while the delivery attempt is at most `n`, then
+//! 200. `sleep_ms` holds the call that long (to observe concurrency). Each call writes `begin <ce-id> <attempt>`
 //! and `end <ce-id>` to stdout; a 200 answer is JSON describing the event it
 //! saw (CloudEvent attributes, attempt, `x-amqp-*` headers), which the
 //! tests read back through `reply_to`.
@@ -36,6 +36,7 @@ fn handle(req: Request) -> Response {
     }
     println!("end {}", event.id);
     let fail = match command.mode.as_str() {
+        "trap" => panic!("asked to trap"),
         "fail" => true,
         "fail-times" => attempt <= command.n,
         _ => false,
