@@ -1,22 +1,13 @@
 //! Backups of a running server under load, restored into a fresh data dir.
 
-use crate::support::{FLINT, Server};
+use crate::support::{Server, flint};
 use flint_test_artifacts as artifacts;
 use serde_json::json;
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Most calls the load makes while the backup runs.
 const LOAD_CALLS: u32 = 5_000;
-
-fn flint(server_url: &str, args: &[&str]) -> Output {
-    std::process::Command::new(FLINT)
-        .args(args)
-        .env("FLINT_SERVER", server_url)
-        .output()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_backup_under_load_restores_functions_versions_aliases_config_and_triggers() {

@@ -1,17 +1,9 @@
 //! The `flint` CLI against a real server.
 
-use crate::support::{FLINT, Server};
+use crate::support::{FLINT, Server, flint};
 use flint_test_artifacts as artifacts;
 use serde_json::Value;
 use std::process::Output;
-
-fn flint(server: &Server, args: &[&str]) -> Output {
-    std::process::Command::new(FLINT)
-        .args(args)
-        .env("FLINT_SERVER", &server.url)
-        .output()
-        .unwrap()
-}
 
 fn stdout(output: &Output) -> String {
     assert!(
@@ -26,58 +18,65 @@ fn stdout(output: &Output) -> String {
 async fn deploy_invoke_list_configure_logs_and_remove() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);
-    let out = flint(&server, &["deploy", "hello", artifacts::HELLO]);
+    let out = flint(&server.url, &["deploy", "hello", artifacts::HELLO]);
     assert!(stdout(&out).contains("Deployed hello version 1"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Uploading"));
-    let out = flint(&server, &["deploy", "hello", artifacts::HELLO, "--json"]);
+    let out = flint(
+        &server.url,
+        &["deploy", "hello", artifacts::HELLO, "--json"],
+    );
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["created"], false);
 
     assert_eq!(
-        stdout(&flint(&server, &["invoke", "hello"])),
+        stdout(&flint(&server.url, &["invoke", "hello"])),
         "Hello from Flint!\n"
     );
-    flint(&server, &["deploy", "echo", artifacts::ECHO]);
+    flint(&server.url, &["deploy", "echo", artifacts::ECHO]);
     let out = stdout(&flint(
-        &server,
+        &server.url,
         &["invoke", "echo", "/p", "--data", r#"{"message":"cli"}"#],
     ));
     assert!(out.contains(r#""upper":"CLI""#), "{out}");
 
-    let table = stdout(&flint(&server, &["ls"]));
+    let table = stdout(&flint(&server.url, &["ls"]));
     assert!(
         table.contains("NAME") && table.contains("hello") && table.contains("echo"),
         "{table}"
     );
-    let list: Value = serde_json::from_str(&stdout(&flint(&server, &["ls", "--json"]))).unwrap();
+    let list: Value =
+        serde_json::from_str(&stdout(&flint(&server.url, &["ls", "--json"]))).unwrap();
     assert_eq!(list["functions"].as_array().unwrap().len(), 2);
 
     let out = stdout(&flint(
-        &server,
+        &server.url,
         &["config", "echo", "--memory-mb", "64", "--env", "A=1"],
     ));
     assert!(out.contains("64"), "{out}");
     let config: Value =
-        serde_json::from_str(&stdout(&flint(&server, &["config", "echo", "--json"]))).unwrap();
+        serde_json::from_str(&stdout(&flint(&server.url, &["config", "echo", "--json"]))).unwrap();
     assert_eq!(config["memory_mb"], 64);
     assert_eq!(config["env"]["A"], "1");
-    let info = stdout(&flint(&server, &["info", "echo"]));
+    let info = stdout(&flint(&server.url, &["info", "echo"]));
     assert!(
         info.contains("memory_mb  ") && info.contains("latest version 1"),
         "{info}"
     );
 
-    flint(&server, &["deploy", "probe", artifacts::PROBE]);
-    stdout(&flint(&server, &["invoke", "probe", "/print?msg=from-cli"]));
-    let logs = stdout(&flint(&server, &["logs", "probe"]));
+    flint(&server.url, &["deploy", "probe", artifacts::PROBE]);
+    stdout(&flint(
+        &server.url,
+        &["invoke", "probe", "/print?msg=from-cli"],
+    ));
+    let logs = stdout(&flint(&server.url, &["logs", "probe"]));
     assert!(logs.contains("from-cli"), "{logs}");
 
-    let out = flint(&server, &["invoke", "probe", "/trap"]);
+    let out = flint(&server.url, &["invoke", "probe", "/trap"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("trap"));
 
-    stdout(&flint(&server, &["rm", "probe"]));
-    let out = flint(&server, &["info", "probe"]);
+    stdout(&flint(&server.url, &["rm", "probe"]));
+    let out = flint(&server.url, &["info", "probe"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -116,9 +115,12 @@ fn errors_say_what_to_do() {
 async fn trigger_commands_manage_bindings() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);
-    flint(&server, &["deploy", "orders", artifacts::ORDER_PROCESSOR]);
+    flint(
+        &server.url,
+        &["deploy", "orders", artifacts::ORDER_PROCESSOR],
+    );
     let out = stdout(&flint(
-        &server,
+        &server.url,
         &[
             "trigger",
             "add",
@@ -133,7 +135,7 @@ async fn trigger_commands_manage_bindings() {
         out.contains("orders-q") && out.contains("orders-q.dlq"),
         "{out}"
     );
-    let table = stdout(&flint(&server, &["trigger", "ls"]));
+    let table = stdout(&flint(&server.url, &["trigger", "ls"]));
     assert!(
         table.contains("FUNCTION")
             && table.contains("orders-q")
@@ -141,12 +143,15 @@ async fn trigger_commands_manage_bindings() {
         "{table}"
     );
     let list: Value =
-        serde_json::from_str(&stdout(&flint(&server, &["trigger", "ls", "--json"]))).unwrap();
+        serde_json::from_str(&stdout(&flint(&server.url, &["trigger", "ls", "--json"]))).unwrap();
     assert_eq!(list["triggers"][0]["max_retries"], 2);
-    stdout(&flint(&server, &["trigger", "rm", "orders"]));
-    let out = flint(&server, &["trigger", "rm", "orders"]);
+    stdout(&flint(&server.url, &["trigger", "rm", "orders"]));
+    let out = flint(&server.url, &["trigger", "rm", "orders"]);
     assert!(!out.status.success());
-    let out = flint(&server, &["trigger", "add", "orders", "--queue", "amq.bad"]);
+    let out = flint(
+        &server.url,
+        &["trigger", "add", "orders", "--queue", "amq.bad"],
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("queue"),
         "{out:?}"
@@ -157,10 +162,10 @@ async fn trigger_commands_manage_bindings() {
 async fn release_commands_drive_aliases_canaries_and_shadows() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);
-    flint(&server, &["deploy", "app", artifacts::HELLO]);
-    flint(&server, &["deploy", "app", artifacts::WASI_HELLO]);
+    flint(&server.url, &["deploy", "app", artifacts::HELLO]);
+    flint(&server.url, &["deploy", "app", artifacts::WASI_HELLO]);
     let out = stdout(&flint(
-        &server,
+        &server.url,
         &["release", "app", "--to", "1", "--reason", "go live"],
     ));
     assert!(
@@ -168,11 +173,11 @@ async fn release_commands_drive_aliases_canaries_and_shadows() {
         "{out}"
     );
     assert_eq!(
-        stdout(&flint(&server, &["invoke", "app"])),
+        stdout(&flint(&server.url, &["invoke", "app"])),
         "Hello from Flint!\n"
     );
     let out = stdout(&flint(
-        &server,
+        &server.url,
         &[
             "alias",
             "set",
@@ -188,18 +193,18 @@ async fn release_commands_drive_aliases_canaries_and_shadows() {
         out.contains("v1=90% v2=10% (sticky on header x-user)"),
         "{out}"
     );
-    let out = stdout(&flint(&server, &["alias", "ls", "app"]));
+    let out = stdout(&flint(&server.url, &["alias", "ls", "app"]));
     assert!(out.contains("latest") && out.contains("split"), "{out}");
-    stdout(&flint(&server, &["release", "app", "--to", "2"]));
-    stdout(&flint(&server, &["rollback", "app"]));
+    stdout(&flint(&server.url, &["release", "app", "--to", "2"]));
+    stdout(&flint(&server.url, &["rollback", "app"]));
     assert_eq!(
-        stdout(&flint(&server, &["invoke", "app"])),
+        stdout(&flint(&server.url, &["invoke", "app"])),
         "Hello from Flint!\n"
     );
-    let out = stdout(&flint(&server, &["history", "app"]));
+    let out = stdout(&flint(&server.url, &["history", "app"]));
     assert!(out.contains("rollback") && out.contains("go live"), "{out}");
     let out = stdout(&flint(
-        &server,
+        &server.url,
         &[
             "canary",
             "app",
@@ -212,16 +217,19 @@ async fn release_commands_drive_aliases_canaries_and_shadows() {
         ],
     ));
     assert!(out.contains("Canary of app to version 2 started"), "{out}");
-    let out = stdout(&flint(&server, &["canary", "status", "app"]));
+    let out = stdout(&flint(&server.url, &["canary", "status", "app"]));
     assert!(out.contains("canary of app to version 2"), "{out}");
     let out = stdout(&flint(
-        &server,
+        &server.url,
         &["shadow", "app", "--candidate", "2", "--sample", "50%"],
     ));
     assert!(out.contains("50%"), "{out}");
-    let out = stdout(&flint(&server, &["shadow", "report", "app"]));
+    let out = stdout(&flint(&server.url, &["shadow", "report", "app"]));
     assert!(out.contains("matched"), "{out}");
-    stdout(&flint(&server, &["shadow", "stop", "app"]));
-    let out = flint(&server, &["alias", "set", "app", "prod", "3=50", "1=40"]);
+    stdout(&flint(&server.url, &["shadow", "stop", "app"]));
+    let out = flint(
+        &server.url,
+        &["alias", "set", "app", "prod", "3=50", "1=40"],
+    );
     assert!(!out.status.success());
 }

@@ -1,19 +1,11 @@
 //! A server started on a corrupted data dir serves every healthy function,
 //! and `flint doctor` names what is broken until it is fixed.
 
-use crate::support::{FLINT, Server, assert_error};
+use crate::support::{Server, assert_error, flint};
 use flint_spec::Digest;
 use flint_test_artifacts as artifacts;
 use serde_json::{Value, json};
 use std::process::Output;
-
-fn flint(server: &Server, args: &[&str]) -> Output {
-    std::process::Command::new(FLINT)
-        .args(args)
-        .env("FLINT_SERVER", &server.url)
-        .output()
-        .unwrap()
-}
 
 fn text(output: &Output) -> (String, String) {
     (
@@ -75,7 +67,7 @@ async fn a_corrupted_data_dir_serves_the_healthy_functions_and_doctor_names_the_
         "{ready}"
     );
 
-    let out = flint(&server, &["ls"]);
+    let out = flint(&server.url, &["ls"]);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
     assert!(
@@ -83,7 +75,7 @@ async fn a_corrupted_data_dir_serves_the_healthy_functions_and_doctor_names_the_
         "{stdout}"
     );
 
-    let out = flint(&server, &["doctor"]);
+    let out = flint(&server.url, &["doctor"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("Checked 3 functions."), "{stdout}");
@@ -98,17 +90,17 @@ async fn a_corrupted_data_dir_serves_the_healthy_functions_and_doctor_names_the_
     assert!(!stdout.contains("good"), "{stdout}");
     assert!(stderr.contains("2 problems remain"), "{stderr}");
 
-    let out = flint(&server, &["doctor", "--no-repair", "--json"]);
+    let out = flint(&server.url, &["doctor", "--no-repair", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["checked"], 3, "{report}");
     assert_eq!(report["problems"].as_array().unwrap().len(), 2, "{report}");
 
     // Fixed the way the report says: a new config, the same file again.
-    let out = flint(&server, &["config", "bad", "--memory-mb", "64"]);
+    let out = flint(&server.url, &["config", "bad", "--memory-mb", "64"]);
     assert!(out.status.success(), "{:?}", text(&out));
     server.deploy("gone", artifacts::ECHO).await;
-    let out = flint(&server, &["doctor"]);
+    let out = flint(&server.url, &["doctor"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("No problems."), "{stdout}");

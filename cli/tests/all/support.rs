@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 /// The `flint` binary under test.
 pub const FLINT: &str = env!("CARGO_BIN_EXE_flint");
 
+/// Runs the `flint` CLI with `FLINT_SERVER` set to `server_url`.
+pub fn flint(server_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(FLINT)
+        .args(args)
+        .env("FLINT_SERVER", server_url)
+        .output()
+        .unwrap()
+}
+
 /// A running server; killed when dropped.
 pub struct Server {
     child: Child,
