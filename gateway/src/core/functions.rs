@@ -423,14 +423,17 @@ impl FunctionTable {
         let (component, source) = match self.load_component(&version.record.digest).await {
             Ok(loaded) => loaded,
             Err(e) => {
-                if let Some(missing) = e.downcast_ref::<MissingComponent>() {
-                    *version.broken.write().unwrap() =
-                        Some(format!("version {}: {missing}", version.record.version));
-                }
-                return Err(e);
+                return Err(match e.downcast::<MissingComponent>() {
+                    Ok(missing) => {
+                        let reason = format!("version {}: {missing}", version.record.version);
+                        version.set_broken(Some(reason.clone()));
+                        MissingComponent(reason).into()
+                    }
+                    Err(other) => other,
+                });
             }
         };
-        *version.broken.write().unwrap() = None;
+        version.set_broken(None);
         entry.stats.loaded(source);
         self.metrics.artifact_loaded(&entry.name, source);
         tracing::info!(function = %entry.name, version = version.record.version, ?source, "version loaded");

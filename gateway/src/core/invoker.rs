@@ -133,12 +133,12 @@ impl Invoker {
     ) -> CoreResult<Invoked> {
         let permit = entry.gate().acquire().await?;
         let pool = self.s.table.pool(entry, version).await.map_err(|e| {
-            match e.downcast_ref::<MissingComponent>() {
-                Some(missing) => CoreError::FunctionDisabled {
+            match e.downcast::<MissingComponent>() {
+                Ok(missing) => CoreError::FunctionDisabled {
                     function: entry.name.clone(),
-                    reason: format!("version {}: {missing}", version.record.version),
+                    reason: missing.0,
                 },
-                None => CoreError::internal(e),
+                Err(other) => CoreError::internal(other),
             }
         })?;
         let request_id = next_request_id();
