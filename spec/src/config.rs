@@ -68,6 +68,30 @@ pub struct FunctionConfig {
     /// Hosts (`host`, `host:port` or `*.domain`) the guest may call over
     /// outbound HTTP; empty denies all outbound requests.
     pub allowed_outbound_hosts: Vec<String>,
+    /// Who may call it: anyone, or only callers with a token that covers it.
+    pub invoke_auth: InvokeAuth,
+}
+
+/// Who may invoke a function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvokeAuth {
+    /// Anyone who reaches the server: a public function.
+    #[default]
+    None,
+    /// Callers whose bearer token covers the function (`invoke`, `deploy`
+    /// or `admin` scope).
+    Token,
+}
+
+impl InvokeAuth {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Token => "token",
+        }
+    }
 }
 
 impl Default for FunctionConfig {
@@ -82,6 +106,7 @@ impl Default for FunctionConfig {
             max_requests_per_instance: DEFAULT_MAX_REQUESTS_PER_INSTANCE,
             env: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
+            invoke_auth: InvokeAuth::None,
         }
     }
 }
@@ -100,6 +125,7 @@ pub struct ConfigPatch {
     pub max_requests_per_instance: Option<u32>,
     pub env: Option<BTreeMap<String, String>>,
     pub allowed_outbound_hosts: Option<Vec<String>>,
+    pub invoke_auth: Option<InvokeAuth>,
 }
 
 /// A configuration value out of range; names the field.
@@ -141,6 +167,7 @@ impl FunctionConfig {
             max_requests_per_instance,
             env,
             allowed_outbound_hosts,
+            invoke_auth,
         } = patch;
         next.memory_mb = memory_mb.unwrap_or(next.memory_mb);
         next.timeout_ms = timeout_ms.unwrap_or(next.timeout_ms);
@@ -156,6 +183,7 @@ impl FunctionConfig {
         if let Some(hosts) = allowed_outbound_hosts {
             next.allowed_outbound_hosts = hosts;
         }
+        next.invoke_auth = invoke_auth.unwrap_or(next.invoke_auth);
         next.validate()?;
         Ok(next)
     }

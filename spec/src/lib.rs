@@ -33,6 +33,7 @@ pub mod host;
 pub mod manifest;
 pub mod names;
 pub mod shadow;
+pub mod token;
 pub mod trigger;
 
 pub use alias::{AliasTarget, Route, Rule, Sticky};
@@ -47,4 +48,5 @@ pub use names::{
     validate_alias_name,
 };
 pub use shadow::ShadowSpec;
+pub use token::{Glob, Scope, TokenSpec};
 pub use trigger::TriggerSpec;

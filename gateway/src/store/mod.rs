@@ -21,7 +21,7 @@ use flint_spec::alias::AliasTarget;
 use flint_spec::canary::CanaryState;
 use flint_spec::history::HistoryEntry;
 use flint_spec::shadow::ShadowSpec;
-use flint_spec::{Digest, FunctionConfig, TriggerSpec};
+use flint_spec::{Digest, FunctionConfig, Glob, Scope, TriggerSpec};
 use futures::future::BoxFuture;
 use std::time::SystemTime;
 
@@ -51,6 +51,27 @@ pub struct VersionRecord {
     pub compile_ms: f64,
     /// When it was deployed.
     pub created_at: SystemTime,
+}
+
+/// An API token as stored: its secret only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Its unique name, the actor of what it changes.
+    pub name: String,
+    /// SHA-256 of the secret, in hex.
+    pub hash: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// The functions it covers (none: every function).
+    pub functions: Vec<Glob>,
+    /// The secrets it may reference (none: no secret, unless admin).
+    pub secrets: Vec<Glob>,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it stops working, if ever.
+    pub expires_at: Option<SystemTime>,
+    /// When it was last used, as last recorded.
+    pub last_used_at: Option<SystemTime>,
 }
 
 /// One row of a function's release state.
@@ -92,6 +113,9 @@ pub struct Snapshot {
     pub releases: Vec<(String, ReleaseRow)>,
     /// Every route: (function, pattern).
     pub routes: Vec<(String, String)>,
+    /// Every API token that parses (one that does not is logged and left
+    /// out: it cannot be used).
+    pub tokens: Vec<TokenRecord>,
     /// Rows that did not parse, by function: the rest of the snapshot is
     /// whole, and the core disables only these functions. A function whose
     /// config row is broken is in `functions` with the default config.
@@ -177,6 +201,20 @@ pub enum Change {
         /// Its patterns, normalised.
         patterns: Vec<String>,
     },
+    /// Adds an API token unless one of that name exists.
+    AddToken(Box<TokenRecord>),
+    /// Deletes an API token.
+    RevokeToken {
+        /// The token's name.
+        name: String,
+    },
+    /// Records when a token was last used.
+    TokenUsed {
+        /// The token's name.
+        name: String,
+        /// When.
+        at: SystemTime,
+    },
 }
 
 /// A release-state change with the history entry recorded with it.
@@ -191,14 +229,15 @@ pub struct ReleaseWrite {
 }
 
 impl Change {
-    /// The function the change is about.
-    pub fn function(&self) -> &str {
+    /// The function the change is about, if it is about one.
+    pub fn function(&self) -> Option<&str> {
         match self {
             Self::AddVersion { name, .. }
             | Self::SetConfig { name, .. }
-            | Self::DeleteFunction { name } => name,
-            Self::SetTrigger { function, .. } | Self::SetRoutes { function, .. } => function,
-            Self::Release(release) => &release.function,
+            | Self::DeleteFunction { name } => Some(name),
+            Self::SetTrigger { function, .. } | Self::SetRoutes { function, .. } => Some(function),
+            Self::Release(release) => Some(&release.function),
+            Self::AddToken(_) | Self::RevokeToken { .. } | Self::TokenUsed { .. } => None,
         }
     }
 

@@ -10,7 +10,7 @@
 
 use super::{
     AddedVersion, BrokenKind, BrokenRow, Change, FunctionRecord, Outcome, ReleaseChange,
-    ReleaseRow, Snapshot, Store, StoreError, StoreResult, VersionRecord,
+    ReleaseRow, Snapshot, Store, StoreError, StoreResult, TokenRecord, VersionRecord,
 };
 use flint_spec::history::HistoryEntry;
 use flint_spec::{Digest, FunctionConfig};
@@ -57,6 +57,16 @@ CREATE TABLE IF NOT EXISTS routes (
     pattern TEXT PRIMARY KEY,
     function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    functions TEXT NOT NULL,
+    secrets TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    last_used_at_ms INTEGER
+);
 ";
 
 /// Release-state kinds as stored (the `kind` column).
@@ -94,6 +104,12 @@ fn now_ms() -> i64 {
 
 fn from_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn to_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 impl SqliteStore {
@@ -341,8 +357,87 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
             }
             1
         }
+        Change::AddToken(token) => tx.execute(
+            "INSERT INTO tokens (name, hash, scope, functions, secrets, created_at_ms, expires_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO NOTHING",
+            params![
+                token.name,
+                token.hash,
+                token.scope.as_str(),
+                serde_json::to_string(&token.functions)?,
+                serde_json::to_string(&token.secrets)?,
+                to_ms(token.created_at),
+                token.expires_at.map(to_ms),
+            ],
+        )?,
+        Change::RevokeToken { name } => {
+            tx.execute("DELETE FROM tokens WHERE name = ?1", params![name])?
+        }
+        Change::TokenUsed { name, at } => tx.execute(
+            "UPDATE tokens SET last_used_at_ms = ?2 WHERE name = ?1",
+            params![name, to_ms(*at)],
+        )?,
     };
     Ok(Outcome::Applied(n >= 1))
+}
+
+/// A token row as stored: name, hash, scope, globs, times.
+type RawToken = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn token(raw: RawToken) -> Result<TokenRecord, String> {
+    let (name, hash, scope, functions, secrets, created, expires, used) = raw;
+    Ok(TokenRecord {
+        scope: scope.parse()?,
+        functions: serde_json::from_str(&functions).map_err(|e| e.to_string())?,
+        secrets: serde_json::from_str(&secrets).map_err(|e| e.to_string())?,
+        name,
+        hash,
+        created_at: from_ms(created),
+        expires_at: expires.map(from_ms),
+        last_used_at: used.map(from_ms),
+    })
+}
+
+/// Every token row that parses; one that does not is logged and left out.
+fn tokens(conn: &Connection) -> StoreResult<Vec<TokenRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, hash, scope, functions, secrets, created_at_ms, expires_at_ms, last_used_at_ms
+         FROM tokens ORDER BY name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?
+        .collect::<Result<Vec<RawToken>, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for raw in rows {
+        let name = raw.0.clone();
+        match token(raw) {
+            Ok(record) => out.push(record),
+            Err(e) => {
+                tracing::error!(token = %name, error = %e, "a stored token does not parse; it cannot be used until it is revoked and created again")
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Release-state rows that parse, by function, and the rows that do not.
@@ -477,6 +572,7 @@ fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
         snapshot.routes = routes
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
+        snapshot.tokens = tokens(&tx)?;
     }
     tx.finish()?;
     Ok(snapshot)

@@ -605,6 +605,7 @@ fn merge_patch(base: &ConfigPatch, overlay: &ConfigPatch) -> ConfigPatch {
         max_requests_per_instance,
         env,
         allowed_outbound_hosts,
+        invoke_auth,
     } = overlay.clone();
     let env = match (base.env.clone(), env) {
         (Some(mut base), Some(overlay)) => {
@@ -624,6 +625,7 @@ fn merge_patch(base: &ConfigPatch, overlay: &ConfigPatch) -> ConfigPatch {
         env,
         allowed_outbound_hosts: allowed_outbound_hosts
             .or_else(|| base.allowed_outbound_hosts.clone()),
+        invoke_auth: invoke_auth.or(base.invoke_auth),
     }
 }
 
