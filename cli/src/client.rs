@@ -69,6 +69,14 @@ impl ApiError {
                 "a function must be a wasi:http/proxy component: build it with \
                  `cargo build --target wasm32-wasip2 --release`"
             }
+            "unauthorized" => {
+                "pass a token with --token or FLINT_TOKEN (the server's bootstrap token is \
+                 FLINT_ADMIN_TOKEN; `flint token create` makes more)"
+            }
+            "forbidden" => "the token lacks the scope or function; see `flint token ls`",
+            "forbidden_host" => {
+                "call the server as localhost or 127.0.0.1, or start it with --allowed-host NAME"
+            }
             "payload_too_large" => {
                 "the server refuses uploads above its limit: restart it with a larger \
                  `flint serve --max-upload-bytes N`"
@@ -133,6 +141,9 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// `--cacert` names a file without a PEM certificate.
+    #[error("cannot read a PEM certificate from {0}: give --cacert a CA certificate file")]
+    CaCert(std::path::PathBuf),
     /// The HTTP client or a request could not be built.
     #[error("cannot build the HTTP request")]
     Build(#[source] reqwest::Error),
@@ -174,13 +185,31 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     server: String,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    token: Option<String>,
+}
+
+/// How the client authenticates and whom it trusts.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// The bearer token (`--token`, `FLINT_TOKEN`).
+    pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for https, besides the
+    /// system's web roots (`--cacert`).
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 impl Client {
-    /// A client for the server at `server`, such as `http://127.0.0.1:8080`. A URL without
-    /// a scheme (`localhost:8080`) means `http://`. A path prefix is kept, for a server
-    /// behind a reverse proxy.
+    /// A client for the server at `server`, such as `http://127.0.0.1:8080`, without a
+    /// token.
     pub fn new(server: &str) -> Result<Self, ClientError> {
+        Self::with_credentials(server, &Credentials::default())
+    }
+
+    /// A client for the server at `server` (`http://` or `https://`). A URL without a
+    /// scheme (`localhost:8080`) means `http://`. A path prefix is kept, for a server
+    /// behind a reverse proxy.
+    pub fn with_credentials(server: &str, credentials: &Credentials) -> Result<Self, ClientError> {
         let invalid = |reason| ClientError::InvalidServer {
             url: server.to_owned(),
             reason,
@@ -191,16 +220,8 @@ impl Client {
             format!("http://{server}")
         };
         let base = Url::parse(&with_scheme).map_err(|_| invalid("expected http://HOST:PORT"))?;
-        match base.scheme() {
-            "http" => {}
-            // The workspace builds reqwest without TLS: say so here rather than fail at
-            // connect time with a message about schemes.
-            "https" => {
-                return Err(invalid(
-                    "this flint build speaks plain HTTP only: use an http:// URL",
-                ));
-            }
-            _ => return Err(invalid("the scheme must be http://")),
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http:// or https://"));
         }
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(invalid("expected http://HOST:PORT"));
@@ -208,15 +229,24 @@ impl Client {
         if base.query().is_some() || base.fragment().is_some() {
             return Err(invalid("a server URL has no query or fragment"));
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-            .user_agent(concat!("flint-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ClientError::Build)?;
+            .user_agent(concat!("flint-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &credentials.cacert {
+            let certificates = std::fs::read(path)
+                .ok()
+                .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).ok())
+                .filter(|certificates| !certificates.is_empty())
+                .ok_or_else(|| ClientError::CaCert(path.clone()))?;
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
         Ok(Self {
-            http,
+            http: http.build().map_err(ClientError::Build)?,
             server: with_scheme.trim_end_matches('/').to_owned(),
             base,
+            token: credentials.token.clone().filter(|t| !t.trim().is_empty()),
         })
     }
 
@@ -243,10 +273,13 @@ impl Client {
         self.url(&segments)
     }
 
-    /// A request builder on this client's connection pool.
+    /// A request builder on this client's connection pool, with the token.
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
         let builder = self.http.request(method, url);
-        // Release history records who made a change.
+        if let Some(token) = &self.token {
+            return builder.bearer_auth(token.trim());
+        }
+        // Without tokens, the release history records the user as the actor.
         match std::env::var("USER") {
             Ok(user) if !user.is_empty() => builder.header("x-flint-actor", user),
             _ => builder,
@@ -464,12 +497,8 @@ mod tests {
             "http://example.com/flint/v1/functions/a%2F..%2Fb"
         );
 
-        for bad in [
-            "https://example.com",
-            "ftp://example.com",
-            "http://",
-            "http://h?x=1",
-        ] {
+        assert!(Client::new("https://example.com").is_ok());
+        for bad in ["ftp://example.com", "http://", "http://h?x=1"] {
             assert!(
                 matches!(Client::new(bad), Err(ClientError::InvalidServer { .. })),
                 "{bad}"

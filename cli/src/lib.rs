@@ -73,6 +73,25 @@ pub struct GlobalArgs {
     /// Print the server's JSON response on stdout instead of tables and messages
     #[arg(long, global = true, display_order = GLOBAL_FLAGS_ORDER)]
     pub json: bool,
+    /// Token to send as `Authorization: Bearer TOKEN` (prefer FLINT_TOKEN: a flag shows in the process list)
+    #[arg(
+        long,
+        global = true,
+        env = "FLINT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        display_order = GLOBAL_FLAGS_ORDER
+    )]
+    pub token: Option<String>,
+    /// PEM file of the CA certificate(s) to trust for an https:// server
+    #[arg(
+        long,
+        global = true,
+        env = "FLINT_CACERT",
+        value_name = "FILE",
+        display_order = GLOBAL_FLAGS_ORDER
+    )]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 /// The subcommands.
@@ -228,6 +247,14 @@ pub enum Command {
     /// digest. Start `flint serve --data-dir DIR` on it afterwards.
     Restore(commands::backup::RestoreArgs),
 
+    /// Manage API tokens (create, ls, revoke).
+    ///
+    /// A server started with FLINT_ADMIN_TOKEN (or --admin-token-file), or holding stored
+    /// tokens, answers the admin API only to `Authorization: Bearer TOKEN`; pass a token
+    /// with --token or FLINT_TOKEN. Each token has a scope (read, invoke, deploy, admin),
+    /// optional function globs and secret globs, and an optional expiry.
+    Token(commands::token::TokenArgs),
+
     /// Show a function's release history: who changed which alias, when, and why.
     ///
     /// Lists releases, rollbacks, alias changes, canary steps and outcomes, and shadow runs.
@@ -247,7 +274,13 @@ impl Context {
     /// The context for the global flags.
     pub fn new(global: &GlobalArgs) -> Result<Self, ClientError> {
         Ok(Self {
-            client: Client::new(&global.server)?,
+            client: Client::with_credentials(
+                &global.server,
+                &client::Credentials {
+                    token: global.token.clone(),
+                    cacert: global.cacert.clone(),
+                },
+            )?,
             json: global.json,
         })
     }
@@ -288,6 +321,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Apply(args) => commands::desired::apply(&context()?, args).await,
         Command::Doctor(args) => commands::doctor::run(&context()?, args).await,
         Command::Backup(args) => commands::backup::backup(&context()?, args).await,
+        Command::Token(args) => commands::token::run(&context()?, args).await,
         Command::Restore(args) => commands::backup::restore(cli.global.json, args),
     }
 }

@@ -1,5 +1,6 @@
 //! Gateway settings and their defaults.
 
+use flint_spec::HostPattern;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,14 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct GatewayConfig {
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// A separate address for the admin API and `/metrics`; the main
+    /// listener then serves invocations only.
+    pub admin_listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Serve the admin API on a non-loopback address without a bootstrap
+    /// token.
+    pub insecure_no_auth: bool,
     /// Registry, blobs and artifact cache live here.
     pub data_dir: PathBuf,
     /// Largest component upload, in bytes.
@@ -54,12 +63,54 @@ pub struct GatewayConfig {
     /// File of `NAME=value` lines that `secret:NAME` references resolve
     /// from (after `FLINT_SECRET_<NAME>` variables).
     pub secrets_file: Option<PathBuf>,
+    /// The bootstrap token, with scope `admin`; with it (or any stored
+    /// token) the admin API needs a token.
+    pub admin_token: Option<AdminToken>,
+    /// Serve `/metrics` without a token.
+    pub public_metrics: bool,
+    /// Names a loopback listener serves besides localhost, 127.0.0.1 and
+    /// [::1].
+    pub allowed_hosts: Vec<HostPattern>,
+}
+
+/// The PEM files of a TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// The bootstrap token's secret; never printed.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Wraps a token's secret (surrounding whitespace dropped).
+    pub fn new(secret: &str) -> Self {
+        Self(secret.trim().to_string())
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            admin_listen: None,
+            tls: None,
+            insecure_no_auth: false,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
@@ -72,6 +123,9 @@ impl Default for GatewayConfig {
             max_instances: flint_runtime::DEFAULT_MAX_INSTANCES,
             amqp_url: None,
             secrets_file: None,
+            admin_token: None,
+            public_metrics: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The accept loop: binds, serves HTTP/1.1 and HTTP/2 with [`App::handle`]
-//! on one single-threaded runtime per core, runs periodic upkeep and the
-//! queue adapter, and shuts down gracefully.
+//! The accept loop: binds the listeners (one, or a public one and an admin
+//! one), serves HTTP/1.1 and HTTP/2 (over TLS when configured) with
+//! [`App::handle`] on one single-threaded runtime per core, runs periodic
+//! upkeep and the queue adapter, and shuts down gracefully.
 
-use crate::api::{ApiError, App};
-use crate::config::HEADER_READ_TIMEOUT;
+use crate::api::{ApiError, App, Listener, Serves};
+use crate::config::{GatewayConfig, HEADER_READ_TIMEOUT, TlsFiles};
+use anyhow::Context;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 /// How often idle instances are trimmed and idle versions unloaded.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -26,15 +29,104 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 
-/// Binds the configured address; the error says what to do when it is taken.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Binds `addr`; the error says what to do when it is taken.
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow::anyhow!("{addr} is already in use; pick another with --listen (or FLINT_LISTEN), e.g. --listen 127.0.0.1:0 for any free port")
+            anyhow::anyhow!("{addr} is already in use; pick another with {flag}, e.g. {flag} 127.0.0.1:0 for any free port")
         } else {
             anyhow::anyhow!("cannot listen on {addr}: {e}")
         }
     })
+}
+
+/// The server's bound listeners and its TLS settings.
+pub struct Listeners {
+    main: TcpListener,
+    admin: Option<TcpListener>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Listeners {
+    /// Loads the TLS files, binds the configured addresses and refuses to
+    /// serve the admin API beyond loopback without a bootstrap token
+    /// (unless `insecure_no_auth`).
+    pub async fn bind(config: &GatewayConfig) -> anyhow::Result<Self> {
+        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let admin_addr = config.admin_listen.unwrap_or(config.listen);
+        if !admin_addr.ip().is_loopback()
+            && config.admin_token.is_none()
+            && !config.insecure_no_auth
+        {
+            anyhow::bail!(
+                "refusing to serve the admin API on {admin_addr} without a token: anyone who reaches it could change every function. \
+                 Set FLINT_ADMIN_TOKEN (or --admin-token-file FILE), or serve the admin API on loopback with --admin-listen 127.0.0.1:PORT, \
+                 or pass --insecure-no-auth if a proxy in front authenticates"
+            );
+        }
+        let main = bind(config.listen, "--listen").await?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(bind(addr, "--admin-listen").await?),
+            None => None,
+        };
+        Ok(Self { main, admin, tls })
+    }
+
+    /// The main listener's address.
+    pub fn addr(&self) -> anyhow::Result<SocketAddr> {
+        self.main.local_addr().context("reading the bound address")
+    }
+
+    /// The admin listener's address, when it has one.
+    pub fn admin_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.admin
+            .as_ref()
+            .map(|l| l.local_addr().context("reading the bound admin address"))
+            .transpose()
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    fn listener(&self, serves: Serves, listener: &TcpListener) -> Listener {
+        Listener {
+            serves,
+            loopback: listener.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+            tls: self.tls.is_some(),
+        }
+    }
+}
+
+/// A TLS acceptor for the PEM files, speaking HTTP/2 and HTTP/1.1.
+fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read the certificates in {}", files.cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no PEM certificate",
+        files.cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("cannot read the private key in {}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "the key in {} does not fit the certificate in {}",
+                files.key.display(),
+                files.cert.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves until `shutdown` resolves, then lets the requests and queue
@@ -50,11 +142,24 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// all threads share one core, so concurrency limits, metrics and deploys
 /// stay one.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let control = app.control().clone();
+    if !control.auth_enabled() {
+        tracing::warn!(
+            "no tokens: anyone who can reach this loopback address can change every function; set FLINT_ADMIN_TOKEN to require tokens"
+        );
+    }
+    let (main, admin_only) = match &listeners.admin {
+        Some(admin) => (
+            listeners.listener(Serves::Invocations, &listeners.main),
+            Some(listeners.listener(Serves::Admin, admin)),
+        ),
+        None => (listeners.listener(Serves::All, &listeners.main), None),
+    };
+    let tls = listeners.tls.clone();
     let maintenance = tokio::spawn({
         let control = control.clone();
         async move {
@@ -77,16 +182,25 @@ pub async fn serve(
     let threads = (0..threads)
         .map(|i| {
             let grace = control.config().shutdown_grace;
-            ConnectionThread::start(i, app.clone(), admin.clone(), grace)
+            ConnectionThread::start(i, app.clone(), admin.clone(), grace, tls.clone())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let admin_accept = async |listener: &Option<TcpListener>| match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
+            accepted = async {
+                tokio::select! {
+                    accepted = listeners.main.accept() => (accepted, main),
+                    accepted = admin_accept(&listeners.admin) => (accepted, admin_only.unwrap_or(main)),
+                }
+            } => {
+                let (stream, peer, listener) = match accepted {
+                    (Ok((stream, peer)), listener) => (stream, peer, listener),
+                    (Err(e), _) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(ACCEPT_RETRY).await;
                         continue;
@@ -98,14 +212,14 @@ pub async fn serve(
                     .min_by_key(|t| t.open.load(Ordering::Relaxed))
                     .expect("at least one connection thread");
                 match stream.into_std() {
-                    Ok(stream) => least_busy.hand_over(stream, peer),
+                    Ok(stream) => least_busy.hand_over(stream, peer, listener),
                     Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection over"),
                 }
             }
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(listeners);
     maintenance.abort();
     let grace = control.config().shutdown_grace;
     tracing::info!(
@@ -145,7 +259,13 @@ struct ConnectionThread {
 }
 
 impl ConnectionThread {
-    fn start(index: usize, app: Arc<App>, admin: Handle, grace: Duration) -> anyhow::Result<Self> {
+    fn start(
+        index: usize,
+        app: Arc<App>,
+        admin: Handle,
+        grace: Duration,
+        tls: Option<TlsAcceptor>,
+    ) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -153,7 +273,7 @@ impl ConnectionThread {
         let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name(format!("flint-conn-{index}"))
-            .spawn(move || runtime.block_on(serve_connections(receiver, app, admin, grace)))?;
+            .spawn(move || runtime.block_on(serve_connections(receiver, app, admin, grace, tls)))?;
         Ok(Self {
             incoming,
             open,
@@ -161,10 +281,11 @@ impl ConnectionThread {
         })
     }
 
-    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
+    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr, listener: Listener) {
         let handover = Handover {
             stream,
             peer,
+            listener,
             open: OpenConnection::new(&self.open),
         };
         if self.incoming.send(handover).is_err() {
@@ -184,6 +305,8 @@ impl ConnectionThread {
 struct Handover {
     stream: std::net::TcpStream,
     peer: SocketAddr,
+    /// The listener it came from, recorded in each of its requests.
+    listener: Listener,
     /// Counts it as open until the connection, however it ends, is dropped.
     open: OpenConnection,
 }
@@ -231,6 +354,7 @@ async fn serve_connections(
     app: Arc<App>,
     admin: Handle,
     grace: Duration,
+    tls: Option<TlsAcceptor>,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -239,7 +363,13 @@ async fn serve_connections(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    while let Some(Handover { stream, peer, open }) = incoming.recv().await {
+    while let Some(Handover {
+        stream,
+        peer,
+        listener,
+        open,
+    }) = incoming.recv().await
+    {
         let stream = match TcpStream::from_std(stream) {
             Ok(stream) => stream,
             Err(e) => {
@@ -248,7 +378,8 @@ async fn serve_connections(
             }
         };
         let (app, admin) = (app.clone(), admin.clone());
-        let service = service_fn(move |request: Request<Incoming>| {
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(listener);
             let app = app.clone();
             let admin = crate::api::is_admin(request.uri().path()).then(|| admin.clone());
             async move {
@@ -259,12 +390,36 @@ async fn serve_connections(
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             // Counted as open until this task ends or is dropped.
             let _open = open;
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    // The handshake is bounded like a request head.
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

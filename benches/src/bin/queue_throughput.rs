@@ -194,6 +194,7 @@ async fn flint(args: &Args, flint: &PathBuf, queue: &str) -> anyhow::Result<Dura
     let wasm = std::fs::read(flint_test_artifacts::HELLO)?;
     let deployed = http
         .put(format!("{url}/v1/functions/bench"))
+        .header("content-type", "application/wasm")
         .body(wasm)
         .send()
         .await?;

@@ -441,7 +441,14 @@ fn prepare_flint(tools: &Tools, data_dir: &Path, startup: &mut StartupLog) -> an
     let deploy = |name: &str, bytes: &[u8]| -> anyhow::Result<Duration> {
         let start = Instant::now();
         let path = format!("/v1/functions/{name}");
-        let response = http::request(addr, "PUT", &path, None, bytes, ADMIN_TIMEOUT)?;
+        let response = http::request(
+            addr,
+            "PUT",
+            &path,
+            Some("application/wasm"),
+            bytes,
+            ADMIN_TIMEOUT,
+        )?;
         if response.status != 201 {
             bail!(
                 "deploying {name}: status {}: {}",

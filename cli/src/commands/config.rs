@@ -25,6 +25,7 @@ const CONFIG_KEYS: &[&str] = &[
     "max_requests_per_instance",
     "env",
     "allowed_outbound_hosts",
+    "invoke_auth",
 ];
 
 /// Flags of `flint config`.
@@ -95,6 +96,11 @@ pub struct ConfigArgs {
     /// Deny all outbound HTTP (empty the allow-list)
     #[arg(long, help_heading = "Outbound HTTP")]
     pub deny_all_outbound: bool,
+
+    /// Who may invoke the function: `none` (anyone: a public function) or `token` (callers
+    /// whose token covers it, of scope invoke, deploy or admin)
+    #[arg(long, value_name = "none|token", value_parser = ["none", "token"], help_heading = "Access")]
+    pub invoke_auth: Option<String>,
 }
 
 impl ConfigArgs {
@@ -113,6 +119,7 @@ impl ConfigArgs {
             || self.changes_env()
             || !self.allow_outbound_host.is_empty()
             || self.deny_all_outbound
+            || self.invoke_auth.is_some()
     }
 }
 
@@ -186,6 +193,9 @@ fn patch_body(args: &ConfigArgs, env: Option<Map<String, Value>>) -> Map<String,
             "allowed_outbound_hosts".to_owned(),
             args.allow_outbound_host.clone().into(),
         );
+    }
+    if let Some(auth) = &args.invoke_auth {
+        body.insert("invoke_auth".to_owned(), auth.clone().into());
     }
     body
 }

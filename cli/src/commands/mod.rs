@@ -15,6 +15,7 @@ pub mod new;
 pub mod release;
 pub mod rm;
 pub mod serve;
+pub mod token;
 pub mod trigger;
 
 /// Parses a function name argument: non-empty and free of the characters that would

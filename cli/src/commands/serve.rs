@@ -3,9 +3,11 @@
 use anyhow::Context;
 use clap::Args;
 use flint_gateway::api::App;
+use flint_gateway::config::{AdminToken, TlsFiles};
 use flint_gateway::core::Control;
 use flint_gateway::reconcile::Reconciler;
 use flint_gateway::{GatewayConfig, config as defaults, server};
+use flint_spec::HostPattern;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +54,59 @@ pub struct ServeArgs {
     /// File of NAME=value lines that `secret:NAME` env references resolve from (after FLINT_SECRET_<NAME> variables)
     #[arg(long, env = "FLINT_SECRETS_FILE", value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// The bootstrap token (scope admin, named `admin`): with it the admin API needs `Authorization: Bearer TOKEN`. Prefer --admin-token-file, which keeps it out of the process list
+    #[arg(
+        long,
+        env = "FLINT_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        conflicts_with = "admin_token_file",
+        help_heading = "Security"
+    )]
+    pub admin_token: Option<String>,
+    /// File holding the bootstrap token (see --admin-token)
+    #[arg(
+        long,
+        env = "FLINT_ADMIN_TOKEN_FILE",
+        value_name = "FILE",
+        help_heading = "Security"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the admin API and /metrics on this address instead; the main listener then serves invocations only and answers /v1/* with 404
+    #[arg(
+        long,
+        env = "FLINT_ADMIN_LISTEN",
+        value_name = "ADDR",
+        help_heading = "Security"
+    )]
+    pub admin_listen: Option<SocketAddr>,
+    /// A Host name a loopback listener also serves (besides localhost, 127.0.0.1 and [::1]); repeatable. Other names get 403 forbidden_host, which stops DNS rebinding
+    #[arg(long = "allowed-host", value_name = "HOST", value_parser = parse_host, help_heading = "Security")]
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Serve /metrics without a token
+    #[arg(long, env = "FLINT_PUBLIC_METRICS", help_heading = "Security")]
+    pub public_metrics: bool,
+    /// Serve the admin API on a non-loopback address without a bootstrap token (only behind a proxy that authenticates)
+    #[arg(long, help_heading = "Security")]
+    pub insecure_no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
+    #[arg(
+        long,
+        env = "FLINT_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        help_heading = "Security"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "FLINT_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert",
+        help_heading = "Security"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Apply this manifest at start and keep the server matching it (see `flint apply --help`)
     #[arg(
         long,
@@ -96,9 +151,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_instances: args.max_instances,
         amqp_url: args.amqp_url,
         secrets_file: args.secrets_file,
+        admin_listen: args.admin_listen,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        insecure_no_auth: args.insecure_no_auth,
+        admin_token: admin_token(args.admin_token, args.admin_token_file.as_deref())?,
+        public_metrics: args.public_metrics,
+        allowed_hosts: args.allowed_hosts,
     };
-    let listener = server::bind(config.listen).await?;
-    let addr = listener.local_addr().context("reading the bound address")?;
+    let listeners = server::Listeners::bind(&config).await?;
+    let (scheme, addr, admin_addr) = (
+        listeners.scheme(),
+        listeners.addr()?,
+        listeners.admin_addr()?,
+    );
     let control = Control::open(config).await?;
     if let Some(manifest) = args.manifest {
         let reconciler = Reconciler {
@@ -111,8 +179,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let running = reconciler.start(&control).await?;
         tokio::spawn(running.run(control.clone()));
     }
-    println!("flint listening on http://{addr}");
-    server::serve(listener, App::new(control), shutdown_signal()).await
+    println!("flint listening on {scheme}://{addr}");
+    if let Some(admin) = admin_addr {
+        println!("flint admin listening on {scheme}://{admin}");
+    }
+    server::serve(listeners, App::new(control), shutdown_signal()).await
+}
+
+/// The bootstrap token, from the flag (or FLINT_ADMIN_TOKEN) or its file.
+fn admin_token(
+    token: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<AdminToken>> {
+    let token = match (token, file) {
+        (Some(token), _) => token,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the admin token file {}", file.display()))?,
+        (None, None) => return Ok(None),
+    };
+    let token = AdminToken::new(&token);
+    anyhow::ensure!(
+        token.secret().len() >= MIN_ADMIN_TOKEN_LEN,
+        "the admin token is too short: use at least {MIN_ADMIN_TOKEN_LEN} characters, e.g. `openssl rand -hex 32`"
+    );
+    Ok(Some(token))
+}
+
+/// Shortest bootstrap token accepted.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+fn parse_host(text: &str) -> Result<HostPattern, String> {
+    HostPattern::parse(text)
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,7 @@
 //! `/v1/doctor`. Listing, details and deletes are one core call each (see
 //! the router).
 
-use super::{ApiError, Body, BoxError, RequestBody, json, read_body};
+use super::{ApiError, Body, BoxError, RequestBody, caller, json, read_body};
 use crate::core::{Control, CoreError};
 use bytes::Bytes;
 use flint_runtime::ConfigPatch;
@@ -40,8 +40,12 @@ pub(super) async fn patch_config(
     name: &str,
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
+    let caller = caller(&request);
     let body = read_body(request, control.limits().json_body).await?;
     let patch = parse_patch(&body)?;
+    if let Some(env) = &patch.env {
+        caller.allow_secrets(env)?;
+    }
     let config = control.patch_config(name, patch).await?;
     Ok(json(StatusCode::OK, &config))
 }

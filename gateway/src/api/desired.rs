@@ -2,7 +2,7 @@
 //! content (no function yet), `POST /v1/plan` and `POST /v1/apply` compare
 //! and apply a desired state, `GET /v1/routes` lists the custom routes.
 
-use super::{ApiError, Body, RequestBody, actor, json, read_body};
+use super::{ApiError, Body, RequestBody, actor, caller, json, read_body};
 use crate::core::{Control, CoreError};
 use flint_spec::desired::DesiredState;
 use http::{Request, Response, StatusCode};
@@ -50,9 +50,11 @@ async fn desired(
 ) -> Result<(DesiredState, bool, String), ApiError> {
     let prune = prune(request.uri().query())?;
     let actor = actor(&request);
+    let caller = caller(&request);
     let body = read_body(request, control.limits().json_body).await?;
-    let desired = serde_json::from_slice(&body)
+    let desired: DesiredState = serde_json::from_slice(&body)
         .map_err(|e| CoreError::InvalidDesiredState(format!("invalid desired state: {e}")))?;
+    caller.allow_desired(&desired, prune)?;
     Ok((desired, prune, actor))
 }
 

@@ -26,7 +26,8 @@ fn status(error: &CoreError) -> StatusCode {
         | CoreError::VersionNotFound { .. }
         | CoreError::AliasNotFound(_)
         | CoreError::CanaryNotFound(_)
-        | CoreError::TriggerNotFound(_) => StatusCode::NOT_FOUND,
+        | CoreError::TriggerNotFound(_)
+        | CoreError::TokenNotFound(_) => StatusCode::NOT_FOUND,
         CoreError::InvalidName(_)
         | CoreError::InvalidConfig(_)
         | CoreError::InvalidTrigger(_)
@@ -36,6 +37,8 @@ fn status(error: &CoreError) -> StatusCode {
         | CoreError::InvalidDesiredState(_)
         | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
         CoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
         CoreError::ReleaseConflict(_) | CoreError::ComponentMissing(_) | CoreError::Conflict(_) => {
             StatusCode::CONFLICT
         }
@@ -97,6 +100,12 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"flint\""),
+            );
         }
         if let Some(secs) = self.retry_after {
             response

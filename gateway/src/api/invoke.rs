@@ -66,6 +66,7 @@ async fn run(
     target: Target<'_>,
     rest: &str,
 ) -> Result<Response<Body>, ApiError> {
+    super::access::check_invoke(&app.control, &request, name)?;
     let limit = app.control.limits().request_body;
     limit.check_declared(request.headers())?;
 

@@ -7,16 +7,19 @@
 //! application as a function of a request, so tests and benchmarks call it
 //! without a socket and any accept loop can serve it.
 
+mod access;
 mod admin;
 mod desired;
 mod error;
 mod invoke;
 mod releases;
+mod tokens;
 mod triggers;
 
+pub use access::{Listener, Serves};
 pub use error::ApiError;
 
-use crate::core::{BrokerState, Control, Invoker};
+use crate::core::{BrokerState, Caller, Control, Invoker, Need};
 use crate::limits::Limit;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -85,8 +88,22 @@ pub(crate) async fn read_body(
 /// Longest actor name kept in the history.
 const MAX_ACTOR_CHARS: usize = 100;
 
-/// Who asked: `x-flint-actor` (the CLI sends the user name), else `api`.
+/// The caller that the gate admitted (open, on a request it did not
+/// check).
+pub(crate) fn caller<B>(request: &Request<B>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Open)
+}
+
+/// Who asked: the token's name; without tokens, `x-flint-actor` (the CLI
+/// sends the user name), else `api`.
 pub(crate) fn actor<B>(request: &Request<B>) -> String {
+    if let Some(name) = caller(request).token_name() {
+        return name.to_string();
+    }
     request
         .headers()
         .get("x-flint-actor")
@@ -118,10 +135,50 @@ impl App {
     }
 
     /// Handles one request: the whole application.
-    pub async fn handle(&self, request: Request<impl RequestBody>) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<impl RequestBody>) -> Response<Body> {
         let path = request.uri().path().to_string();
-        let result = self.route(request, &path).await;
+        let result = match self.admit(&mut request, &path) {
+            Ok(()) => self.route(request, &path).await,
+            Err(e) => Err(e),
+        };
         result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// The gate: the listener, the browser defences and, on the admin
+    /// API, the caller's token, which it records in the request. Nothing
+    /// is read or changed before it passes.
+    fn admit<B>(&self, request: &mut Request<B>, path: &str) -> Result<(), ApiError> {
+        let config = self.control.config();
+        let listener = request
+            .extensions()
+            .get::<Listener>()
+            .copied()
+            .unwrap_or_default();
+        if listener.loopback {
+            access::check_host(request, &config.allowed_hosts)?;
+        }
+        let surface = access::surface(path);
+        let served = match (listener.serves, surface) {
+            (Serves::All, _) | (_, access::Surface::Health) => true,
+            (Serves::Invocations, surface) => surface == access::Surface::Invocations,
+            (Serves::Admin, surface) => surface == access::Surface::Admin,
+        };
+        if !served {
+            return Err(not_found(path));
+        }
+        if surface != access::Surface::Admin {
+            return Ok(());
+        }
+        access::check_browser(request, listener.tls)?;
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let need = access::need(request.method(), &segments, config.public_metrics);
+        if need == Need::Nothing {
+            return Ok(());
+        }
+        let caller = self.control.authenticate(access::bearer(request))?;
+        caller.allow(need)?;
+        request.extensions_mut().insert(caller);
+        Ok(())
     }
 
     async fn route(
@@ -142,6 +199,7 @@ impl App {
                     format!("use POST /async/{name} to queue an invocation"),
                 ));
             }
+            access::check_invoke(control, &request, name)?;
             return triggers::enqueue(control, name, request).await;
         }
         let method = request.method().clone();
@@ -236,6 +294,15 @@ impl App {
                 Ok(response)
             }
             (&Method::GET, ["v1", "backup"]) => admin::backup(control).await,
+            (&Method::POST, ["v1", "tokens"]) => tokens::create(control, request).await,
+            (&Method::GET, ["v1", "tokens"]) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "tokens": control.tokens() }),
+            )),
+            (&Method::DELETE, ["v1", "tokens", name]) => {
+                control.revoke_token(name).await?;
+                Ok(no_content())
+            }
             (&Method::GET, ["v1", "openapi.json"]) => {
                 let mut response = Response::new(full(OPENAPI));
                 response.headers_mut().insert(
@@ -273,8 +340,10 @@ impl App {
                 | ["v1", "openapi.json"]
                 | [
                     "v1",
-                    "triggers" | "routes" | "components" | "plan" | "apply" | "doctor" | "backup",
+                    "triggers" | "routes" | "components" | "plan" | "apply" | "doctor" | "backup"
+                    | "tokens",
                 ]
+                | ["v1", "tokens", _]
                 | ["v1", "functions", ..],
             ) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -283,14 +352,18 @@ impl App {
             )),
             _ => match control.route(path) {
                 Some(function) => invoke::routed(self, request, &function).await,
-                None => Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!(
-                        "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
-                    ),
-                )),
+                None => Err(not_found(path)),
             },
         }
     }
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
+        ),
+    )
 }

@@ -50,6 +50,9 @@ pub enum CoreError {
         "function `{0}` has no queue trigger; add one with `flint trigger add {0} --queue QUEUE`"
     )]
     TriggerNotFound(String),
+    /// No API token of that name.
+    #[error("no token named `{0}`; `flint token ls` lists them")]
+    TokenNotFound(String),
     /// A function name breaks the naming rule.
     #[error("{0}")]
     InvalidName(String),
@@ -96,6 +99,13 @@ pub enum CoreError {
     /// Apply needs a component the server does not hold.
     #[error("{0}")]
     ComponentMissing(String),
+    /// No bearer token, or one that is unknown, revoked or expired.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller's token does not cover the request; names the scope
+    /// that is needed.
+    #[error("{0}")]
+    Forbidden(String),
     /// Another writer changed the registry meanwhile; retrying can succeed.
     #[error("the registry changed under this write ({0}); retry")]
     Conflict(String),
@@ -141,6 +151,9 @@ impl CoreError {
             Self::ReleaseConflict(_) => "release_conflict",
             Self::ComponentMissing(_) => "component_missing",
             Self::Conflict(_) => "conflict",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::TokenNotFound(_) => "token_not_found",
+            Self::Forbidden(_) => "forbidden",
             Self::BrokerDisabled(_) | Self::BrokerUnavailable(_) => "broker_unavailable",
             Self::Invoke(e) => e.code(),
             Self::Internal(_) => "internal_error",

@@ -15,6 +15,7 @@
 //! knows an HTTP status or an AMQP header: errors are [`CoreError`]s with the
 //! stable codes of the contract.
 
+mod auth;
 mod backup;
 mod canary;
 mod deploy;
@@ -30,6 +31,7 @@ mod triggers;
 mod views;
 mod window;
 
+pub use auth::{BOOTSTRAP_TOKEN_NAME, Caller, CreatedToken, Grant, Need, TokenView};
 pub use backup::BackupSummary;
 pub use desired::{Op as PlanOp, Plan, PlanChange};
 pub use doctor::{DoctorProblem, DoctorRepair, DoctorReport};
@@ -41,7 +43,7 @@ pub use views::{
     FunctionSummary, LogLineView, MAX_LOG_LIMIT, VersionInfo,
 };
 
-use crate::config::GatewayConfig;
+use crate::config::{AdminToken, GatewayConfig};
 use crate::limits::RequestLimits;
 use crate::metrics::Metrics;
 use crate::routes::RouteTable;
@@ -74,6 +76,9 @@ struct State {
     bindings: triggers::Bindings,
     routes: RouteTable,
     secrets: Arc<Secrets>,
+    tokens: auth::Tokens,
+    /// What the bootstrap token grants.
+    bootstrap_grant: Arc<Grant>,
     /// Serialises writes, so that a check and the write it allows are one
     /// step (a canary guard and the alias change it guards).
     writes: tokio::sync::Mutex<()>,
@@ -124,6 +129,7 @@ impl Control {
             metrics.clone(),
             secrets.clone(),
         ));
+        let tokens = auth::Tokens::new(config.admin_token.as_ref().map(AdminToken::secret));
         let control = Arc::new(Self {
             s: Arc::new(State {
                 limits: RequestLimits::new(config.max_upload_bytes, config.max_request_body_bytes),
@@ -136,6 +142,8 @@ impl Control {
                 bindings: triggers::Bindings::default(),
                 routes: RouteTable::default(),
                 secrets,
+                tokens,
+                bootstrap_grant: auth::bootstrap_grant(),
                 writes: tokio::sync::Mutex::new(()),
                 canaries: Mutex::default(),
                 broker: RwLock::new(None),

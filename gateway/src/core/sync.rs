@@ -33,7 +33,7 @@ impl Control {
         let outcomes = self.s.store.commit(changes.clone()).await?;
         // A write to a disabled function may have replaced its broken rows
         // (a new config, a redeploy): memory then follows the whole store.
-        let resync = changes.iter().map(Change::function).any(|name| {
+        let resync = changes.iter().filter_map(Change::function).any(|name| {
             self.s
                 .table
                 .get(name)
@@ -46,6 +46,7 @@ impl Control {
                 change,
                 Change::SetRoutes { .. } | Change::DeleteFunction { .. }
             );
+            self.s.mirror_token(change);
             if let Some(entry) = self.s.mirror(change, outcome, components)? {
                 deleted.push(entry);
             }
@@ -148,6 +149,7 @@ impl Control {
             by_function.entry(function).or_default().push(pattern);
         }
         s.replace_routes(by_function);
+        s.tokens.replace(snapshot.tokens);
         Ok(running)
     }
 }

@@ -81,12 +81,26 @@ pub async fn call(
     body: impl Into<Bytes>,
 ) -> (StatusCode, http::HeaderMap, Bytes) {
     let body: Bytes = body.into();
-    let request = Request::builder()
+    // Admin writes are typed as the API requires: uploads as Wasm, the
+    // rest as JSON.
+    let upload = method == Method::PUT
+        && (path == "/v1/components"
+            || path
+                .strip_prefix("/v1/functions/")
+                .is_some_and(|name| !name.contains('/')));
+    let content_type = if upload {
+        "application/wasm"
+    } else {
+        "application/json"
+    };
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header(http::header::CONTENT_LENGTH, body.len())
-        .body(Full::new(body))
-        .unwrap();
+        .header(http::header::CONTENT_LENGTH, body.len());
+    if path.starts_with("/v1/") && !body.is_empty() {
+        request = request.header(http::header::CONTENT_TYPE, content_type);
+    }
+    let request = request.body(Full::new(body)).unwrap();
     read(app.handle(request).await).await
 }
 
