@@ -13,4 +13,5 @@ mod queues;
 mod releases;
 mod sandbox;
 mod scaffold;
+mod security;
 mod support;

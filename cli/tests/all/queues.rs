@@ -880,6 +880,7 @@ async fn a_kill_loop_loses_no_acknowledged_change_and_no_confirmed_message() {
         let in_flight = running
             .http
             .put(running.at("/v1/functions/other"))
+            .header("content-type", "application/wasm")
             .body(artifacts::bytes(
                 [artifacts::HELLO, artifacts::WASI_HELLO][kill % 2],
             ));

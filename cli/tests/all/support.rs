@@ -24,8 +24,11 @@ pub fn flint(server_url: &str, args: &[&str]) -> std::process::Output {
 /// A running server; killed when dropped.
 pub struct Server {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub url: String,
+    /// The admin listener's URL, when the server was started with
+    /// `--admin-listen`.
+    pub admin_url: Option<String>,
     /// HTTP client.
     pub http: reqwest::Client,
 }
@@ -50,8 +53,16 @@ impl Server {
             .append(true)
             .open(data_dir.with_extension("log"))
             .unwrap();
+        // An ephemeral loopback port unless the test picks the address.
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(FLINT)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("serve")
+            .args(listen)
+            .arg("--data-dir")
             .arg(&data_dir)
             .args(args)
             .envs(env.iter().copied())
@@ -64,22 +75,31 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("listening on http://") {
-                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
+                if let Some(i) = line.find("listening on ") {
+                    let admin = line.contains("admin listening");
+                    let url = line[i + "listening on ".len()..].trim().to_string();
+                    let _ = tx.send((admin, url));
                 }
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("flint serve did not print its listening line within 60 s");
+        let listening = || {
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("flint serve did not print its listening line within 60 s")
+        };
+        let (_, url) = listening();
+        let admin_url = args.contains(&"--admin-listen").then(|| {
+            let (admin, url) = listening();
+            assert!(admin, "expected the admin listening line, got {url}");
+            url
+        });
         Server {
             child,
             url,
+            admin_url,
             http: reqwest::Client::new(),
         }
     }
 
-    /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -118,6 +138,7 @@ impl Server {
         let response = self
             .http
             .put(self.at(&format!("/v1/functions/{name}")))
+            .header("content-type", "application/wasm")
             .body(bytes)
             .send()
             .await
@@ -162,6 +183,11 @@ impl Server {
     pub async fn post(&self, path: &str, body: impl Into<Value>) -> (StatusCode, String) {
         let request = self.http.post(self.at(path));
         let request = match body.into() {
+            // The admin API takes JSON bodies only; text sent there is
+            // (malformed) JSON.
+            Value::String(text) if path.starts_with("/v1/") => request
+                .header("content-type", "application/json")
+                .body(text),
             Value::String(text) => request.body(text),
             json => request.json(&json),
         };
