@@ -43,18 +43,31 @@ async fn send(
     (status, code)
 }
 
+/// Sends `method path` with `token` and an optional JSON body; returns the
+/// status and the JSON answer (null when there is none).
+async fn call(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut request = server
+        .http
+        .request(method, server.at(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// Creates a token with the admin token; returns its secret.
 async fn create_token(server: &Server, spec: Value) -> String {
-    let response = server
-        .http
-        .post(server.at("/v1/tokens"))
-        .bearer_auth(BOOTSTRAP)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let created: Value = response.json().await.unwrap();
+    let (status, created) = call(server, Method::POST, "/v1/tokens", BOOTSTRAP, Some(&spec)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
     let token = created["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("flint_"), "{token}");
     token
@@ -391,29 +404,32 @@ async fn tokens_are_created_used_expired_and_revoked() {
         stderr.contains("forbidden") && stderr.contains("deploy"),
         "{stderr}"
     );
-    let aliased = Command::new(FLINT)
-        .args(["alias", "set", "app-a", "prod", "1"])
-        .env("FLINT_SERVER", &server.url)
-        .env("FLINT_TOKEN", token)
-        .env("USER", "mallory")
-        .output()
-        .unwrap();
+    let aliased = with_token(&["alias", "set", "app-a", "prod", "1"]);
     assert!(
         aliased.status.success(),
         "{}",
         String::from_utf8_lossy(&aliased.stderr)
     );
+    // With tokens on, the actor is the token's name, whatever the header says.
     let response = server
         .http
-        .get(server.at("/v1/functions/app-a/history"))
-        .bearer_auth(BOOTSTRAP)
+        .put(server.at("/v1/functions/app-a/aliases/beta"))
+        .bearer_auth(token)
         .header("x-flint-actor", "mallory")
+        .json(&json!({"version": 1}))
         .send()
         .await
         .unwrap();
-    let history: Value = response.json().await.unwrap();
-    let entries = history["history"].as_array().unwrap().clone();
-    assert_eq!(entries.last().unwrap()["actor"], "ci", "{history}");
+    assert!(response.status().is_success(), "{}", response.status());
+    let path = "/v1/functions/app-a/history";
+    let (_, history) = call(&server, Method::GET, path, BOOTSTRAP, None).await;
+    let actors: Vec<&Value> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["actor"])
+        .collect();
+    assert_eq!(actors, [&json!("ci"), &json!("ci")], "{history}");
 
     let listed = admin(&["token", "ls"]);
     let table = String::from_utf8(listed.stdout).unwrap();
@@ -493,28 +509,12 @@ async fn token_requests_are_validated() {
         (json!({"name": "admin", "scope": "read"}), 409, "conflict"),
         (json!({"name": "kept", "scope": "read"}), 409, "conflict"),
     ] {
-        let response = server
-            .http
-            .post(server.at("/v1/tokens"))
-            .bearer_auth(BOOTSTRAP)
-            .json(&spec)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), status, "{spec}");
-        let body: Value = response.json().await.unwrap();
+        let (answered, body) =
+            call(&server, Method::POST, "/v1/tokens", BOOTSTRAP, Some(&spec)).await;
+        assert_eq!(answered.as_u16(), status, "{spec}");
         assert_eq!(body["error"]["code"], code, "{spec}");
     }
-    let (status, list) = {
-        let response = server
-            .http
-            .get(server.at("/v1/tokens"))
-            .bearer_auth(BOOTSTRAP)
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.json::<Value>().await.unwrap())
-    };
+    let (status, list) = call(&server, Method::GET, "/v1/tokens", BOOTSTRAP, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["tokens"].as_array().unwrap().len(), 1, "{list}");
 }
@@ -525,15 +525,10 @@ async fn functions_that_ask_for_a_token() {
     let server = secured(&dir, &[]);
     deploy_as(&server, BOOTSTRAP, "orders-api", artifacts::HELLO).await;
     deploy_as(&server, BOOTSTRAP, "public", artifacts::HELLO).await;
-    let response = server
-        .http
-        .patch(server.at("/v1/functions/orders-api/config"))
-        .bearer_auth(BOOTSTRAP)
-        .json(&json!({"invoke_auth": "token"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let patch = json!({"invoke_auth": "token"});
+    let path = "/v1/functions/orders-api/config";
+    let (status, _) = call(&server, Method::PATCH, path, BOOTSTRAP, Some(&patch)).await;
+    assert_eq!(status, StatusCode::OK);
     let invoke = create_token(
         &server,
         json!({"name": "app", "scope": "invoke", "functions": ["orders-*"]}),
@@ -621,91 +616,55 @@ async fn secrets_need_a_token_whose_globs_cover_them() {
     )
     .await;
     deploy_as(&server, &orders, "orders-api", artifacts::HELLO).await;
-    let patch = |token: String, env: Value| {
-        let request = server
-            .http
-            .patch(server.at("/v1/functions/orders-api/config"))
-            .bearer_auth(token)
-            .json(&json!({ "env": env }));
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let body: Value = response.json().await.unwrap();
-            (status, body)
-        }
-    };
-    let (status, body) = patch(orders.clone(), json!({"DB": "secret:payments-db"})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(body["error"]["code"], "forbidden");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("payments-db")
-    );
-    let (status, body) = patch(
-        orders.clone(),
-        json!({"DB": "secret:orders-db", "PLAIN": "x"}),
+    let config = "/v1/functions/orders-api/config";
+    let patch = |env: Value| json!({ "env": env });
+    let (status, body) = call(
+        &server,
+        Method::PATCH,
+        config,
+        &orders,
+        Some(&patch(json!({"DB": "secret:payments-db"}))),
     )
     .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("payments-db"), "{message}");
+    let allowed = patch(json!({"DB": "secret:orders-db", "PLAIN": "x"}));
+    let (status, body) = call(&server, Method::PATCH, config, &orders, Some(&allowed)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = patch(BOOTSTRAP.to_string(), json!({"DB": "secret:payments-db"})).await;
+    let admin_only = patch(json!({"DB": "secret:payments-db"}));
+    let (status, _) = call(&server, Method::PATCH, config, BOOTSTRAP, Some(&admin_only)).await;
     assert_eq!(status, StatusCode::OK);
 
     // Apply follows the same rule, and prune needs admin; a refusal
     // changes nothing.
-    let info = server
-        .http
-        .get(server.at("/v1/functions/orders-api"))
-        .bearer_auth(BOOTSTRAP)
-        .send()
-        .await
-        .unwrap();
-    let info: Value = info.json().await.unwrap();
+    let (_, info) = call(
+        &server,
+        Method::GET,
+        "/v1/functions/orders-api",
+        BOOTSTRAP,
+        None,
+    )
+    .await;
     let digest = info["versions"][0]["digest"].as_str().unwrap().to_string();
     let desired = |env: Value| json!({"functions": {"orders-api": {"digest": digest, "config": {"env": env}}}});
-    for (query, state, code) in [
+    for (path, state) in [
+        ("/v1/apply", desired(json!({"DB": "secret:payments-db"}))),
         (
-            "",
-            desired(json!({"DB": "secret:payments-db"})),
-            "forbidden",
-        ),
-        (
-            "?prune=true",
+            "/v1/apply?prune=true",
             desired(json!({"DB": "secret:orders-db"})),
-            "forbidden",
         ),
     ] {
-        let response = server
-            .http
-            .post(server.at(&format!("/v1/apply{query}")))
-            .bearer_auth(&orders)
-            .json(&state)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::FORBIDDEN);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], code);
+        let (status, body) = call(&server, Method::POST, path, &orders, Some(&state)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "forbidden");
     }
-    let config = server
-        .http
-        .get(server.at("/v1/functions/orders-api/config"))
-        .bearer_auth(BOOTSTRAP)
-        .send()
-        .await
-        .unwrap();
-    let config: Value = config.json().await.unwrap();
-    assert_eq!(config["env"]["DB"], "secret:payments-db", "{config}");
-    let response = server
-        .http
-        .post(server.at("/v1/apply"))
-        .bearer_auth(&orders)
-        .json(&desired(json!({"DB": "secret:orders-db"})))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let (_, stored) = call(&server, Method::GET, config, BOOTSTRAP, None).await;
+    assert_eq!(stored["env"]["DB"], "secret:payments-db", "{stored}");
+    let state = desired(json!({"DB": "secret:orders-db"}));
+    let (status, body) = call(&server, Method::POST, "/v1/apply", &orders, Some(&state)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]
