@@ -169,6 +169,15 @@ async fn every_operation_checks_tokens_scopes_and_globs() {
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let wrong = format!("flint_{}", "0".repeat(64));
+    // A token limited to some functions lists only those.
+    let (_, list) = call(&server, Method::GET, "/v1/functions", &tokens[0].1, None).await;
+    let names: Vec<&str> = list["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["orders-api"], "{list}");
 
     let mut checked = 0;
     for op in operations(&server).await {
@@ -341,6 +350,9 @@ async fn a_web_page_cannot_change_the_server() {
     let (status, body) = server.get("/fn/hello/").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(server.info("hello").await["latest_version"], 1);
+    // Running open on loopback is allowed, with one warning.
+    let log = std::fs::read_to_string(dir.path().join("data.log")).unwrap();
+    assert_eq!(log.matches("no tokens").count(), 1, "{log}");
 }
 
 #[tokio::test]
@@ -720,19 +732,23 @@ async fn an_open_admin_api_is_never_exposed_beyond_loopback() {
     assert!(stderr.contains("FLINT_ADMIN_TOKEN"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "nothing was started");
 
-    // With the admin API on loopback, invocations may face the network.
-    let server = Server::start_with(
-        dir.path(),
-        &["--admin-listen", "127.0.0.1:0", "--listen", "0.0.0.0:0"],
-    );
-    let port = server.url.rsplit(':').next().unwrap();
-    let response = server
-        .http
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    // With the admin API on loopback, invocations may face the network;
+    // --insecure-no-auth is the explicit way out.
+    for args in [
+        &["--admin-listen", "127.0.0.1:0", "--listen", "0.0.0.0:0"][..],
+        &["--listen", "0.0.0.0:0", "--insecure-no-auth"][..],
+    ] {
+        let server = Server::start_with(dir.path(), args);
+        let port = server.url.rsplit(':').next().unwrap();
+        let response = server
+            .http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{args:?}");
+        server.kill();
+    }
 }
 
 #[tokio::test]

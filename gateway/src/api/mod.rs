@@ -311,10 +311,15 @@ impl App {
                 );
                 Ok(response)
             }
-            (&Method::GET, ["v1", "functions"]) => Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "functions": control.list() }),
-            )),
+            (&Method::GET, ["v1", "functions"]) => {
+                let caller = caller(&request);
+                let mut functions = control.list();
+                functions.retain(|f| caller.sees(&f.name));
+                Ok(json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "functions": functions }),
+                ))
+            }
             (&Method::PUT, ["v1", "functions", name]) => {
                 admin::deploy(control, name, request).await
             }

@@ -108,6 +108,17 @@ impl Caller {
         Ok(())
     }
 
+    /// Whether the caller may see `function` (in listings): no token, an
+    /// admin token, or function globs that match it.
+    pub fn sees(&self, function: &str) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Token(grant) => {
+                grant.scope == Scope::Admin || any_matches(&grant.functions, function)
+            }
+        }
+    }
+
     /// Allows an `env` that references secrets only if the token's secret
     /// globs cover every one (`admin` covers all; no token, on a server
     /// without tokens, too).
