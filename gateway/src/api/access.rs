@@ -11,7 +11,6 @@ use super::ApiError;
 use crate::core::{Caller, Control, Need};
 use flint_spec::{HostPattern, Scope};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
-use http::uri::Authority;
 use http::{HeaderMap, Method, Request, StatusCode};
 
 /// What a listener serves.
@@ -90,12 +89,12 @@ pub(super) fn need<'a>(method: &Method, segments: &[&'a str], public_metrics: bo
 /// Hosts a loopback listener always serves.
 const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// The request's host: the `Host` header, else the URI's authority
-/// (HTTP/2).
-fn authority<B>(request: &Request<B>) -> Option<Authority> {
+/// The request's host as sent: the `Host` header (empty when it is not
+/// text), else the URI's authority (HTTP/2); `None` when it has neither.
+fn host_text<B>(request: &Request<B>) -> Option<&str> {
     match request.headers().get(HOST) {
-        Some(value) => value.to_str().ok()?.parse().ok(),
-        None => request.uri().authority().cloned(),
+        Some(value) => Some(value.to_str().unwrap_or("")),
+        None => request.uri().authority().map(|a| a.as_str()),
     }
 }
 
@@ -124,12 +123,8 @@ fn split_host(text: &str) -> Option<(&str, Option<u16>)> {
 /// one of `allowed`: a page whose name was made to resolve to 127.0.0.1
 /// (DNS rebinding) must not reach the server.
 pub(super) fn check_host<B>(request: &Request<B>, allowed: &[HostPattern]) -> Result<(), ApiError> {
-    let text = match request.headers().get(HOST) {
-        Some(value) => value.to_str().unwrap_or(""),
-        None => match request.uri().authority() {
-            Some(authority) => authority.as_str(),
-            None => return Ok(()),
-        },
+    let Some(text) = host_text(request) else {
+        return Ok(());
     };
     let local = split_host(text).is_some_and(|(host, port)| {
         LOCAL_HOSTS.iter().any(|h| h.eq_ignore_ascii_case(host))
@@ -155,9 +150,9 @@ pub(super) fn check_host<B>(request: &Request<B>, allowed: &[HostPattern]) -> Re
 /// send without asking first (a CORS "simple request").
 pub(super) fn check_browser<B>(request: &Request<B>, tls: bool) -> Result<(), ApiError> {
     if let Some(origin) = request.headers().get(ORIGIN) {
-        let own = authority(request).map(|a| {
+        let own = host_text(request).map(|host| {
             let scheme = if tls { "https" } else { "http" };
-            format!("{scheme}://{}", a.as_str().to_ascii_lowercase())
+            format!("{scheme}://{}", host.to_ascii_lowercase())
         });
         let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
         if own.as_deref() != Some(origin.as_str()) {
