@@ -24,6 +24,7 @@ const RUST_FUNCTIONS: &[(&str, &str)] = &[
     ("PROBE", "probe"),
     ("ORDER_PROCESSOR", "order_processor"),
     ("QUEUE_PROBE", "queue_probe"),
+    ("HOSTILE", "hostile"),
 ];
 
 /// (constant name, directory in functions/, wasm file stem) of every

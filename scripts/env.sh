@@ -36,3 +36,27 @@ ensure_wrk() {
     apt-get update -qq && apt-get install -y -qq wrk
   fi
 }
+
+# `cargo deny` checks licences, bans, sources and advisories (deny.toml).
+ensure_cargo_deny() {
+  if ! command -v cargo-deny >/dev/null 2>&1; then
+    echo "installing cargo-deny (a few minutes, once)"
+    cargo install --locked cargo-deny
+  fi
+}
+
+# cargo-deny reads advisories from a git checkout under deny.toml's db-path,
+# in a directory named after the database's URL (RustSec's). GitHub is out of
+# reach here, so that checkout is made from supply-chain/advisories, with
+# RustSec's URL as its origin: where GitHub answers, `cargo deny fetch`
+# replaces it with the real database in place.
+prepare_advisory_db() {
+  local db="$CARGO_TARGET_DIR/advisory-dbs/advisory-db-3157b0e258782691"
+  rm -rf "$db"
+  mkdir -p "$db"
+  cp -r supply-chain/advisories/crates "$db/"
+  git -C "$db" init -q -b main
+  git -C "$db" add -A
+  git -C "$db" -c user.name=flint -c user.email=flint@localhost commit -qm "Flint's advisories"
+  git -C "$db" remote add origin https://github.com/rustsec/advisory-db
+}

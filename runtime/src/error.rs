@@ -40,6 +40,11 @@ pub enum InvokeError {
         /// The function's `memory_mb`.
         limit_mb: u32,
     },
+    /// The guest made the host hold more for it than its budget allows
+    /// (resource handles, header bytes, outgoing requests, response bytes,
+    /// log output).
+    #[error("function exceeded a host resource limit: {0}")]
+    ResourceLimitExceeded(crate::HostLimit),
     /// The guest trapped (panic, unreachable, out-of-bounds access, ...).
     #[error("function trapped: {0}")]
     Trap(String),
@@ -61,6 +66,7 @@ impl InvokeError {
             Self::Overloaded { .. } | Self::NoInstanceSlot { .. } => "overloaded",
             Self::Timeout { .. } => "timeout",
             Self::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
+            Self::ResourceLimitExceeded(_) => "resource_limit_exceeded",
             Self::Trap(_) => "trap",
             Self::Guest(_) => "function_error",
             Self::NoResponse => "no_response",

@@ -1,6 +1,13 @@
 //! Captured guest output: stdout and stderr of a function's instances, kept
 //! in a bounded ring per function so the API can show recent lines.
+//!
+//! A guest's writes reach the ring through [`LogSink`], Flint's own WASI
+//! output stream, charged against the invocation's log budget. It does not
+//! go through wasmtime's `AsyncWriteStream`, whose buffering of empty writes
+//! let a guest grow host memory without bound (GHSA-5m8g-xhq4-4h93).
 
+use crate::budget::{HostLimit, LogBudget, Tripwire};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +16,10 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+/// Largest single write a guest may make to stdout or stderr.
+const WRITE_PERMIT: usize = 64 << 10;
 
 /// Lines kept per function; older lines are dropped.
 pub const DEFAULT_LOG_LINES: usize = 1000;
@@ -114,8 +125,9 @@ pub fn format_request_id(id: u64) -> String {
     format!("r-{id:012x}")
 }
 
-/// The stdout or stderr of one instance: splits writes into lines and
-/// appends them to the function's log under the current request id.
+/// The stdout or stderr of one instance: charges writes to the invocation's
+/// log budget, splits them into lines and appends them to the function's log
+/// under the current request id.
 #[derive(Clone)]
 pub(crate) struct LogSink {
     log: Arc<GuestLog>,
@@ -123,6 +135,8 @@ pub(crate) struct LogSink {
     stream: Stream,
     request_id: Arc<AtomicU64>,
     partial: Arc<Mutex<Vec<u8>>>,
+    budget: Arc<Mutex<LogBudget>>,
+    tripwire: Arc<Tripwire>,
 }
 
 impl LogSink {
@@ -131,6 +145,8 @@ impl LogSink {
         version: u32,
         stream: Stream,
         request_id: Arc<AtomicU64>,
+        budget: Arc<Mutex<LogBudget>>,
+        tripwire: Arc<Tripwire>,
     ) -> Self {
         Self {
             log,
@@ -138,7 +154,16 @@ impl LogSink {
             stream,
             request_id,
             partial: Arc::default(),
+            budget,
+            tripwire,
         }
+    }
+
+    /// Charges a write to the budget, then keeps it.
+    fn charged_write(&self, buf: &[u8]) -> Result<(), HostLimit> {
+        self.budget.lock().unwrap().charge(buf.len())?;
+        self.write(buf);
+        Ok(())
     }
 
     fn write(&self, buf: &[u8]) {
@@ -181,6 +206,36 @@ impl StdoutStream for LogSink {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogSink {
+    async fn ready(&mut self) {}
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LogSink {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if bytes.len() > WRITE_PERMIT {
+            return Err(StreamError::trap(
+                "write exceeded the permit of check-write",
+            ));
+        }
+        self.charged_write(&bytes)
+            .map_err(|limit| StreamError::Trap(self.tripwire.trip(limit)))
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
 }
 
 impl AsyncWrite for LogSink {
@@ -189,8 +244,10 @@ impl AsyncWrite for LogSink {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.write(buf);
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(match self.charged_write(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(limit) => Err(std::io::Error::other(self.tripwire.trip(limit))),
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -209,7 +266,7 @@ mod tests {
     #[test]
     fn lines_are_split_bounded_and_tailed() {
         let log = Arc::new(GuestLog::new("f", 3));
-        let sink = LogSink::new(log.clone(), 1, Stream::Stdout, Arc::new(AtomicU64::new(7)));
+        let sink = sink(&log, 1 << 20);
         sink.write(b"a\nb");
         sink.write(b"c\nd\ne\n");
         let lines: Vec<String> = log.tail(None, 10).into_iter().map(|l| l.line).collect();
@@ -218,5 +275,30 @@ mod tests {
         assert_eq!(log.tail(Some(0), 1)[0].line, "bc");
         assert_eq!(log.tail(None, 1)[0].line, "e");
         assert_eq!(log.tail(None, 1)[0].request_id, "r-000000000007");
+    }
+
+    fn sink(log: &Arc<GuestLog>, max_bytes: u64) -> LogSink {
+        LogSink::new(
+            log.clone(),
+            1,
+            Stream::Stdout,
+            Arc::new(AtomicU64::new(7)),
+            Arc::new(Mutex::new(LogBudget::new(max_bytes))),
+            Arc::new(Tripwire::default()),
+        )
+    }
+
+    #[test]
+    fn writes_past_the_budget_trap_and_trip() {
+        let log = Arc::new(GuestLog::new("f", 10));
+        let mut sink = sink(&log, 8);
+        OutputStream::write(&mut sink, Bytes::from_static(b"1234\n")).unwrap();
+        for _ in 0..3 {
+            OutputStream::write(&mut sink, Bytes::new()).unwrap();
+        }
+        let error = OutputStream::write(&mut sink, Bytes::new()).unwrap_err();
+        assert!(matches!(error, StreamError::Trap(_)), "{error}");
+        assert_eq!(sink.tripwire.tripped(), Some(HostLimit::LogBytes(8)));
+        assert_eq!(log.tail(None, 10).len(), 1);
     }
 }

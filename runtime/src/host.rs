@@ -1,16 +1,24 @@
 //! The per-instance host state: the sandboxed WASI context, the wasi:http
-//! context with the outbound policy, the memory cap and the deadline.
+//! context with the outbound policy, the memory cap, the host-resource
+//! budget and the deadline.
 
+use crate::budget::{
+    BODY_CHUNK_BYTES, HostLimit, Limits, LogBudget, MAX_CONCURRENT_OUTBOUND, MAX_FIELD_MAP_BYTES,
+    MAX_HELD_BYTES, MAX_RESOURCES, Tripwire, held_bytes,
+};
 use crate::guest_log::{GuestLog, LogSink, Stream};
 use crate::outbound::OutboundPolicy;
 use flint_spec::FunctionConfig;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
 
 /// Largest `wasi:random` request a guest may make in one call.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -19,24 +27,30 @@ const HOSTCALL_FUEL: usize = 16 << 20;
 /// Largest table a guest may grow to, in elements.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Enforces `memory_mb` and remembers whether the guest ran into it, so a
-/// resulting trap is reported as `memory_limit_exceeded` and not as a bug.
+/// Enforces `memory_mb` over all of an instance's linear memories together
+/// (a component may define several) and remembers whether the guest ran
+/// into it, so a resulting trap is reported as `memory_limit_exceeded` and
+/// not as a bug.
 pub(crate) struct MemoryCap {
     limit_bytes: usize,
+    used_bytes: usize,
     pub(crate) hit: bool,
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit_bytes {
+        // Instantiation reports each memory's initial size as growth from 0.
+        let total = self.used_bytes - current.min(self.used_bytes) + desired;
+        if total > self.limit_bytes {
             self.hit = true;
             return Ok(false);
         }
+        self.used_bytes = total;
         Ok(true)
     }
 
@@ -55,9 +69,110 @@ pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    outbound: OutboundPolicy,
+    hooks: Hooks,
     pub(crate) memory: MemoryCap,
+    pub(crate) budget: Budget,
     pub(crate) deadline: Instant,
+}
+
+/// One instance's host-resource budget, reset at the start of each
+/// invocation.
+pub(crate) struct Budget {
+    pub(crate) tripwire: Arc<Tripwire>,
+    pub(crate) limits: Limits,
+    log: Arc<Mutex<LogBudget>>,
+    outbound: Arc<OutboundCount>,
+}
+
+impl Budget {
+    /// Starts a new invocation's count. A tripped instance is never reused,
+    /// so the tripwire needs no reset.
+    pub(crate) fn reset(&self) {
+        self.log.lock().unwrap().reset();
+        self.outbound.sent.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Outgoing requests of the current invocation: sent, and in flight.
+#[derive(Default)]
+struct OutboundCount {
+    sent: AtomicU32,
+    in_flight: AtomicU32,
+}
+
+/// Holds one in-flight slot until the request's connection ends.
+struct InFlight(Arc<OutboundCount>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The `wasi:http` hooks of one instance: the outbound policy, behind the
+/// outbound part of the budget, and the size of body writes.
+struct Hooks {
+    policy: OutboundPolicy,
+    tripwire: Arc<Tripwire>,
+    max_requests: u32,
+    count: Arc<OutboundCount>,
+}
+
+impl Hooks {
+    fn admit(&self) -> Result<InFlight, HostLimit> {
+        if self.count.sent.fetch_add(1, Ordering::Relaxed) >= self.max_requests {
+            return Err(HostLimit::OutboundRequests(self.max_requests));
+        }
+        if self.count.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_CONCURRENT_OUTBOUND {
+            self.count.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(HostLimit::ConcurrentOutbound);
+        }
+        Ok(InFlight(self.count.clone()))
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let in_flight = match self.admit() {
+            Ok(slot) => slot,
+            Err(limit) => {
+                // The guest is interrupted at its next epoch check.
+                drop(self.tripwire.trip(limit));
+                return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+            }
+        };
+        let send = Box::into_pin(self.policy.send_request(request, options, fut));
+        Box::new(async move {
+            let (response, io) = send.await?;
+            let io = Box::into_pin(io);
+            let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async move {
+                let _in_flight = in_flight;
+                io.await
+            });
+            Ok((response, io))
+        })
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
+    }
 }
 
 impl WasiView for HostState {
@@ -74,7 +189,7 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.outbound,
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -102,22 +217,28 @@ impl Sinks {
 }
 
 /// Builds a sandboxed store: no preopened directories, no sockets, no host
-/// environment (only the function's `env`), captured stdout/stderr, the
-/// memory cap and an epoch callback that interrupts the guest at its deadline.
+/// environment (only the function's `env`), captured and budgeted
+/// stdout/stderr, the memory cap, a bounded resource table, and an epoch
+/// callback that interrupts the guest at its deadline or when it holds more
+/// host memory than its budget.
 pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<HostState>, Sinks) {
     let request_id = Arc::new(AtomicU64::new(0));
-    let stdout = LogSink::new(
-        sandbox.log.clone(),
-        sandbox.version,
-        Stream::Stdout,
-        request_id.clone(),
-    );
-    let stderr = LogSink::new(
-        sandbox.log.clone(),
-        sandbox.version,
-        Stream::Stderr,
-        request_id.clone(),
-    );
+    let limits = Limits::of(&sandbox.config);
+    let tripwire = Arc::new(Tripwire::default());
+    let log = Arc::new(Mutex::new(LogBudget::new(limits.log_bytes)));
+    let outbound = Arc::new(OutboundCount::default());
+    let sink = |stream| {
+        LogSink::new(
+            sandbox.log.clone(),
+            sandbox.version,
+            stream,
+            request_id.clone(),
+            log.clone(),
+            tripwire.clone(),
+        )
+    };
+    let stdout = sink(Stream::Stdout);
+    let stderr = sink(Stream::Stderr);
     let mut wasi = WasiCtx::builder();
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
@@ -128,22 +249,45 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<
     for (k, v) in &sandbox.config.env {
         wasi.env(k, v);
     }
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(MAX_FIELD_MAP_BYTES);
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
     let state = HostState {
         wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        table: ResourceTable::new(),
-        outbound: sandbox.outbound.clone(),
+        http,
+        table,
+        hooks: Hooks {
+            policy: sandbox.outbound.clone(),
+            tripwire: tripwire.clone(),
+            max_requests: limits.outbound_requests,
+            count: outbound.clone(),
+        },
         memory: MemoryCap {
             limit_bytes: sandbox.config.memory_mb as usize * 1024 * 1024,
+            used_bytes: 0,
             hit: false,
+        },
+        budget: Budget {
+            tripwire,
+            limits,
+            log,
+            outbound,
         },
         deadline: Instant::now(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
     store.set_hostcall_fuel(HOSTCALL_FUEL);
-    store.epoch_deadline_callback(|ctx| {
-        if Instant::now() >= ctx.data().deadline {
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if let Some(limit) = state.budget.tripwire.tripped() {
+            return Err(state.budget.tripwire.trip(limit));
+        }
+        if held_bytes(&mut state.table) > MAX_HELD_BYTES {
+            return Err(state.budget.tripwire.trip(HostLimit::HeldBytes));
+        }
+        if Instant::now() >= state.deadline {
             Ok(UpdateDeadline::Interrupt)
         } else {
             Ok(UpdateDeadline::Yield(1))

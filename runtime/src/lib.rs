@@ -12,6 +12,8 @@
 //!   instances, and runs [`InstancePool::invoke`].
 //! - [`ConcurrencyGate`] bounds a function's in-flight invocations and its
 //!   wait queue.
+//! - Each invocation runs under `memory_mb` (all its linear memories
+//!   together) and a budget of host resources ([`HostLimit`]).
 //! - [`FunctionConfig`] is the per-function configuration with every limit
 //!   and its default. It, [`ConfigPatch`], [`ConfigError`], the config
 //!   constants, [`Digest`] and [`HostPattern`] are defined in `flint-spec`
@@ -36,6 +38,7 @@
 //! ```
 
 mod artifact;
+mod budget;
 mod engine;
 mod error;
 pub mod fsutil;
@@ -45,8 +48,13 @@ mod host;
 mod inline_call;
 mod outbound;
 mod pool;
+mod response_body;
 
 pub use artifact::{ArtifactCache, CompileError};
+pub use budget::{
+    BODY_CHUNK_BYTES, HostLimit, MAX_CONCURRENT_OUTBOUND, MAX_FIELD_MAP_BYTES, MAX_HELD_BYTES,
+    MAX_LOG_RATE, MAX_RESOURCES,
+};
 pub use engine::{Compiled, DEFAULT_MAX_INSTANCES, EPOCH_TICK, Runtime, RuntimeConfig};
 pub use error::InvokeError;
 pub use flint_spec::config::*;

@@ -6,20 +6,22 @@
 //! instantiation. A function that opts in to reuse gets its instance back
 //! into the pool after a successful request, up to `max_requests_per_instance`
 //! requests or until it sits idle too long. An instance that trapped, timed
-//! out or hit its memory cap is dropped, never reused, and an instance never
-//! leaves the pool of its version.
+//! out or hit its memory cap or host-resource budget is dropped, never
+//! reused, and an instance never leaves the pool of its version.
 
+use crate::budget::HostLimit;
 use crate::gate::GatePermit;
 use crate::guest_log::GuestLog;
 use crate::host::{HostState, Sandbox, Sinks, new_store};
 use crate::inline_call::{First, InlineCall, until_response};
 use crate::outbound::OutboundPolicy;
+use crate::response_body::GuestBody;
 use crate::{InvokeError, Runtime};
 use flint_spec::FunctionConfig;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ResourceTableError};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -260,7 +262,10 @@ impl InstancePool {
             .store(request_id, Ordering::Relaxed);
         let timeout = self.timeout();
         instance.store.data_mut().deadline = Instant::now() + timeout;
+        instance.store.data().budget.reset();
         instance.store.set_epoch_deadline(1);
+        let tripwire = instance.store.data().budget.tripwire.clone();
+        let max_response_bytes = instance.store.data().budget.limits.response_bytes;
 
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let mut http = instance.store.data_mut().http();
@@ -290,7 +295,12 @@ impl InstancePool {
                     limit_ms: pool.sandbox.config.timeout_ms,
                 }),
                 Ok(Err(e)) => Err(pool.classify(e, &instance.store)),
-                Ok(Ok(())) => Ok(()),
+                // A guest that returns normally after a limit cut it off (its
+                // response body, say) still crossed it.
+                Ok(Ok(())) => match instance.store.data().budget.tripwire.tripped() {
+                    Some(limit) => Err(InvokeError::ResourceLimitExceeded(limit)),
+                    None => Ok(()),
+                },
             };
             instance.sinks.flush();
             pool.observer.finished(
@@ -317,14 +327,35 @@ impl InstancePool {
                 Err(_) => return Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
             },
         };
-        head.map_err(|code| InvokeError::Guest(format!("{code:?}")))
+        let head = head.map_err(|code| InvokeError::Guest(format!("{code:?}")))?;
+        let declared = head
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_response_bytes) {
+            let limit = HostLimit::ResponseBytes(max_response_bytes);
+            drop(tripwire.trip(limit));
+            return Err(InvokeError::ResourceLimitExceeded(limit));
+        }
+        Ok(head.map(|body| GuestBody::new(body, max_response_bytes, tripwire).boxed()))
     }
 
     fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> InvokeError {
+        if let Some(limit) = store.data().budget.tripwire.tripped() {
+            return InvokeError::ResourceLimitExceeded(limit);
+        }
         if store.data().memory.hit {
             return InvokeError::MemoryLimitExceeded {
                 limit_mb: self.sandbox.config.memory_mb,
             };
+        }
+        if error.chain().any(|e| {
+            matches!(
+                e.downcast_ref::<ResourceTableError>(),
+                Some(ResourceTableError::Full)
+            )
+        }) {
+            return InvokeError::ResourceLimitExceeded(HostLimit::ResourceEntries);
         }
         if error
             .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()

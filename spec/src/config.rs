@@ -38,6 +38,18 @@ pub const MAX_MIN_INSTANCES: u32 = 100;
 pub const DEFAULT_MAX_REQUESTS_PER_INSTANCE: u32 = 1;
 /// Largest `max_requests_per_instance`.
 pub const MAX_MAX_REQUESTS_PER_INSTANCE: u32 = 1_000_000;
+/// Default number of outgoing HTTP requests one invocation may make.
+pub const DEFAULT_MAX_OUTBOUND_REQUESTS: u32 = 100;
+/// Largest `max_outbound_requests`.
+pub const MAX_MAX_OUTBOUND_REQUESTS: u32 = 10_000;
+/// Default largest response body of one invocation, in bytes.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
+/// Largest `max_response_bytes`.
+pub const MAX_MAX_RESPONSE_BYTES: u64 = 4 << 30;
+/// Default stdout and stderr bytes one invocation may write.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 1 << 20;
+/// Largest `max_log_bytes`.
+pub const MAX_MAX_LOG_BYTES: u64 = 64 << 20;
 /// Largest number of `env` entries.
 pub const MAX_ENV_VARS: usize = 256;
 /// Largest number of `allowed_outbound_hosts` entries.
@@ -70,6 +82,12 @@ pub struct FunctionConfig {
     pub allowed_outbound_hosts: Vec<String>,
     /// Who may call it: anyone, or only callers with a token that covers it.
     pub invoke_auth: InvokeAuth,
+    /// Outgoing HTTP requests one invocation may make.
+    pub max_outbound_requests: u32,
+    /// Largest response body one invocation may send, in bytes.
+    pub max_response_bytes: u64,
+    /// Bytes of stdout and stderr one invocation may write.
+    pub max_log_bytes: u64,
 }
 
 /// Who may invoke a function.
@@ -107,6 +125,9 @@ impl Default for FunctionConfig {
             env: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
             invoke_auth: InvokeAuth::None,
+            max_outbound_requests: DEFAULT_MAX_OUTBOUND_REQUESTS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
         }
     }
 }
@@ -126,6 +147,9 @@ pub struct ConfigPatch {
     pub env: Option<BTreeMap<String, String>>,
     pub allowed_outbound_hosts: Option<Vec<String>>,
     pub invoke_auth: Option<InvokeAuth>,
+    pub max_outbound_requests: Option<u32>,
+    pub max_response_bytes: Option<u64>,
+    pub max_log_bytes: Option<u64>,
 }
 
 /// A configuration value out of range; names the field.
@@ -168,6 +192,9 @@ impl FunctionConfig {
             env,
             allowed_outbound_hosts,
             invoke_auth,
+            max_outbound_requests,
+            max_response_bytes,
+            max_log_bytes,
         } = patch;
         next.memory_mb = memory_mb.unwrap_or(next.memory_mb);
         next.timeout_ms = timeout_ms.unwrap_or(next.timeout_ms);
@@ -184,6 +211,9 @@ impl FunctionConfig {
             next.allowed_outbound_hosts = hosts;
         }
         next.invoke_auth = invoke_auth.unwrap_or(next.invoke_auth);
+        next.max_outbound_requests = max_outbound_requests.unwrap_or(next.max_outbound_requests);
+        next.max_response_bytes = max_response_bytes.unwrap_or(next.max_response_bytes);
+        next.max_log_bytes = max_log_bytes.unwrap_or(next.max_log_bytes);
         next.validate()?;
         Ok(next)
     }
@@ -221,6 +251,19 @@ impl FunctionConfig {
             1,
             MAX_MAX_REQUESTS_PER_INSTANCE,
         )?;
+        check_range(
+            "max_outbound_requests",
+            self.max_outbound_requests,
+            0,
+            MAX_MAX_OUTBOUND_REQUESTS,
+        )?;
+        check_range(
+            "max_response_bytes",
+            self.max_response_bytes,
+            0,
+            MAX_MAX_RESPONSE_BYTES,
+        )?;
+        check_range("max_log_bytes", self.max_log_bytes, 0, MAX_MAX_LOG_BYTES)?;
         if self.env.len() > MAX_ENV_VARS {
             return Err(ConfigError {
                 field: "env",
@@ -298,6 +341,13 @@ mod tests {
                     ..Default::default()
                 },
                 "min_instances",
+            ),
+            (
+                ConfigPatch {
+                    max_response_bytes: Some(MAX_MAX_RESPONSE_BYTES + 1),
+                    ..Default::default()
+                },
+                "max_response_bytes",
             ),
             (
                 ConfigPatch {

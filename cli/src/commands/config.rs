@@ -26,6 +26,9 @@ const CONFIG_KEYS: &[&str] = &[
     "env",
     "allowed_outbound_hosts",
     "invoke_auth",
+    "max_outbound_requests",
+    "max_response_bytes",
+    "max_log_bytes",
 ];
 
 /// Flags of `flint config`.
@@ -76,6 +79,21 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "N", help_heading = "Instances")]
     pub max_requests_per_instance: Option<u64>,
 
+    /// Outgoing HTTP requests one request of the function may make; beyond it the call
+    /// fails with 500 resource_limit_exceeded
+    #[arg(long, value_name = "N", help_heading = "Host resources")]
+    pub max_outbound_requests: Option<u64>,
+
+    /// Largest response body, in bytes; a longer one is cut off and the call counts as
+    /// resource_limit_exceeded (with a larger Content-Length it fails with 500 at once)
+    #[arg(long, value_name = "BYTES", help_heading = "Host resources")]
+    pub max_response_bytes: Option<u64>,
+
+    /// Bytes of stdout and stderr one request may write; beyond it the call fails with 500
+    /// resource_limit_exceeded
+    #[arg(long, value_name = "BYTES", help_heading = "Host resources")]
+    pub max_log_bytes: Option<u64>,
+
     /// Set an environment variable of the function; repeat for several
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env, help_heading = "Environment")]
     pub env: Vec<(String, String)>,
@@ -116,6 +134,9 @@ impl ConfigArgs {
             || self.queue_timeout_ms.is_some()
             || self.min_instances.is_some()
             || self.max_requests_per_instance.is_some()
+            || self.max_outbound_requests.is_some()
+            || self.max_response_bytes.is_some()
+            || self.max_log_bytes.is_some()
             || self.changes_env()
             || !self.allow_outbound_host.is_empty()
             || self.deny_all_outbound
@@ -179,6 +200,9 @@ fn patch_body(args: &ConfigArgs, env: Option<Map<String, Value>>) -> Map<String,
         ("queue_timeout_ms", args.queue_timeout_ms),
         ("min_instances", args.min_instances),
         ("max_requests_per_instance", args.max_requests_per_instance),
+        ("max_outbound_requests", args.max_outbound_requests),
+        ("max_response_bytes", args.max_response_bytes),
+        ("max_log_bytes", args.max_log_bytes),
     ];
     for (key, value) in numbers {
         if let Some(value) = value {

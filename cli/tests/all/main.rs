@@ -5,6 +5,7 @@ mod backup;
 mod cli;
 mod deploy;
 mod doctor;
+mod hostile;
 mod instances;
 mod lifecycle;
 mod limits;

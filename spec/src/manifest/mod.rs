@@ -606,6 +606,9 @@ fn merge_patch(base: &ConfigPatch, overlay: &ConfigPatch) -> ConfigPatch {
         env,
         allowed_outbound_hosts,
         invoke_auth,
+        max_outbound_requests,
+        max_response_bytes,
+        max_log_bytes,
     } = overlay.clone();
     let env = match (base.env.clone(), env) {
         (Some(mut base), Some(overlay)) => {
@@ -626,6 +629,9 @@ fn merge_patch(base: &ConfigPatch, overlay: &ConfigPatch) -> ConfigPatch {
         allowed_outbound_hosts: allowed_outbound_hosts
             .or_else(|| base.allowed_outbound_hosts.clone()),
         invoke_auth: invoke_auth.or(base.invoke_auth),
+        max_outbound_requests: max_outbound_requests.or(base.max_outbound_requests),
+        max_response_bytes: max_response_bytes.or(base.max_response_bytes),
+        max_log_bytes: max_log_bytes.or(base.max_log_bytes),
     }
 }
 
