@@ -16,6 +16,8 @@
 //!   and its default. It, [`ConfigPatch`], [`ConfigError`], the config
 //!   constants, [`Digest`] and [`HostPattern`] are defined in `flint-spec`
 //!   (plain data, free of wasmtime) and re-exported here.
+//! - [`body::SkipEmptyFrames`] drops the empty data frames of a
+//!   guest-controlled body before hyper sees them.
 //!
 //! This crate knows nothing of HTTP routing, storage or queues.
 //!
@@ -36,6 +38,7 @@
 //! ```
 
 mod artifact;
+pub mod body;
 mod engine;
 mod error;
 pub mod fsutil;
