@@ -5,8 +5,9 @@
 //! nothing but still costs the peer protocol work; with HTTP/2 in hyper,
 //! empty frames can make heap use grow without bound (wasmtime advisory
 //! GHSA-f8mm, fixed in wasmtime 48.0.9; Flint is on 48.0.8).
-//! [`SkipEmptyFrames`] drops them before they reach hyper: wrap any body a
-//! guest writes in it.
+//! [`SkipEmptyFrames`] drops them before they reach hyper. The outbound
+//! client wraps every outgoing request body in it; the gateway can wrap the
+//! guest's response bodies the same way.
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};

@@ -19,6 +19,11 @@
 //! - [`body::SkipEmptyFrames`] drops the empty data frames of a
 //!   guest-controlled body before hyper sees them.
 //!
+//! A function's outbound HTTP requests go only to the hosts it lists, and
+//! connect to exactly the addresses that were checked against the list
+//! (one lookup; loopback, private and other non-public addresses refused
+//! unless an entry names the address literally).
+//!
 //! This crate knows nothing of HTTP routing, storage or queues.
 //!
 //! ```no_run
