@@ -7,7 +7,7 @@ use crate::budget::{
     MAX_HELD_BYTES, MAX_RESOURCES, Tripwire, held_bytes,
 };
 use crate::guest_log::{GuestLog, LogSink, Stream};
-use crate::outbound::OutboundPolicy;
+use crate::outbound::{IoFuture, OutboundPolicy, SendFuture};
 use flint_spec::FunctionConfig;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,18 +131,6 @@ impl Hooks {
     }
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
-
 impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
@@ -162,7 +150,7 @@ impl WasiHttpHooks for Hooks {
         Box::new(async move {
             let (response, io) = send.await?;
             let io = Box::into_pin(io);
-            let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async move {
+            let io: IoFuture = Box::new(async move {
                 let _in_flight = in_flight;
                 io.await
             });

@@ -18,6 +18,13 @@
 //!   and its default. It, [`ConfigPatch`], [`ConfigError`], the config
 //!   constants, [`Digest`] and [`HostPattern`] are defined in `flint-spec`
 //!   (plain data, free of wasmtime) and re-exported here.
+//! - Guest-controlled bodies (responses, outbound requests) lose their
+//!   empty data frames before hyper sees them.
+//!
+//! A function's outbound HTTP requests go only to the hosts it lists, and
+//! connect to exactly the addresses that were checked against the list
+//! (one lookup; loopback, private and other non-public addresses refused
+//! unless an entry names the address literally).
 //!
 //! This crate knows nothing of HTTP routing, storage or queues.
 //!
@@ -38,6 +45,7 @@
 //! ```
 
 mod artifact;
+mod body;
 mod budget;
 mod engine;
 mod error;

@@ -1,11 +1,8 @@
 //! The body of a guest's response on its way to the caller: counted against
-//! `max_response_bytes`, and without empty data frames.
-//!
-//! A guest can write empty chunks as fast as it likes; each would become an
-//! empty HTTP/2 DATA frame that hyper queues, growing host memory without
-//! bound (GHSA-f8mm-ggr3-89wh, fixed upstream after the wasmtime Flint pins).
-//! Such frames carry nothing, so they are dropped here.
+//! `max_response_bytes`, and without empty data frames
+//! ([`SkipEmptyFrames`]).
 
+use crate::body::SkipEmptyFrames;
 use crate::budget::{HostLimit, Tripwire};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -17,7 +14,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// A guest's response body, metered.
 pub(crate) struct GuestBody {
-    inner: HyperOutgoingBody,
+    inner: SkipEmptyFrames<HyperOutgoingBody>,
     sent: u64,
     max: u64,
     tripwire: Arc<Tripwire>,
@@ -26,7 +23,7 @@ pub(crate) struct GuestBody {
 impl GuestBody {
     pub(crate) fn new(inner: HyperOutgoingBody, max: u64, tripwire: Arc<Tripwire>) -> Self {
         Self {
-            inner,
+            inner: SkipEmptyFrames::new(inner),
             sent: 0,
             max,
             tripwire,
@@ -47,17 +44,11 @@ impl Body for GuestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        loop {
-            let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => frame,
-                other => return Poll::Ready(other),
-            };
-            let Some(data) = frame.data_ref() else {
-                return Poll::Ready(Some(Ok(frame)));
-            };
-            if data.is_empty() {
-                continue;
-            }
+        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            other => return Poll::Ready(other),
+        };
+        if let Some(data) = frame.data_ref() {
             self.sent += data.len() as u64;
             if self.sent > self.max {
                 // Ends the stream to the caller; the guest is interrupted at
@@ -66,8 +57,8 @@ impl Body for GuestBody {
                 drop(self.tripwire.trip(HostLimit::ResponseBytes(self.max)));
                 return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(self.max)))));
             }
-            return Poll::Ready(Some(Ok(frame)));
         }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
