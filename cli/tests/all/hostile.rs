@@ -22,9 +22,14 @@ const HELD_MB: u64 = 8;
 /// tables, instances, buffers.
 const SLACK_MB: u64 = 64;
 /// How long `/healthz` may take while the guests run. A liveness bound for a
-/// debug build on a shared two-core CI machine, not a latency figure: the
-/// README gives the release build's, measured by this suite.
-const HEALTH_BOUND: Duration = Duration::from_secs(1);
+/// debug build on a two-core CI machine that runs the other suites at the
+/// same time, not a latency figure: the README gives the figure, measured by
+/// this suite alone.
+const HEALTH_BOUND: Duration = Duration::from_secs(2);
+
+/// The hostile tests take turns: each loads the machine on purpose, and
+/// what one measures must not be another's load.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What the watcher saw while the calls ran.
 struct Watched {
@@ -95,7 +100,7 @@ async fn hostile_server(dir: &tempfile::TempDir) -> Server {
             "hostile",
             json!({
                 "memory_mb": MEMORY_MB,
-                "timeout_ms": 5000,
+                "timeout_ms": 10_000,
                 "max_response_bytes": 1 << 20,
                 "max_log_bytes": 64 << 10,
             }),
@@ -139,6 +144,7 @@ async fn assert_contained(
 
 #[tokio::test]
 async fn guests_that_hoard_host_resources_are_stopped() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = hostile_server(&dir).await;
     let baseline = rss_mb(server.pid());
@@ -173,6 +179,7 @@ async fn guests_that_hoard_host_resources_are_stopped() {
 
 #[tokio::test]
 async fn an_outbound_flood_is_cut_at_its_budget() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     // The flood's target: a server of the test's own on loopback, which
     // answers every request and closes.
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -221,6 +228,7 @@ async fn an_outbound_flood_is_cut_at_its_budget() {
 
 #[tokio::test]
 async fn a_response_past_its_limit_is_cut_and_counted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = hostile_server(&dir).await;
     let http = reqwest::Client::new();
@@ -259,6 +267,7 @@ async fn a_response_past_its_limit_is_cut_and_counted() {
 
 #[tokio::test]
 async fn empty_body_writes_cost_nothing_over_http2() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = hostile_server(&dir).await;
     let h2 = reqwest::Client::builder()
@@ -293,6 +302,7 @@ async fn empty_body_writes_cost_nothing_over_http2() {
 
 #[tokio::test]
 async fn every_linear_memory_counts_against_the_cap() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);
     let wat = concat!(

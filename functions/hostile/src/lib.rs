@@ -11,7 +11,7 @@
 //! | `stdout` | floods stdout with empty writes and lines | `resource_limit_exceeded` |
 //! | `bodies` | opens response bodies, fills their buffers and keeps them all | `resource_limit_exceeded` |
 //! | `outbound?url=URL` | sends requests to `URL` without waiting for any | `resource_limit_exceeded` |
-//! | `empty-writes` | writes 20,000 empty chunks to its response body, then `done` | `200 done` |
+//! | `empty-writes` | writes 5,000 empty chunks to its response body, then `done` | `200 done` |
 //! | `huge` | streams a response body without end | cut at `max_response_bytes` |
 //! | `huge?declared` | declares a Content-Length of 1 TiB | `resource_limit_exceeded` |
 //! | `recurse` | recurses without end | `trap` (stack overflow) |
@@ -123,7 +123,7 @@ fn empty_writes(out: ResponseOutparam) {
     let body = response.body().expect("the body is taken once");
     ResponseOutparam::set(out, Ok(response));
     let stream = body.write().expect("the stream is taken once");
-    for _ in 0..20_000 {
+    for _ in 0..5_000 {
         if stream.check_write().unwrap_or(0) == 0 {
             stream.subscribe().block();
         }
