@@ -15,13 +15,18 @@
 //! - [`WriteTimeout`] fails a write that stays blocked too long, so hyper
 //!   drops the connection and the response body with it, which ends the
 //!   guest call and frees its instance.
+//! - An HTTP/2 client stalls a response without blocking any write: it
+//!   just grants no flow-control window, and hyper stops asking the body
+//!   for data. So an HTTP/2 response body records when it handed hyper a
+//!   frame that hyper has not come back for, and [`drive`] drops the
+//!   connection once one has waited for the write timeout.
 
 use crate::config::ConnectionConfig;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -41,7 +46,12 @@ pub(crate) struct Activity {
     started: AtomicU64,
     /// When the last request ended, in milliseconds after `opened`.
     last_ended_ms: AtomicU64,
+    /// The HTTP/2 response bodies' waits for the writer (see [`Tracked`]).
+    waits: Mutex<Vec<Weak<AtomicU64>>>,
 }
+
+/// A response body's wait for the writer: not waiting.
+const NOT_WAITING: u64 = u64::MAX;
 
 impl Activity {
     /// A connection accepted now.
@@ -51,7 +61,13 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             last_ended_ms: AtomicU64::new(0),
+            waits: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Milliseconds since the connection opened.
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
     }
 
     /// Counts a request in flight until the guard is dropped.
@@ -73,6 +89,20 @@ impl Activity {
         let ended = Duration::from_millis(self.last_ended_ms.load(Ordering::Relaxed));
         Some(self.opened + ended + config.idle_timeout)
     }
+
+    /// When the HTTP/2 response that has waited longest for the writer will
+    /// have waited the write timeout; `None` when none waits.
+    fn stall_deadline(&self, config: &ConnectionConfig) -> Option<Instant> {
+        let mut waits = self.waits.lock().unwrap();
+        waits.retain(|wait| wait.strong_count() > 0);
+        let oldest = waits
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|wait| wait.load(Ordering::Relaxed))
+            .min()
+            .filter(|&ms| ms != NOT_WAITING)?;
+        Some(self.opened + Duration::from_millis(oldest) + config.write_timeout)
+    }
 }
 
 /// One request in flight on a connection, while it lives.
@@ -87,17 +117,29 @@ impl Drop for InFlight {
 }
 
 /// A response body that counts its request in flight until it is
-/// dropped (sent whole, or abandoned with its connection).
+/// dropped (sent whole, or abandoned with its connection). On HTTP/2 it
+/// also records when it handed hyper its head or a frame that hyper has
+/// not come back for: the time, in milliseconds after the connection
+/// opened, or [`NOT_WAITING`].
 pub(crate) struct Tracked<B> {
     body: B,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+    wait: Option<Arc<AtomicU64>>,
 }
 
 impl<B> Tracked<B> {
-    pub(crate) fn new(body: B, in_flight: InFlight) -> Self {
+    /// `body`, counted in flight; `http2` also watches it for stalls.
+    pub(crate) fn new(body: B, in_flight: InFlight, http2: bool) -> Self {
+        let wait = http2.then(|| {
+            let activity = &in_flight.0;
+            let wait = Arc::new(AtomicU64::new(activity.now_ms()));
+            activity.waits.lock().unwrap().push(Arc::downgrade(&wait));
+            wait
+        });
         Self {
             body,
-            _in_flight: in_flight,
+            in_flight,
+            wait,
         }
     }
 }
@@ -110,7 +152,18 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.body).poll_frame(cx);
+        if let Some(wait) = &this.wait {
+            // A frame handed over waits for hyper's next call; while the
+            // body is pending, or done, hyper is not the one stalling.
+            let since = match &poll {
+                Poll::Ready(Some(Ok(_))) => this.in_flight.0.now_ms(),
+                _ => NOT_WAITING,
+            };
+            wait.store(since, Ordering::Relaxed);
+        }
+        poll
     }
 
     fn is_end_stream(&self) -> bool {
@@ -129,12 +182,17 @@ pub(crate) enum Ended {
     Done,
     /// It sat without a request for too long and was closed.
     Idle,
+    /// An HTTP/2 response waited for the client past the write timeout;
+    /// the connection was dropped.
+    Stalled,
     /// The server shut down; it was told to finish.
     Shutdown,
 }
 
-/// Drives `connection` until it ends, closing it when it is idle too long
-/// (see the module doc) or, gracefully, when `shutdown` turns true.
+/// Drives `connection` until it ends, closing it when it is idle too long,
+/// dropping it when an HTTP/2 response has waited for the client past the
+/// write timeout (see the module doc), and closing it gracefully when
+/// `shutdown` turns true.
 /// `graceful` starts a graceful close (hyper's `graceful_shutdown`). After
 /// a shutdown the connection may finish its requests for as long as the
 /// caller lets this future run.
@@ -149,16 +207,30 @@ where
     C: Future<Output = Result<(), E>>,
 {
     let ended = loop {
-        // While a request is in flight, look again after an idle timeout:
-        // by then it may have ended, and the deadline counts from its end.
-        let wake = activity
-            .idle_deadline(config)
-            .unwrap_or_else(|| Instant::now() + config.idle_timeout);
+        // While a request is in flight, look again after a while: by then
+        // it may have ended (the idle deadline counts from its end), or its
+        // response may have begun to wait for the client.
+        let idle = activity.idle_deadline(config);
+        let stall = activity.stall_deadline(config);
+        let wake = [
+            idle,
+            stall,
+            Some(Instant::now() + config.idle_timeout.min(config.write_timeout)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("one deadline is always set");
         tokio::select! {
             result = connection.as_mut() => return (Ended::Done, result),
             () = tokio::time::sleep_until(wake) => {
-                if activity.idle_deadline(config).is_some_and(|d| d <= Instant::now()) {
+                let now = Instant::now();
+                if activity.idle_deadline(config).is_some_and(|d| d <= now) {
                     break Ended::Idle;
+                }
+                if activity.stall_deadline(config).is_some_and(|d| d <= now) {
+                    // A graceful close would wait for the stalled stream.
+                    return (Ended::Stalled, Ok(()));
                 }
             }
             changed = shutdown.wait_for(|stop| *stop) => {
@@ -307,6 +379,31 @@ mod tests {
         drop(request);
         let deadline = activity.idle_deadline(&config).unwrap();
         assert!(deadline >= opened + config.idle_timeout, "{deadline:?}");
+    }
+
+    #[tokio::test]
+    async fn an_http2_response_waits_for_the_writer_between_its_frames() {
+        use http_body_util::BodyExt;
+        let config = config(1000, 1000);
+        let activity = Activity::new();
+        let body = http_body_util::Full::new(bytes::Bytes::from_static(b"x"));
+        let mut body = Tracked::new(body, activity.request(), true);
+        // Its head is with hyper until hyper asks for the body.
+        let waiting = activity.stall_deadline(&config).expect("the head waits");
+        assert!(waiting >= activity.opened + config.write_timeout);
+        body.frame().await.unwrap().unwrap();
+        assert!(activity.stall_deadline(&config).is_some(), "a frame waits");
+        assert!(body.frame().await.is_none());
+        assert_eq!(activity.stall_deadline(&config), None);
+        drop(body);
+        assert_eq!(activity.stall_deadline(&config), None);
+        // HTTP/1.1 bodies are left to the write timeout of the socket.
+        let _body = Tracked::new(
+            http_body_util::Empty::<bytes::Bytes>::new(),
+            activity.request(),
+            false,
+        );
+        assert_eq!(activity.stall_deadline(&config), None);
     }
 
     #[tokio::test]

@@ -482,8 +482,10 @@ async fn serve_connections(
                     }
                 }
             };
-            if ended == Ended::Idle {
-                tracing::debug!(%peer, "idle connection closed");
+            match ended {
+                Ended::Idle => tracing::debug!(%peer, "idle connection closed"),
+                Ended::Stalled => tracing::debug!(%peer, "stalled HTTP/2 connection closed"),
+                Ended::Done | Ended::Shutdown => {}
             }
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -521,6 +523,7 @@ fn service(
     };
     service_fn(move |request: Request<Incoming>| {
         let in_flight = activity.request();
+        let http2 = request.version() == http::Version::HTTP_2;
         let mut request = request.map(|body| TimedBody::new(body, timeouts));
         request.extensions_mut().insert(listener);
         let app = app.clone();
@@ -530,7 +533,9 @@ fn service(
                 Some(admin) => on_main_runtime(&admin, app, request).await,
                 None => app.handle(request).await,
             };
-            Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| Tracked::new(body, in_flight, http2)),
+            )
         }
     })
 }

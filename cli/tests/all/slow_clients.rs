@@ -303,6 +303,48 @@ async fn a_response_nobody_reads_is_cut_off_and_frees_the_instance() {
 }
 
 #[tokio::test]
+async fn an_http2_response_the_client_grants_no_window_is_cut_off() {
+    const BODY: usize = 12 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let server = short_timeouts(dir.path(), &[]);
+    server.deploy("probe", artifacts::PROBE).await;
+    server
+        .configure(
+            "probe",
+            json!({"max_concurrency": 1, "timeout_ms": 600_000}),
+        )
+        .await;
+
+    // The client reads the head and never the body: its flow-control
+    // window fills and hyper stops sending, though no write blocks.
+    let http2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = http2
+        .post(server.at("/fn/probe/body"))
+        .body(vec![b'x'; BODY])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    server
+        .wait_for_info("probe", "the unread call to end", |info: &Value| {
+            info["stats"]["in_flight"] == 0
+        })
+        .await;
+    let body = tokio::time::timeout(BOUND, response.bytes())
+        .await
+        .expect("the cut-off body ends");
+    assert!(
+        body.is_err(),
+        "the whole body arrived: the stream was not cut"
+    );
+    assert_eq!(server.get("/fn/probe/counter").await.0, 200);
+}
+
+#[tokio::test]
 async fn at_the_connection_limit_accepting_waits_and_open_connections_keep_working() {
     const LIMIT: usize = 8;
     let dir = tempfile::tempdir().unwrap();
