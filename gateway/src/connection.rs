@@ -133,7 +133,14 @@ impl<B> Tracked<B> {
         let wait = http2.then(|| {
             let activity = &in_flight.0;
             let wait = Arc::new(AtomicU64::new(activity.now_ms()));
-            activity.waits.lock().unwrap().push(Arc::downgrade(&wait));
+            let mut waits = activity.waits.lock().unwrap();
+            // Ended streams are swept before the list would grow, so it
+            // stays near the streams in flight however many a long-lived
+            // connection serves.
+            if waits.len() == waits.capacity() {
+                waits.retain(|wait| wait.strong_count() > 0);
+            }
+            waits.push(Arc::downgrade(&wait));
             wait
         });
         Self {
