@@ -77,6 +77,10 @@ impl ApiError {
             "forbidden_host" => {
                 "call the server as localhost or 127.0.0.1, or start it with --allowed-host NAME"
             }
+            "request_timeout" => {
+                "the server received the body too slowly; check the network, or restart it with \
+                 a lower `flint serve --body-min-rate` or a longer `--body-timeout`"
+            }
             "payload_too_large" => {
                 "the server refuses uploads above its limit: restart it with a larger \
                  `flint serve --max-upload-bytes N`"

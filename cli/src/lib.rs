@@ -101,7 +101,7 @@ pub enum Command {
     ///
     /// Serves the admin API (under /v1) and the functions (under /fn/NAME/) on one port,
     /// until interrupted.
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
 
     /// Create a new Rust function project that builds and deploys as it is.
     ///
@@ -300,7 +300,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let context = || Context::new(&cli.global);
     match cli.command {
-        Command::Serve(args) => commands::serve::run(args).await,
+        Command::Serve(args) => commands::serve::run(*args).await,
         Command::New(args) => commands::new::run(&cli.global, args),
         Command::Init(args) => commands::init::run(args),
         Command::Deploy(args) => commands::deploy::run(&context()?, args).await,

@@ -19,8 +19,49 @@ pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_INSTANCE_IDLE: Duration = Duration::from_secs(60);
 /// Default time a version may go unused before it is unloaded from memory.
 pub const DEFAULT_UNLOAD_AFTER: Duration = Duration::from_secs(600);
-/// Time allowed to read a request's headers (slow-loris guard).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default most connections served at once, across all listeners (lowered
+/// to fit the open-file limit; see [`default_max_connections`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// File descriptors kept back from connections for the registry, blobs,
+/// artifacts and logs when the default connection limit is derived from the
+/// open-file limit.
+pub const RESERVED_FDS: u64 = 256;
+/// Default time a new connection has to complete its first request head
+/// (the TLS handshake included), and a later head once it has begun:
+/// slow-loris and silent sockets are closed after it.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a kept-alive connection (HTTP/1.1 or HTTP/2) may carry no
+/// request before it is closed. Longer than the 60 s idle timeout of common
+/// load balancers, so that the balancer, not Flint, closes first and never
+/// sends on a connection Flint has just closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default lowest rate, in bytes per second, a request body must keep up
+/// after [`DEFAULT_BODY_GRACE`] (Apache mod_reqtimeout's `MinRate`).
+pub const DEFAULT_BODY_MIN_RATE: u64 = 500;
+/// Default time a request body may take before the minimum rate applies.
+pub const DEFAULT_BODY_GRACE: Duration = Duration::from_secs(10);
+/// Default longest time spent waiting for a request body, however fast it
+/// trickles.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest time one write to a client may stay blocked (a client
+/// that does not read its response) before the connection is closed.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default interval of HTTP/2 keep-alive pings on a connection that has
+/// been silent this long.
+pub const DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// Default time an HTTP/2 keep-alive ping may go unanswered before the
+/// connection is closed as dead.
+pub const DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default most concurrent HTTP/2 streams (requests) per connection.
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 100;
+/// Largest HTTP/2 header list (decoded names and values) a client may send.
+pub const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 16 << 10;
+/// Streams a client may open and reset before Flint accepts them, before the
+/// connection is closed (the HTTP/2 rapid-reset attack).
+pub const HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams Flint may reset for a client's protocol errors before the
+/// connection is closed.
+pub const HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// Default time shutdown waits for calls and queue messages in flight.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -52,6 +93,8 @@ pub struct GatewayConfig {
     /// How long shutdown waits for HTTP calls and queue messages in flight
     /// to finish and settle.
     pub shutdown_grace: Duration,
+    /// Connection limits and timeouts.
+    pub connections: ConnectionConfig,
     /// Use the pooling instance allocator.
     pub pooling: bool,
     /// Copy-on-write memory images.
@@ -71,6 +114,78 @@ pub struct GatewayConfig {
     /// Names a loopback listener serves besides localhost, 127.0.0.1 and
     /// [::1].
     pub allowed_hosts: Vec<HostPattern>,
+}
+
+/// How many connections are served and how long a slow or idle client may
+/// hold one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// Most connections served at once, across all listeners; at the limit
+    /// accepting pauses (new clients wait in the listen backlog).
+    pub max_connections: usize,
+    /// Time for a new connection's first request head (TLS handshake
+    /// included), and for any later head once its first byte arrived.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bytes per second a request body must keep up after `body_grace`.
+    pub body_min_rate: u64,
+    /// Time a request body may take before `body_min_rate` applies.
+    pub body_grace: Duration,
+    /// Longest time spent waiting for one request body.
+    pub body_timeout: Duration,
+    /// Longest time one write to the client may stay blocked.
+    pub write_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval.
+    pub http2_keep_alive_interval: Duration,
+    /// Time an HTTP/2 keep-alive ping may go unanswered.
+    pub http2_keep_alive_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub http2_max_streams: u32,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            body_grace: DEFAULT_BODY_GRACE,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            http2_keep_alive_interval: DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL,
+            http2_keep_alive_timeout: DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
+            http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
+        }
+    }
+}
+
+/// [`DEFAULT_MAX_CONNECTIONS`], lowered to fit the process's open-file
+/// limit less [`RESERVED_FDS`] where that limit is known (Linux), so that
+/// accepting pauses at the limit instead of failing for want of file
+/// descriptors.
+pub fn default_max_connections() -> usize {
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| open_files_soft_limit(&limits));
+    match limit {
+        Some(fds) => fds
+            .saturating_sub(RESERVED_FDS)
+            .clamp(1, DEFAULT_MAX_CONNECTIONS as u64) as usize,
+        None => DEFAULT_MAX_CONNECTIONS,
+    }
+}
+
+/// The soft "Max open files" of a `/proc/self/limits` text; `None` when
+/// unlimited or absent.
+fn open_files_soft_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The PEM files of a TLS listener.
@@ -118,6 +233,7 @@ impl Default for GatewayConfig {
             instance_idle: DEFAULT_INSTANCE_IDLE,
             unload_after: DEFAULT_UNLOAD_AFTER,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            connections: ConnectionConfig::default(),
             pooling: true,
             memory_init_cow: true,
             max_instances: flint_runtime::DEFAULT_MAX_INSTANCES,
@@ -127,5 +243,22 @@ impl Default for GatewayConfig {
             public_metrics: false,
             allowed_hosts: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_files_soft_limit;
+
+    #[test]
+    fn the_open_file_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63704                63704                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(open_files_soft_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(open_files_soft_limit(unlimited), None);
+        assert_eq!(open_files_soft_limit(""), None);
     }
 }

@@ -10,12 +10,14 @@
 //! runtime    flint-runtime (engine, pools, limits, sandbox)
 //! ```
 //!
-//! Leaf modules any layer may use: [`config`], [`limits`], [`metrics`],
-//! [`routes`], [`secrets`]. A request flows [`server::serve`] ->
+//! Leaf modules any layer may use: [`body_timeout`], [`config`], [`limits`],
+//! [`metrics`], [`routes`], [`secrets`]. A request flows [`server::serve`] ->
 //! [`api::App::handle`] -> [`core::Invoker`] -> the runtime's instance pool.
 
 pub mod api;
+pub mod body_timeout;
 pub mod config;
+mod connection;
 pub mod core;
 pub mod limits;
 pub mod metrics;

@@ -6,6 +6,7 @@
 //! [`Limit::stream`], so a limit is checked the same way at every door
 //! (the invoke path, the admin API, `/async`, queue messages).
 
+use crate::body_timeout::{self, BodyTimeout};
 use crate::config::{DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -33,6 +34,9 @@ pub enum LimitError {
     /// The body is larger than its limit.
     #[error("{} exceeds the limit of {} bytes (server flag {})", .0.what, .0.bytes, .0.flag)]
     TooLarge(Limit),
+    /// The body arrived too slowly (see [`crate::body_timeout`]).
+    #[error(transparent)]
+    TimedOut(#[from] BodyTimeout),
     /// The body failed before its end.
     #[error("could not read the body: {0}")]
     Read(String),
@@ -81,7 +85,10 @@ where
     match limit.stream(body).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if is_over_limit(&*e) => Err(LimitError::TooLarge(limit)),
-        Err(e) => Err(LimitError::Read(e.to_string())),
+        Err(e) => match body_timeout::as_timeout(&*e) {
+            Some(timeout) => Err(LimitError::TimedOut(timeout.clone())),
+            None => Err(LimitError::Read(e.to_string())),
+        },
     }
 }
 

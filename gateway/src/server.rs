@@ -2,24 +2,35 @@
 //! one), serves HTTP/1.1 and HTTP/2 (over TLS when configured) with
 //! [`App::handle`] on one single-threaded runtime per core, runs periodic
 //! upkeep and the queue adapter, and shuts down gracefully.
+//!
+//! A slow or idle client costs little: at most `--max-connections` are
+//! served at once (accepting pauses at the limit; clients beyond it wait in
+//! the kernel's listen backlog), and every connection runs under the
+//! timeouts of [`crate::connection`] (header, idle, write) and
+//! [`crate::body_timeout`] (request bodies).
 
 use crate::api::{ApiError, App, Listener, Serves};
-use crate::config::{GatewayConfig, HEADER_READ_TIMEOUT, TlsFiles};
+use crate::body_timeout::{BodyTimeouts, TimedBody};
+use crate::config::{
+    ConnectionConfig, GatewayConfig, HTTP2_MAX_HEADER_LIST_BYTES,
+    HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS, HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS, TlsFiles,
+};
+use crate::connection::{self, Activity, Ended, Tracked, WriteTimeout};
 use anyhow::Context;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// How often idle instances are trimmed and idle versions unloaded.
@@ -189,8 +200,34 @@ pub async fn serve(
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,
     };
+    let limits = control.config().connections;
+    let max_connections = limits.max_connections;
+    tracing::info!(
+        max_connections,
+        header_timeout = ?limits.header_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        write_timeout = ?limits.write_timeout,
+        body_timeout = ?limits.body_timeout,
+        "connection limits"
+    );
+    let slots = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
+        // A slot is taken before accepting: at the limit the loop waits, and
+        // new clients wait in the listen backlog, not in Flint's memory.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                tracing::warn!(
+                    max_connections,
+                    "connection limit reached; accepting pauses until a connection closes (server flag --max-connections)"
+                );
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = async {
                 tokio::select! {
@@ -212,7 +249,7 @@ pub async fn serve(
                     .min_by_key(|t| t.open.load(Ordering::Relaxed))
                     .expect("at least one connection thread");
                 match stream.into_std() {
-                    Ok(stream) => least_busy.hand_over(stream, peer, listener),
+                    Ok(stream) => least_busy.hand_over(stream, peer, listener, slot),
                     Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection over"),
                 }
             }
@@ -281,12 +318,18 @@ impl ConnectionThread {
         })
     }
 
-    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr, listener: Listener) {
+    fn hand_over(
+        &self,
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        listener: Listener,
+        slot: OwnedSemaphorePermit,
+    ) {
         let handover = Handover {
             stream,
             peer,
             listener,
-            open: OpenConnection::new(&self.open),
+            open: OpenConnection::new(&self.open, slot),
         };
         if self.incoming.send(handover).is_err() {
             tracing::error!(%peer, "connection thread is gone; connection dropped");
@@ -311,19 +354,26 @@ struct Handover {
     open: OpenConnection,
 }
 
-/// One in a connection thread's count of open connections, while it lives.
-struct OpenConnection(Arc<AtomicUsize>);
+/// One in a connection thread's count of open connections, holding its
+/// slot of `--max-connections`, while it lives.
+struct OpenConnection {
+    count: Arc<AtomicUsize>,
+    _slot: OwnedSemaphorePermit,
+}
 
 impl OpenConnection {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
+    fn new(count: &Arc<AtomicUsize>, slot: OwnedSemaphorePermit) -> Self {
         count.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
+        Self {
+            count: count.clone(),
+            _slot: slot,
+        }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -335,7 +385,7 @@ impl Drop for OpenConnection {
 async fn on_main_runtime(
     admin: &Handle,
     app: Arc<App>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Response<crate::api::Body> {
     match admin.spawn(async move { app.handle(request).await }).await {
         Ok(response) => response,
@@ -344,6 +394,33 @@ async fn on_main_runtime(
         )))
         .into_response(),
     }
+}
+
+/// The body of a request as the application sees it.
+type RequestBody = TimedBody<Incoming>;
+
+/// The connection builder: HTTP/1.1 and HTTP/2 with the configured bounds.
+fn builder(config: &ConnectionConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper silently skips its timeouts. hyper's header
+    // timer also runs while a kept-alive connection waits for its next
+    // request, so it is set to the longer of the two: `connection::drive`
+    // applies the header and idle timeouts themselves, and this one is a
+    // backstop.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout.max(config.idle_timeout));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.http2_keep_alive_interval)
+        .keep_alive_timeout(config.http2_keep_alive_timeout)
+        .max_concurrent_streams(config.http2_max_streams)
+        .max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
+        .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS);
+    builder
 }
 
 /// Serves the connections handed to this thread until the channel closes,
@@ -356,13 +433,11 @@ async fn serve_connections(
     grace: Duration,
     tls: Option<TlsAcceptor>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Without a timer hyper silently skips the header read timeout.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let config = app.control().config().connections;
+    let builder = Arc::new(builder(&config));
+    // Turned true at shutdown; closed once every connection's receiver is
+    // dropped.
+    let (stop, stopping) = watch::channel(false);
     while let Some(Handover {
         stream,
         peer,
@@ -377,36 +452,24 @@ async fn serve_connections(
                 continue;
             }
         };
-        let (app, admin) = (app.clone(), admin.clone());
-        let service = service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(listener);
-            let app = app.clone();
-            let admin = crate::api::is_admin(request.uri().path()).then(|| admin.clone());
-            async move {
-                let response = match admin {
-                    Some(admin) => on_main_runtime(&admin, app, request).await,
-                    None => app.handle(request).await,
-                };
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let activity = Activity::new();
+        let service = service(app.clone(), admin.clone(), listener, activity.clone());
+        let (builder, mut stopping, tls) = (builder.clone(), stopping.clone(), tls.clone());
         tokio::spawn(async move {
             // Counted as open until this task ends or is dropped.
             let _open = open;
-            let served = match tls {
+            let stream = WriteTimeout::new(stream, config.write_timeout);
+            let (ended, served) = match tls {
                 None => {
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
+                    serve_io(&builder, stream, service, &activity, &config, &mut stopping).await
                 }
                 Some(acceptor) => {
                     // The handshake is bounded like a request head.
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(config.header_timeout, acceptor.accept(stream)).await
+                    {
                         Ok(Ok(stream)) => {
-                            let connection = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            watcher.watch(connection.into_owned()).await
+                            serve_io(&builder, stream, service, &activity, &config, &mut stopping)
+                                .await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -419,15 +482,92 @@ async fn serve_connections(
                     }
                 }
             };
+            match ended {
+                Ended::Idle => tracing::debug!(%peer, "idle connection closed"),
+                Ended::Stalled => tracing::debug!(%peer, "stalled HTTP/2 connection closed"),
+                Ended::Done | Ended::Shutdown => {}
+            }
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    stop.send_replace(true);
+    drop(stopping);
+    if tokio::time::timeout(grace, stop.closed()).await.is_err() {
         tracing::warn!("grace period over; closing remaining connections");
     }
+}
+
+/// The service of one connection: each request's body is timed, each
+/// request counted in flight until its response body is dropped, and admin
+/// calls run on the main runtime.
+fn service(
+    app: Arc<App>,
+    admin: Handle,
+    listener: Listener,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Tracked<crate::api::Body>>,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let config = app.control().config().connections;
+    let timeouts = BodyTimeouts {
+        min_rate: config.body_min_rate,
+        grace: config.body_grace,
+        total: config.body_timeout,
+    };
+    service_fn(move |request: Request<Incoming>| {
+        let in_flight = activity.request();
+        let http2 = request.version() == http::Version::HTTP_2;
+        let mut request = request.map(|body| TimedBody::new(body, timeouts));
+        request.extensions_mut().insert(listener);
+        let app = app.clone();
+        let admin = crate::api::is_admin(request.uri().path()).then(|| admin.clone());
+        async move {
+            let response = match admin {
+                Some(admin) => on_main_runtime(&admin, app, request).await,
+                None => app.handle(request).await,
+            };
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| Tracked::new(body, in_flight, http2)),
+            )
+        }
+    })
+}
+
+/// Serves HTTP on `io` under the connection's timeouts until it ends.
+async fn serve_io<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    activity: &Activity,
+    config: &ConnectionConfig,
+    stopping: &mut watch::Receiver<bool>,
+) -> (Ended, Result<(), crate::api::BoxError>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Tracked<crate::api::Body>>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    connection::drive(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        activity,
+        config,
+        stopping,
+    )
+    .await
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use flint_gateway::api::App;
-use flint_gateway::config::{AdminToken, TlsFiles};
+use flint_gateway::config::{AdminToken, ConnectionConfig, TlsFiles};
 use flint_gateway::core::Control;
 use flint_gateway::reconcile::Reconciler;
 use flint_gateway::{GatewayConfig, config as defaults, server};
@@ -107,6 +107,36 @@ pub struct ServeArgs {
         help_heading = "Security"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Most connections served at once, across all listeners. At the limit Flint stops accepting until one closes (new clients wait in the kernel's listen backlog); open connections are never dropped for it. Default: 10000, or the open-file limit (ulimit -n) less 256 if that is lower
+    #[arg(long, env = "FLINT_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Connections")]
+    pub max_connections: Option<u64>,
+    /// Time a new connection has to send its first complete request head (TLS handshake included); a socket that sends nothing, half a head, or only the HTTP/2 preface is closed after it. Durations read like 10s, 500ms, 2m
+    #[arg(long, env = "FLINT_HEADER_TIMEOUT", default_value_t = defaults::DEFAULT_HEADER_TIMEOUT.into(), value_name = "DURATION", value_parser = parse_timeout, help_heading = "Connections")]
+    pub header_timeout: humantime::Duration,
+    /// Time a kept-alive connection (HTTP/1.1 or HTTP/2) may carry no request before it is closed; the next request head must arrive within it. Keep it above the idle timeout of a load balancer in front (AWS ALB: 60s)
+    #[arg(long, env = "FLINT_IDLE_TIMEOUT", default_value_t = defaults::DEFAULT_IDLE_TIMEOUT.into(), value_name = "DURATION", value_parser = parse_timeout, help_heading = "Connections")]
+    pub idle_timeout: humantime::Duration,
+    /// Bytes per second a request body must keep up once --body-grace has passed, as Apache's mod_reqtimeout MinRate: each N bytes buy one more second. Slower bodies end with 408 request_timeout; 0 turns the rate check off (--body-timeout still applies)
+    #[arg(long, env = "FLINT_BODY_MIN_RATE", default_value_t = defaults::DEFAULT_BODY_MIN_RATE, value_name = "BYTES_PER_SEC", help_heading = "Connections")]
+    pub body_min_rate: u64,
+    /// Time a request body may take before --body-min-rate applies. Only time spent waiting for the client counts, not time the function spends before reading
+    #[arg(long, env = "FLINT_BODY_GRACE", default_value_t = defaults::DEFAULT_BODY_GRACE.into(), value_name = "DURATION", value_parser = parse_duration, help_heading = "Connections")]
+    pub body_grace: humantime::Duration,
+    /// Longest time spent waiting for one request body, however steadily it trickles; then 408 request_timeout. Raise it when large components are deployed over slow links
+    #[arg(long, env = "FLINT_BODY_TIMEOUT", default_value_t = defaults::DEFAULT_BODY_TIMEOUT.into(), value_name = "DURATION", value_parser = parse_timeout, help_heading = "Connections")]
+    pub body_timeout: humantime::Duration,
+    /// Time one write to a client may stay blocked because the client reads nothing; then the connection is closed, and a function still streaming its response is stopped and its instance freed
+    #[arg(long, env = "FLINT_WRITE_TIMEOUT", default_value_t = defaults::DEFAULT_WRITE_TIMEOUT.into(), value_name = "DURATION", value_parser = parse_timeout, help_heading = "Connections")]
+    pub write_timeout: humantime::Duration,
+    /// HTTP/2: send a keep-alive ping on a connection silent this long, to find dead peers
+    #[arg(long, env = "FLINT_HTTP2_KEEP_ALIVE_INTERVAL", default_value_t = defaults::DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL.into(), value_name = "DURATION", value_parser = parse_timeout, help_heading = "Connections")]
+    pub http2_keep_alive_interval: humantime::Duration,
+    /// HTTP/2: close the connection when a keep-alive ping goes unanswered this long
+    #[arg(long, env = "FLINT_HTTP2_KEEP_ALIVE_TIMEOUT", default_value_t = defaults::DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT.into(), value_name = "DURATION", value_parser = parse_timeout, help_heading = "Connections")]
+    pub http2_keep_alive_timeout: humantime::Duration,
+    /// HTTP/2: most requests (streams) in flight at once on one connection
+    #[arg(long, env = "FLINT_HTTP2_MAX_STREAMS", default_value_t = defaults::DEFAULT_HTTP2_MAX_STREAMS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Connections")]
+    pub http2_max_streams: u32,
     /// Apply this manifest at start and keep the server matching it (see `flint apply --help`)
     #[arg(
         long,
@@ -146,6 +176,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         instance_idle: Duration::from_secs(args.instance_idle_secs),
         unload_after: Duration::from_secs(args.unload_after_secs),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        connections: ConnectionConfig {
+            max_connections: args
+                .max_connections
+                .map_or_else(defaults::default_max_connections, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+            header_timeout: args.header_timeout.into(),
+            idle_timeout: args.idle_timeout.into(),
+            body_min_rate: args.body_min_rate,
+            body_grace: args.body_grace.into(),
+            body_timeout: args.body_timeout.into(),
+            write_timeout: args.write_timeout.into(),
+            http2_keep_alive_interval: args.http2_keep_alive_interval.into(),
+            http2_keep_alive_timeout: args.http2_keep_alive_timeout.into(),
+            http2_max_streams: args.http2_max_streams,
+        },
         pooling: !args.no_pooling,
         memory_init_cow: !args.no_cow,
         max_instances: args.max_instances,
@@ -207,6 +253,25 @@ fn admin_token(
 
 /// Shortest bootstrap token accepted.
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// A duration such as `10s`, `500ms` or `2m`.
+fn parse_duration(text: &str) -> Result<humantime::Duration, String> {
+    text.parse::<humantime::Duration>()
+        .map_err(|e| format!("{e}; write a duration such as 10s, 500ms or 2m"))
+}
+
+/// A duration that must be above zero: a zero timeout would close every
+/// connection at once.
+fn parse_timeout(text: &str) -> Result<humantime::Duration, String> {
+    let duration = parse_duration(text)?;
+    match *duration {
+        Duration::ZERO => Err(
+            "a timeout of 0 would close every connection at once; give a duration such as 10s"
+                .into(),
+        ),
+        _ => Ok(duration),
+    }
+}
 
 fn parse_host(text: &str) -> Result<HostPattern, String> {
     HostPattern::parse(text)

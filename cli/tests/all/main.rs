@@ -15,4 +15,5 @@ mod releases;
 mod sandbox;
 mod scaffold;
 mod security;
+mod slow_clients;
 mod support;

@@ -37,6 +37,7 @@ fn status(error: &CoreError) -> StatusCode {
         | CoreError::InvalidDesiredState(_)
         | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
         CoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
         CoreError::ReleaseConflict(_) | CoreError::ComponentMissing(_) | CoreError::Conflict(_) => {
@@ -94,7 +95,10 @@ impl ApiError {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
             // The rest of the body is left unread: the connection cannot be
             // reused, and saying so keeps clients from sending on it.
             response

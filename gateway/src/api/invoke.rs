@@ -5,8 +5,8 @@ use crate::core::{CoreError, Target};
 use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Splits `name@3/rest` or `name@prod/rest` into the name, the target and
 /// the guest path. All digits after `@` name a version, anything else an
@@ -31,6 +31,9 @@ fn parse_target(target: &str) -> (&str, Target<'_>, &str) {
 fn body_error(error: BoxError) -> WasiHttpError {
     if crate::limits::is_over_limit(&*error) {
         return WasiHttpError::HttpRequestBodySize(None);
+    }
+    if crate::body_timeout::as_timeout(&*error).is_some() {
+        return WasiHttpError::ConnectionReadTimeout;
     }
     match error.downcast::<hyper::Error>() {
         Ok(hyper) => WasiHttpError::Hyper(*hyper),
@@ -94,13 +97,19 @@ async fn run(
         .build()
         .map_err(|e| CoreError::BadRequest(format!("bad request target: {e}")))?;
     let overflowed = Arc::new(AtomicBool::new(false));
+    // The guest sees a slow body as a failed read and may answer anything
+    // (or trap); the caller is told the cause, 408, whatever it did.
+    let timed_out = Arc::new(OnceLock::new());
     let body: HyperIncomingBody = limit
         .stream(body)
         .map_err({
-            let overflowed = overflowed.clone();
+            let (overflowed, timed_out) = (overflowed.clone(), timed_out.clone());
             move |e| {
                 if crate::limits::is_over_limit(&*e) {
                     overflowed.store(true, Ordering::Relaxed);
+                }
+                if let Some(timeout) = crate::body_timeout::as_timeout(&*e) {
+                    let _ = timed_out.set(timeout.clone());
                 }
                 body_error(e)
             }
@@ -110,7 +119,11 @@ async fn run(
     let invoked = app
         .invoker
         .invoke(name, target, Request::from_parts(parts, body))
-        .await?;
+        .await;
+    if let Some(timeout) = timed_out.get() {
+        return Err(CoreError::RequestTimeout(timeout.clone()).into());
+    }
+    let invoked = invoked?;
     let mut response = invoked
         .response
         .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());

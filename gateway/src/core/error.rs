@@ -2,6 +2,7 @@
 //! contract. Adapters map it once each: HTTP to a status and JSON body,
 //! AMQP to a dead-letter reason.
 
+use crate::body_timeout::BodyTimeout;
 use crate::limits::LimitError;
 use crate::store::StoreError;
 use flint_runtime::{CompileError, ConfigError, InvokeError};
@@ -82,6 +83,10 @@ pub enum CoreError {
     /// Anything else malformed in a request.
     #[error("{0}")]
     BadRequest(String),
+    /// A request body that arrived too slowly; the message names the rule
+    /// and its server flags.
+    #[error(transparent)]
+    RequestTimeout(#[from] BodyTimeout),
     /// A body over its limit.
     #[error("{what} exceeds the limit of {limit} bytes (server flag {flag})")]
     TooLarge {
@@ -148,6 +153,7 @@ impl CoreError {
             Self::InvalidDesiredState(_) => "invalid_desired_state",
             Self::BadRequest(_) => "bad_request",
             Self::TooLarge { .. } => "payload_too_large",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::ReleaseConflict(_) => "release_conflict",
             Self::ComponentMissing(_) => "component_missing",
             Self::Conflict(_) => "conflict",
@@ -205,6 +211,7 @@ impl From<LimitError> for CoreError {
                 limit: limit.bytes,
                 flag: limit.flag,
             },
+            LimitError::TimedOut(timeout) => Self::RequestTimeout(timeout),
             LimitError::Read(message) => {
                 Self::BadRequest(format!("could not read the request body: {message}"))
             }

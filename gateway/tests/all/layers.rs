@@ -7,20 +7,43 @@ use std::path::Path;
 
 /// Every top-level module and the top-level modules it may import.
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("body_timeout", &[]),
     ("config", &[]),
     ("metrics", &[]),
     ("routes", &[]),
     ("secrets", &[]),
-    ("limits", &["config"]),
+    ("limits", &["body_timeout", "config"]),
     ("store", &[]),
     (
         "core",
-        &["config", "limits", "metrics", "routes", "secrets", "store"],
+        &[
+            "body_timeout",
+            "config",
+            "limits",
+            "metrics",
+            "routes",
+            "secrets",
+            "store",
+        ],
     ),
-    ("api", &["core", "config", "limits", "metrics"]),
+    (
+        "api",
+        &["body_timeout", "core", "config", "limits", "metrics"],
+    ),
     ("triggers", &["core", "config", "limits", "metrics"]),
     ("reconcile", &["core"]),
-    ("server", &["api", "core", "config", "triggers"]),
+    ("connection", &["config"]),
+    (
+        "server",
+        &[
+            "api",
+            "body_timeout",
+            "connection",
+            "core",
+            "config",
+            "triggers",
+        ],
+    ),
 ];
 
 /// The top-level modules `text` names as `crate::NAME` outside comments.
