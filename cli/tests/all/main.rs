@@ -15,3 +15,4 @@ mod sandbox;
 mod scaffold;
 mod security;
 mod support;
+mod uploads;
