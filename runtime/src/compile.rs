@@ -147,7 +147,10 @@ impl Runtime {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
-                CompileError::Worker(format!("cannot start {}: {e}", program.display()))
+                CompileError::Worker(format!(
+                    "cannot start {}: {e} (if the binary was replaced or removed, restart the server)",
+                    program.display()
+                ))
             })?;
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
