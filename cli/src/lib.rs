@@ -255,6 +255,10 @@ pub enum Command {
     /// optional function globs and secret globs, and an optional expiry.
     Token(commands::token::TokenArgs),
 
+    /// Compile one uploaded component (run by `flint serve`, not by hand).
+    #[command(name = flint_runtime::COMPILE_WORKER_COMMAND, hide = true)]
+    CompileWorker(commands::compile_worker::CompileWorkerArgs),
+
     /// Show a function's release history: who changed which alias, when, and why.
     ///
     /// Lists releases, rollbacks, alias changes, canary steps and outcomes, and shadow runs.
@@ -323,6 +327,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(args) => commands::backup::backup(&context()?, args).await,
         Command::Token(args) => commands::token::run(&context()?, args).await,
         Command::Restore(args) => commands::backup::restore(cli.global.json, args),
+        Command::CompileWorker(args) => commands::compile_worker::run(args),
     }
 }
 

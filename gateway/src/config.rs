@@ -14,7 +14,13 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 /// Default largest request body passed to a function.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 16 << 20;
 /// Default longest compile of an upload.
-pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = flint_runtime::DEFAULT_COMPILE_TIMEOUT;
+/// Default longest wait of an upload for a compile slot.
+pub const DEFAULT_COMPILE_QUEUE_TIMEOUT: Duration = flint_runtime::DEFAULT_COMPILE_QUEUE_TIMEOUT;
+/// Default age below which unreferenced blobs and artifacts are never
+/// collected: longer than any upload takes between storing its bytes and
+/// recording its version.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(600);
 /// Default time a pooled instance may wait unused before it is dropped.
 pub const DEFAULT_INSTANCE_IDLE: Duration = Duration::from_secs(60);
 /// Default time a version may go unused before it is unloaded from memory.
@@ -86,6 +92,20 @@ pub struct GatewayConfig {
     pub max_request_body_bytes: u64,
     /// Longest compile of an upload.
     pub compile_timeout: Duration,
+    /// Compiles that may run at once.
+    pub max_compiles: usize,
+    /// Longest wait for a compile slot; then the upload is refused with
+    /// 429 `overloaded`.
+    pub compile_queue_timeout: Duration,
+    /// The program compiles run in (`flint`, as `flint __compile`); `None`
+    /// compiles in this process (see [`flint_runtime::RuntimeConfig`]).
+    pub compile_worker: Option<PathBuf>,
+    /// Blobs and compiled artifacts no version references are removed once
+    /// untouched this long.
+    pub gc_grace: Duration,
+    /// Most bytes the data dir's blobs and artifacts may hold; an upload
+    /// beyond it is refused with 507. 0: no limit.
+    pub max_storage_bytes: u64,
     /// Pooled instances unused this long are dropped.
     pub instance_idle: Duration,
     /// Versions unused this long are unloaded (reloaded from disk on use).
@@ -230,6 +250,11 @@ impl Default for GatewayConfig {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            max_compiles: flint_runtime::default_max_compiles(),
+            compile_queue_timeout: DEFAULT_COMPILE_QUEUE_TIMEOUT,
+            compile_worker: None,
+            gc_grace: DEFAULT_GC_GRACE,
+            max_storage_bytes: 0,
             instance_idle: DEFAULT_INSTANCE_IDLE,
             unload_after: DEFAULT_UNLOAD_AFTER,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

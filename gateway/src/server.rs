@@ -1,7 +1,8 @@
 //! The accept loop: binds the listeners (one, or a public one and an admin
 //! one), serves HTTP/1.1 and HTTP/2 (over TLS when configured) with
 //! [`App::handle`] on one single-threaded runtime per core, runs periodic
-//! upkeep and the queue adapter, and shuts down gracefully.
+//! upkeep (idle instances, idle versions, garbage collection of the data
+//! dir) and the queue adapter, and shuts down gracefully.
 //!
 //! A slow or idle client costs little: at most `--max-connections` are
 //! served at once (accepting pauses at the limit; clients beyond it wait in
@@ -181,6 +182,18 @@ pub async fn serve(
             }
         }
     });
+    let gc = tokio::spawn({
+        let control = control.clone();
+        async move {
+            let mut tick = tokio::time::interval(control.gc_interval());
+            loop {
+                tick.tick().await;
+                if let Err(e) = control.collect_garbage().await {
+                    tracing::warn!(error = %e, "garbage collection failed; retrying later");
+                }
+            }
+        }
+    });
     let queues = match control.config().amqp_url.clone() {
         Some(url) => Some(crate::triggers::start(&control, url)),
         None => {
@@ -258,6 +271,7 @@ pub async fn serve(
     }
     drop(listeners);
     maintenance.abort();
+    gc.abort();
     let grace = control.config().shutdown_grace;
     tracing::info!(
         grace_secs = grace.as_secs(),

@@ -7,12 +7,15 @@
 //! with different settings simply misses the cache and recompiles.
 
 use crate::fsutil::write_atomic;
+use crate::fsutil::{self, Swept};
 use flint_spec::Digest;
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use wasmtime::Engine;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Linker};
 
 /// Why an upload is not a component Flint can run.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,29 @@ pub enum CompileError {
     /// The cache could not be written or read.
     #[error("artifact cache: {0}")]
     Cache(#[from] std::io::Error),
+    /// Every compile slot stayed busy for the whole wait: the caller may
+    /// retry shortly.
+    #[error(
+        "all {max_compiles} compile slots are busy and none freed within {waited_ms} ms; retry after {retry_after_secs} s"
+    )]
+    Busy {
+        /// Compiles that may run at once.
+        max_compiles: usize,
+        /// How long the compile waited for a slot.
+        waited_ms: u128,
+        /// Suggested wait before retrying.
+        retry_after_secs: u64,
+    },
+    /// The compile ran past its time limit and was stopped.
+    #[error("compiling took longer than {limit_ms} ms")]
+    Timeout {
+        /// The limit, in milliseconds.
+        limit_ms: u128,
+    },
+    /// The compile worker process failed (crashed, was killed, or answered
+    /// nonsense).
+    #[error("the compile worker failed: {0}")]
+    Worker(String),
 }
 
 /// Packages whose interfaces the linker provides (full WASI 0.2 and wasi:http).
@@ -106,6 +132,31 @@ pub(crate) fn check_world(
     Ok(())
 }
 
+/// Validates and compiles `bytes` and checks the world against `linker`:
+/// the one compile of both the in-process path and the worker process.
+/// Returns the component and the time the compiler took.
+pub(crate) fn compile_checked<T>(
+    engine: &Engine,
+    linker: &Linker<T>,
+    bytes: &[u8],
+) -> Result<(Component, Duration), CompileError> {
+    check_header(bytes)?;
+    let start = Instant::now();
+    let component =
+        Component::new(engine, bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+    let compile_time = start.elapsed();
+    let link = linker.instantiate_pre(&component).map(drop);
+    check_world(engine, &component, link)?;
+    Ok((component, compile_time))
+}
+
+/// A compiled component as the bytes the cache stores.
+pub(crate) fn serialize(component: &Component) -> Result<Vec<u8>, CompileError> {
+    component
+        .serialize()
+        .map_err(|e| CompileError::Invalid(format!("{e:#}")))
+}
+
 /// A `Hasher` over SHA-256, so the engine compatibility key is stable across
 /// processes (std's `DefaultHasher` is not promised to be).
 struct StableHasher(Sha256);
@@ -145,6 +196,16 @@ impl ArtifactCache {
             .join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))
     }
 
+    /// The engine compatibility key in the artifacts' names.
+    pub fn engine_key(&self) -> &str {
+        &self.engine_key
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Whether an artifact for `digest` is cached.
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()
@@ -153,6 +214,43 @@ impl ArtifactCache {
     /// Stores a compiled artifact.
     pub fn store(&self, digest: &Digest, artifact: &[u8]) -> std::io::Result<()> {
         write_atomic(&self.path(digest), artifact)
+    }
+
+    /// Marks the artifact of `digest` as just used, so that the garbage
+    /// collector's grace period starts again (an upload that reuses it has
+    /// not recorded its version yet).
+    pub fn touch(&self, digest: &Digest) -> std::io::Result<()> {
+        fsutil::touch(&self.path(digest))
+    }
+
+    /// Bytes the cache holds, leftovers of interrupted compiles included.
+    pub fn usage(&self) -> std::io::Result<u64> {
+        fsutil::dir_usage(&self.dir)
+    }
+
+    /// Removes what no version needs, once untouched for `grace`: artifacts
+    /// of digests outside `referenced`, artifacts of other engines (their
+    /// key differs: an upgrade or other settings), and temp files of
+    /// compiles that never finished. Other files are left alone.
+    pub fn sweep(
+        &self,
+        referenced: &BTreeSet<Digest>,
+        grace: Duration,
+    ) -> std::io::Result<Vec<Swept>> {
+        fsutil::sweep(&self.dir, grace, |name| {
+            if fsutil::is_temp_name(name) {
+                return Some("temp file of a compile that never finished");
+            }
+            let (hex, key) = name.strip_suffix(".cwasm")?.split_once('-')?;
+            let digest = Digest::parse(hex)?;
+            if key != self.engine_key {
+                Some("artifact of another engine")
+            } else if !referenced.contains(&digest) {
+                Some("artifact no version uses")
+            } else {
+                None
+            }
+        })
     }
 
     /// Maps a cached artifact into memory.

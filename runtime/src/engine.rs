@@ -1,13 +1,15 @@
 //! The one `Engine` of a process, its linker, the epoch ticker and the
 //! compile/load entry points.
 
-use crate::artifact::{ArtifactCache, CompileError, check_header, check_world};
+use crate::artifact::{ArtifactCache, CompileError, compile_checked, serialize};
+use crate::compile::CompileGate;
 use crate::host::HostState;
 use flint_spec::Digest;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -21,8 +23,23 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// between instances: resetting it with memset beats page faults.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
+/// Default longest compile of an upload.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest wait for a compile slot.
+pub const DEFAULT_COMPILE_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default compiles that may run at once: one per CPU core, since a compile
+/// keeps a core busy.
+pub fn default_max_compiles() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// How the engine is set up. Defaults are what measured fastest here.
-#[derive(Debug, Clone)]
+///
+/// A compile worker process gets the whole configuration and builds its
+/// engine with [`wasmtime_config`] too, so the two engines cannot drift
+/// apart: the artifacts it writes carry the server's engine key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeConfig {
     /// Where compiled artifacts are cached.
     pub cache_dir: PathBuf,
@@ -34,6 +51,20 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Largest memory any function may have, in MiB (the pool slot size).
     pub max_memory_mb: u32,
+    /// Compiles that may run at once (default: [`default_max_compiles`]).
+    pub max_compiles: usize,
+    /// Longest wait for a compile slot before the compile is refused as
+    /// busy (default: [`DEFAULT_COMPILE_QUEUE_TIMEOUT`]).
+    pub compile_queue_timeout: Duration,
+    /// Longest compile; a compile past it is stopped (default:
+    /// [`DEFAULT_COMPILE_TIMEOUT`]).
+    pub compile_timeout: Duration,
+    /// The program that compiles in a process of its own (`flint`, run as
+    /// `flint __compile`), killed at the deadline so that a compile past its
+    /// time limit stops using CPU. `None` (the default) compiles on a thread
+    /// of this process: a compile past its limit is then reported as timed
+    /// out but runs to its end.
+    pub compile_worker: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -45,8 +76,46 @@ impl RuntimeConfig {
             memory_init_cow: true,
             max_instances: DEFAULT_MAX_INSTANCES,
             max_memory_mb: flint_spec::MAX_MEMORY_MB,
+            max_compiles: default_max_compiles(),
+            compile_queue_timeout: DEFAULT_COMPILE_QUEUE_TIMEOUT,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            compile_worker: None,
         }
     }
+}
+
+/// The wasmtime settings of `config`: the one place they are made, for the
+/// server's engine and a compile worker's alike.
+pub fn wasmtime_config(config: &RuntimeConfig) -> Config {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(config.memory_init_cow);
+    if config.pooling {
+        let n = config.max_instances;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(config.max_memory_mb as usize * 1024 * 1024)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES)
+            .pagemap_scan(Enabled::Auto);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasm
+}
+
+/// The linker with the interfaces Flint provides (WASI 0.2 and wasi:http).
+pub(crate) fn host_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
 }
 
 /// A component compiled at upload.
@@ -61,39 +130,19 @@ pub struct Compiled {
 
 /// The engine, linker and artifact cache shared by every function.
 pub struct Runtime {
+    pub(crate) config: RuntimeConfig,
     engine: Engine,
     linker: Linker<HostState>,
     cache: ArtifactCache,
+    pub(crate) compiles: CompileGate,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Self> {
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            .memory_init_cow(config.memory_init_cow);
-        if config.pooling {
-            let n = config.max_instances;
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(n)
-                .total_core_instances(n * 4)
-                .total_memories(n)
-                .total_tables(n * 4)
-                .total_stacks(n)
-                .max_memories_per_component(4)
-                .max_tables_per_component(8)
-                .max_memory_size(config.max_memory_mb as usize * 1024 * 1024)
-                .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-                .table_keep_resident(KEEP_RESIDENT_BYTES)
-                .pagemap_scan(Enabled::Auto);
-            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine = Engine::new(&wasm)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let engine = Engine::new(&wasmtime_config(config))?;
+        let linker = host_linker(&engine)?;
         let cache = ArtifactCache::new(&config.cache_dir, &engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         std::thread::Builder::new()
@@ -109,9 +158,11 @@ impl Runtime {
                 }
             })?;
         Ok(Self {
+            config: config.clone(),
             engine,
             linker,
             cache,
+            compiles: CompileGate::new(config.max_compiles, config.compile_queue_timeout),
             ticker_stop,
         })
     }
@@ -126,21 +177,14 @@ impl Runtime {
         &self.cache
     }
 
-    /// Validates and compiles `bytes`, checks the world, and caches the
-    /// artifact. CPU-heavy: call it from a blocking thread.
+    /// Validates and compiles `bytes` on this thread, checks the world, and
+    /// caches the artifact; no admission and no time limit (see
+    /// [`Runtime::compile_limited`]). CPU-heavy: call it from a blocking
+    /// thread.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
-        check_header(bytes)?;
-        let start = Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-        let compile_time = start.elapsed();
-        let link = self.linker.instantiate_pre(&component).map(drop);
-        check_world(&self.engine, &component, link)?;
+        let (component, compile_time) = compile_checked(&self.engine, &self.linker, bytes)?;
         let digest = Digest::of(bytes);
-        let artifact = component
-            .serialize()
-            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-        self.cache.store(&digest, &artifact)?;
+        self.cache.store(&digest, &serialize(&component)?)?;
         Ok(Compiled {
             digest,
             component,

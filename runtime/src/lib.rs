@@ -7,7 +7,10 @@
 //!
 //! - [`Runtime`] owns the one [`wasmtime::Engine`] (component model, epoch
 //!   interruption, pooling allocator, copy-on-write images), the linker
-//!   (WASI 0.2 and `wasi:http`) and the [`ArtifactCache`].
+//!   (WASI 0.2 and `wasi:http`) and the [`ArtifactCache`];
+//!   [`Runtime::compile_limited`] compiles uploads under admission and a
+//!   deadline, in a worker process ([`run_compile_worker`]) when one is
+//!   configured.
 //! - [`InstancePool`] holds one version's pre-linked component and its warm
 //!   instances, and runs [`InstancePool::invoke`].
 //! - [`ConcurrencyGate`] bounds a function's in-flight invocations and its
@@ -47,6 +50,7 @@
 mod artifact;
 mod body;
 mod budget;
+mod compile;
 mod engine;
 mod error;
 pub mod fsutil;
@@ -57,13 +61,17 @@ mod inline_call;
 mod outbound;
 mod pool;
 mod response_body;
+mod worker;
 
 pub use artifact::{ArtifactCache, CompileError};
 pub use budget::{
     BODY_CHUNK_BYTES, HostLimit, MAX_CONCURRENT_OUTBOUND, MAX_FIELD_MAP_BYTES, MAX_HELD_BYTES,
     MAX_LOG_RATE, MAX_RESOURCES,
 };
-pub use engine::{Compiled, DEFAULT_MAX_INSTANCES, EPOCH_TICK, Runtime, RuntimeConfig};
+pub use engine::{
+    Compiled, DEFAULT_COMPILE_QUEUE_TIMEOUT, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_INSTANCES,
+    EPOCH_TICK, Runtime, RuntimeConfig, default_max_compiles, wasmtime_config,
+};
 pub use error::InvokeError;
 pub use flint_spec::config::*;
 pub use flint_spec::{Digest, HostPattern};
@@ -76,3 +84,4 @@ pub use pool::{InstancePool, InvocationObserver, InvokeResponse, StartKind, next
 pub use wasmtime::component::Component;
 pub use wasmtime_wasi_http::Error as WasiHttpError;
 pub use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
+pub use worker::{COMPILE_WORKER_COMMAND, run_compile_worker};

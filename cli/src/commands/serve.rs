@@ -27,9 +27,26 @@ pub struct ServeArgs {
     /// Largest request body passed to a function, in bytes (larger bodies get 413)
     #[arg(long, env = "FLINT_MAX_REQUEST_BODY_BYTES", default_value_t = defaults::DEFAULT_MAX_REQUEST_BODY_BYTES, value_name = "BYTES")]
     pub max_request_body_bytes: u64,
-    /// Longest compile of an uploaded component, in milliseconds (slower uploads get 400 compile_timeout)
+    /// Longest compile of an uploaded component, in milliseconds (slower uploads get 400 compile_timeout; the compile is stopped)
     #[arg(long, env = "FLINT_COMPILE_TIMEOUT_MS", default_value_t = defaults::DEFAULT_COMPILE_TIMEOUT.as_millis() as u64, value_name = "MS")]
     pub compile_timeout_ms: u64,
+    /// Compiles of uploads that may run at once, each in a worker process (default: the number of CPU cores); more uploads wait up to --compile-queue-timeout-ms for a slot, then get 429 overloaded
+    #[arg(long, env = "FLINT_MAX_COMPILES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_compiles: Option<u64>,
+    /// Longest wait of an upload for a compile slot, in milliseconds (then 429 overloaded with Retry-After)
+    #[arg(long, env = "FLINT_COMPILE_QUEUE_TIMEOUT_MS", default_value_t = defaults::DEFAULT_COMPILE_QUEUE_TIMEOUT.as_millis() as u64, value_name = "MS")]
+    pub compile_queue_timeout_ms: u64,
+    /// Seconds a component blob or compiled artifact that no version uses (an upload never applied, a deleted function's, another engine's) is kept before it is deleted
+    #[arg(long, env = "FLINT_GC_GRACE_SECS", default_value_t = defaults::DEFAULT_GC_GRACE.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub gc_grace_secs: u64,
+    /// Most bytes the component blobs and compiled artifacts in the data dir may hold; an upload beyond it gets 507 insufficient_storage (0: no limit)
+    #[arg(
+        long,
+        env = "FLINT_MAX_STORAGE_BYTES",
+        default_value_t = 0,
+        value_name = "BYTES"
+    )]
+    pub max_storage_bytes: u64,
     /// Seconds a pooled (warm) instance may sit unused before it is dropped
     #[arg(long, env = "FLINT_INSTANCE_IDLE_SECS", default_value_t = defaults::DEFAULT_INSTANCE_IDLE.as_secs(), value_name = "SECS")]
     pub instance_idle_secs: u64,
@@ -173,6 +190,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_upload_bytes: args.max_upload_bytes,
         max_request_body_bytes: args.max_request_body_bytes,
         compile_timeout: Duration::from_millis(args.compile_timeout_ms),
+        max_compiles: args
+            .max_compiles
+            .map_or_else(flint_runtime::default_max_compiles, |n| n as usize),
+        compile_queue_timeout: Duration::from_millis(args.compile_queue_timeout_ms),
+        // Compiles run in this very binary, re-executed as `flint __compile`,
+        // so that one past its deadline can be killed.
+        compile_worker: Some(
+            std::env::current_exe().context("cannot find the flint binary to run compiles in")?,
+        ),
+        gc_grace: Duration::from_secs(args.gc_grace_secs),
+        max_storage_bytes: args.max_storage_bytes,
         instance_idle: Duration::from_secs(args.instance_idle_secs),
         unload_after: Duration::from_secs(args.unload_after_secs),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),

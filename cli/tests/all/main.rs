@@ -17,3 +17,4 @@ mod scaffold;
 mod security;
 mod slow_clients;
 mod support;
+mod uploads;

@@ -38,6 +38,8 @@ fn status(error: &CoreError) -> StatusCode {
         | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
         CoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+        CoreError::CompilerBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+        CoreError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
         CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
         CoreError::ReleaseConflict(_) | CoreError::ComponentMissing(_) | CoreError::Conflict(_) => {

@@ -26,37 +26,54 @@ pub(super) struct Prepared {
 
 impl Control {
     /// Validates and compiles `bytes` (or maps their artifact when the same
-    /// bytes were compiled before, under any name) and stores them; bounded
-    /// by the compile timeout.
+    /// bytes were compiled before, under any name) and stores them. The
+    /// compile goes through the runtime's admission and deadline; with
+    /// `--max-storage-bytes`, an upload that would not fit stores nothing.
     pub(super) async fn prepare(&self, digest: &Digest, bytes: Bytes) -> CoreResult<Prepared> {
         let runtime = self.s.runtime.clone();
         let size_bytes = bytes.len() as u64;
-        let compile = {
+        let blob_held = self.s.blobs.size(digest.clone()).await.is_some();
+        let cached = {
             let digest = digest.clone();
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || -> CoreResult<_> {
-                Ok(match runtime.load_cached(&digest) {
-                    Some(component) => (component, LoadSource::Disk, 0.0),
-                    None => {
-                        let compiled = runtime.compile(&bytes)?;
-                        let ms = compiled.compile_time.as_secs_f64() * 1000.0;
-                        (compiled.component, LoadSource::Compile, ms)
-                    }
-                })
-            })
+            tokio::task::spawn_blocking(move || runtime.load_cached(&digest))
+                .await
+                .map_err(CoreError::internal)?
         };
-        // Cranelift cannot be interrupted: on timeout the compile finishes
-        // in the background (its artifact may land in the cache), but the
-        // upload is refused and nothing is recorded.
-        let limit = self.s.config.compile_timeout;
-        let (component, source, compile_ms) = match tokio::time::timeout(limit, compile).await {
-            Ok(joined) => joined.map_err(CoreError::internal)??,
-            Err(_) => {
-                return Err(CoreError::CompileTimeout {
-                    limit_ms: limit.as_millis(),
-                });
+        let new_blob = if blob_held { 0 } else { size_bytes };
+        if !blob_held || cached.is_none() {
+            // Refused before the compile, when the bytes alone do not fit.
+            self.check_storage(new_blob).await?;
+        }
+        let (component, source, compile_ms) = match cached {
+            Some(component) => {
+                // The garbage collector's grace starts again: this upload
+                // has not recorded its version yet.
+                let _ = self.s.runtime.cache().touch(digest);
+                (component, LoadSource::Disk, 0.0)
+            }
+            None => {
+                let compiled = self.s.runtime.compile_limited(bytes.clone()).await?;
+                let ms = compiled.compile_time.as_secs_f64() * 1000.0;
+                (compiled.component, LoadSource::Compile, ms)
             }
         };
+        let limited = self.s.config.max_storage_bytes > 0;
+        let _storing = if limited {
+            Some(self.s.storing.lock().await)
+        } else {
+            None
+        };
+        let compiled_now = source == LoadSource::Compile;
+        if limited && (compiled_now || !blob_held) {
+            // Checked again under the lock: a new artifact is on disk now
+            // and counts, and so do the uploads stored meanwhile.
+            if let Err(e) = self.check_storage(new_blob).await {
+                if compiled_now {
+                    let _ = std::fs::remove_file(self.s.runtime.cache().path(digest));
+                }
+                return Err(e);
+            }
+        }
         self.s
             .blobs
             .put(digest.clone(), bytes)
@@ -68,6 +85,40 @@ impl Control {
             compile_ms,
             size_bytes,
         })
+    }
+
+    /// Refuses with [`CoreError::InsufficientStorage`] when `adding` more
+    /// bytes would take the blobs and artifacts past `--max-storage-bytes`.
+    async fn check_storage(&self, adding: u64) -> CoreResult<()> {
+        let limit = self.s.config.max_storage_bytes;
+        if limit == 0 {
+            return Ok(());
+        }
+        let used = self.storage_used().await?;
+        if used.saturating_add(adding) > limit {
+            tracing::warn!(
+                used,
+                adding,
+                limit,
+                "upload refused: --max-storage-bytes reached"
+            );
+            return Err(CoreError::InsufficientStorage {
+                would_hold: used.saturating_add(adding),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes the blobs and compiled artifacts hold now.
+    async fn storage_used(&self) -> CoreResult<u64> {
+        let blobs = self.s.blobs.usage().await.map_err(CoreError::internal)?;
+        let runtime = self.s.runtime.clone();
+        let artifacts = tokio::task::spawn_blocking(move || runtime.cache().usage())
+            .await
+            .map_err(CoreError::internal)?
+            .map_err(CoreError::internal)?;
+        Ok(blobs + artifacts)
     }
 
     /// Deploys `bytes` as the next version of `name` (created with the

@@ -12,10 +12,10 @@
 
 use super::{Control, CoreError, CoreResult};
 use crate::store::BrokenKind;
+use bytes::Bytes;
 use flint_spec::Digest;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// What `flint doctor` found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,7 +52,7 @@ pub struct DoctorProblem {
 
 /// A blob as found.
 enum Blob {
-    Good(Arc<Vec<u8>>),
+    Good(Bytes),
     Bad(String),
 }
 
@@ -201,7 +201,7 @@ impl Control {
             Ok(bytes) => {
                 let actual = Digest::of(&bytes);
                 if actual == *digest {
-                    Blob::Good(Arc::new(bytes))
+                    Blob::Good(bytes.into())
                 } else {
                     Blob::Bad(format!(
                         "its blob does not match its digest (it holds {actual})"
@@ -241,27 +241,19 @@ impl Control {
                 ),
                 gone: false,
             },
-            (artifact, Blob::Good(bytes)) => {
-                let runtime = self.s.runtime.clone();
-                let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes)).await;
-                match compiled {
-                    Ok(Ok(_)) => Checked::Repaired(format!(
-                        "its compiled artifact {}; recompiled it from the blob",
+            (artifact, Blob::Good(bytes)) => match self.s.runtime.compile_limited(bytes).await {
+                Ok(_) => Checked::Repaired(format!(
+                    "its compiled artifact {}; recompiled it from the blob",
+                    artifact.as_str()
+                )),
+                Err(e) => Checked::Problem {
+                    problem: format!(
+                        "component {digest}: its compiled artifact {} and recompiling the blob failed: {e}",
                         artifact.as_str()
-                    )),
-                    Ok(Err(e)) => Checked::Problem {
-                        problem: format!(
-                            "component {digest}: its compiled artifact {} and recompiling the blob failed: {e}",
-                            artifact.as_str()
-                        ),
-                        gone: false,
-                    },
-                    Err(e) => Checked::Problem {
-                        problem: format!("component {digest}: recompiling failed: {e}"),
-                        gone: false,
-                    },
-                }
-            }
+                    ),
+                    gone: false,
+                },
+            },
             (artifact, Blob::Bad(blob)) => Checked::Problem {
                 problem: format!(
                     "component {digest} is gone: its compiled artifact {} and {blob}; redeploy the component (`flint deploy NAME FILE.wasm`) or delete the function",

@@ -77,6 +77,30 @@ pub enum CoreError {
         /// The limit, in milliseconds.
         limit_ms: u128,
     },
+    /// Every compile slot stayed busy for the whole wait; retrying can
+    /// succeed.
+    #[error(
+        "the server is busy compiling: all {max_compiles} compile slots (server flag --max-compiles) stayed in use for {waited_ms} ms (--compile-queue-timeout-ms); retry after {retry_after_secs} s"
+    )]
+    CompilerBusy {
+        /// Compiles that may run at once.
+        max_compiles: usize,
+        /// How long the upload waited.
+        waited_ms: u128,
+        /// Suggested wait before retrying.
+        retry_after_secs: u64,
+    },
+    /// Storing an upload would take the data dir's blobs and artifacts past
+    /// `--max-storage-bytes`; nothing was stored.
+    #[error(
+        "not enough storage: storing this component would take the data dir's blobs and compiled artifacts to {would_hold} bytes, past the {limit} allowed (server flag --max-storage-bytes); delete functions you no longer need (`flint rm NAME`: components nothing uses are collected after --gc-grace-secs) or raise --max-storage-bytes"
+    )]
+    InsufficientStorage {
+        /// Bytes they would hold with the upload.
+        would_hold: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A desired state has problems (all listed); nothing was changed.
     #[error("{0}")]
     InvalidDesiredState(String),
@@ -150,6 +174,8 @@ impl CoreError {
             Self::InvalidRelease(_) => "invalid_release",
             Self::InvalidComponent(_) => "invalid_component",
             Self::CompileTimeout { .. } => "compile_timeout",
+            Self::CompilerBusy { .. } => "overloaded",
+            Self::InsufficientStorage { .. } => "insufficient_storage",
             Self::InvalidDesiredState(_) => "invalid_desired_state",
             Self::BadRequest(_) => "bad_request",
             Self::TooLarge { .. } => "payload_too_large",
@@ -171,6 +197,9 @@ impl CoreError {
         match self {
             Self::Invoke(e) => e.retry_after_secs(),
             Self::BrokerUnavailable(_) => Some(BROKER_RETRY_AFTER_SECS),
+            Self::CompilerBusy {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -191,7 +220,17 @@ impl From<StoreError> for CoreError {
 impl From<CompileError> for CoreError {
     fn from(e: CompileError) -> Self {
         match e {
-            CompileError::Cache(io) => Self::internal(io),
+            CompileError::Busy {
+                max_compiles,
+                waited_ms,
+                retry_after_secs,
+            } => Self::CompilerBusy {
+                max_compiles,
+                waited_ms,
+                retry_after_secs,
+            },
+            CompileError::Timeout { limit_ms } => Self::CompileTimeout { limit_ms },
+            CompileError::Cache(_) | CompileError::Worker(_) => Self::internal(e),
             other => Self::InvalidComponent(other.to_string()),
         }
     }

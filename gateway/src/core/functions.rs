@@ -375,8 +375,9 @@ impl FunctionTable {
     }
 
     /// Maps a component's artifact from the disk cache, or compiles it from
-    /// its blob when the cache misses. A blob that is gone or does not match
-    /// its digest is a [`MissingComponent`] error.
+    /// its blob when the cache misses (under the runtime's compile limits: a
+    /// [`flint_runtime::CompileError`] then). A blob that is gone or does not
+    /// match its digest is a [`MissingComponent`] error.
     pub async fn load_component(&self, digest: &Digest) -> anyhow::Result<(Component, LoadSource)> {
         let runtime = self.runtime.clone();
         let cached = {
@@ -402,8 +403,7 @@ impl FunctionTable {
             ))
             .into());
         }
-        let runtime = self.runtime.clone();
-        let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes)).await??;
+        let compiled = self.runtime.compile_limited(bytes.into()).await?;
         Ok((compiled.component, LoadSource::Compile))
     }
 

@@ -7,7 +7,7 @@ use super::functions::{FunctionEntry, MissingComponent, VersionEntry};
 use super::shadow::Answer;
 use super::{CoreError, CoreResult, State};
 use bytes::Bytes;
-use flint_runtime::{HyperIncomingBody, InvokeResponse, next_request_id};
+use flint_runtime::{CompileError, HyperIncomingBody, InvokeResponse, next_request_id};
 use flint_spec::LATEST;
 use flint_spec::shadow::ShadowSpec;
 use futures::StreamExt;
@@ -138,7 +138,11 @@ impl Invoker {
                     function: entry.name.clone(),
                     reason: missing.0,
                 },
-                Err(other) => CoreError::internal(other),
+                // A compile on load is admitted and bounded like an upload's.
+                Err(other) => match other.downcast::<CompileError>() {
+                    Ok(compile) => compile.into(),
+                    Err(other) => CoreError::internal(other),
+                },
             }
         })?;
         let request_id = next_request_id();

@@ -23,6 +23,7 @@ mod desired;
 mod doctor;
 mod error;
 mod functions;
+mod gc;
 mod invoker;
 mod releases;
 mod shadow;
@@ -36,6 +37,7 @@ pub use backup::BackupSummary;
 pub use desired::{Op as PlanOp, Plan, PlanChange};
 pub use doctor::{DoctorProblem, DoctorRepair, DoctorReport};
 pub use error::{CoreError, CoreResult};
+pub use gc::GcReport;
 pub use invoker::{Invoked, Invoker, Target};
 pub use triggers::{Broker, BrokerState, TriggerBinding};
 pub use views::{
@@ -82,6 +84,9 @@ struct State {
     /// Serialises writes, so that a check and the write it allows are one
     /// step (a canary guard and the alias change it guards).
     writes: tokio::sync::Mutex<()>,
+    /// Serialises the storage-cap check with the write it allows, so that
+    /// two uploads cannot both fit in the same free space.
+    storing: tokio::sync::Mutex<()>,
     /// Abort signals of the canaries this process drives, by function.
     canaries: Mutex<HashMap<String, Arc<Notify>>>,
     /// The queue broker, when an adapter provides one.
@@ -100,6 +105,10 @@ impl Control {
         runtime_config.pooling = config.pooling;
         runtime_config.memory_init_cow = config.memory_init_cow;
         runtime_config.max_instances = config.max_instances;
+        runtime_config.max_compiles = config.max_compiles;
+        runtime_config.compile_queue_timeout = config.compile_queue_timeout;
+        runtime_config.compile_timeout = config.compile_timeout;
+        runtime_config.compile_worker = config.compile_worker.clone();
         // Building the engine (its instance pool protects a guard page per
         // slot) and opening the registry are independent: a restart waits
         // for the longer of the two, not their sum.
@@ -145,6 +154,7 @@ impl Control {
                 tokens,
                 bootstrap_grant: auth::bootstrap_grant(),
                 writes: tokio::sync::Mutex::new(()),
+                storing: tokio::sync::Mutex::new(()),
                 canaries: Mutex::default(),
                 broker: RwLock::new(None),
             }),

@@ -7,4 +7,5 @@ mod app;
 mod core;
 mod doctor;
 mod layers;
+mod storage;
 mod support;
