@@ -365,7 +365,8 @@ mod tests {
         let mut cli = Cli::command();
         cli.build();
         for sub in cli.get_subcommands() {
-            if sub.get_name() == "help" || sub.get_name() == "serve" {
+            // Hidden subcommands are for Flint itself (the compile worker).
+            if sub.get_name() == "help" || sub.get_name() == "serve" || sub.is_hide_set() {
                 continue;
             }
             let after = sub

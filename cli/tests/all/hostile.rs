@@ -3,7 +3,7 @@
 //! server must stay within its stated memory bound and keep answering, and
 //! the next call must be served as usual.
 
-use crate::support::{Server, assert_error};
+use crate::support::{Server, assert_error, rss_kib};
 use flint_test_artifacts as artifacts;
 use serde_json::json;
 use std::sync::Arc;
@@ -64,13 +64,7 @@ fn watch(server: &Server, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Watc
 }
 
 fn rss_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib / 1024
+    rss_kib(pid) / 1024
 }
 
 /// Runs `CALLS` GETs of `path` at once under the watcher; returns each

@@ -4,7 +4,7 @@
 //! reads its response, and the connection limit. Raw sockets on loopback
 //! only; every wait is bounded.
 
-use crate::support::{Server, assert_error};
+use crate::support::{Server, assert_error, rss_kib};
 use flint_test_artifacts as artifacts;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -127,6 +127,7 @@ async fn idle_sockets_are_closed_and_their_descriptors_freed() {
     assert_eq!(server.get("/healthz").await.0, 200);
     // reqwest keeps its connection; the server's idle timeout closes it.
     let baseline = open_fds(&server);
+    let rss_before = rss_kib(server.pid());
 
     let mut sockets = Vec::new();
     for _ in 0..SOCKETS {
@@ -136,6 +137,12 @@ async fn idle_sockets_are_closed_and_their_descriptors_freed() {
         open_fds(&server) >= baseline + SOCKETS
     })
     .await;
+    // The README's figure: what the server holds per idle connection.
+    let held = rss_kib(server.pid()).saturating_sub(rss_before);
+    println!(
+        "{SOCKETS} idle connections: server RSS +{held} KiB, {:.1} KiB each",
+        held as f64 / SOCKETS as f64
+    );
     // Health answers while the silent sockets are held.
     let started = Instant::now();
     let (status, _) = server.get("/healthz").await;

@@ -259,3 +259,13 @@ pub fn assert_error(status: StatusCode, body: &str, want_status: u16, want_code:
     assert_eq!(json["error"]["code"], want_code, "{body}");
     json["error"]["message"].as_str().unwrap().to_string()
 }
+
+/// The resident memory of process `pid`, in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

@@ -3,7 +3,7 @@
 //! `--compile-timeout-ms`, the storage cap (`--max-storage-bytes`) and the
 //! garbage collection of unused blobs and artifacts (`--gc-grace-secs`).
 
-use crate::support::Server;
+use crate::support::{Server, rss_kib};
 use flint_spec::Digest;
 use flint_test_artifacts as artifacts;
 use reqwest::StatusCode;
@@ -77,16 +77,6 @@ fn stored_bytes(data: &Path) -> u64 {
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum()
-}
-
-/// The resident memory of process `pid`, in KiB (VmRSS).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/PID/status");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// The child processes of `pid` (over all its threads).
