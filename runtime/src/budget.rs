@@ -18,6 +18,7 @@
 
 use flint_spec::FunctionConfig;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi_http::FieldMap;
@@ -89,23 +90,39 @@ impl std::fmt::Display for HostLimit {
     }
 }
 
-/// Records the first limit an instance crossed; shared by the pieces of the
-/// host that enforce one (store, log sinks, outbound hooks, response body).
+/// Records the first limit an instance crossed, and whether its call failed;
+/// shared by the pieces of the host that enforce a limit (store, log sinks,
+/// outbound hooks) and by the response body, which must not end as if
+/// complete when the call that wrote it failed.
 #[derive(Debug, Default)]
-pub(crate) struct Tripwire(Mutex<Option<HostLimit>>);
+pub(crate) struct Tripwire {
+    hit: Mutex<Option<HostLimit>>,
+    failed: AtomicBool,
+}
 
 impl Tripwire {
     /// Records `limit` (the first one wins) and returns the error that ends
     /// the guest's call.
     pub(crate) fn trip(&self, limit: HostLimit) -> wasmtime::Error {
-        let mut hit = self.0.lock().unwrap();
+        let mut hit = self.hit.lock().unwrap();
         let first = *hit.get_or_insert(limit);
         wasmtime::format_err!("host resource limit exceeded: {first}")
     }
 
     /// The limit crossed, if any.
     pub(crate) fn tripped(&self) -> Option<HostLimit> {
-        *self.0.lock().unwrap()
+        *self.hit.lock().unwrap()
+    }
+
+    /// Records that the call failed (trapped, timed out, crossed a limit).
+    /// Its instance is never reused, so this is never undone.
+    pub(crate) fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Whether the call failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 }
 

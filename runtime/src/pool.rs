@@ -302,6 +302,11 @@ impl InstancePool {
                     None => Ok(()),
                 },
             };
+            if outcome.is_err() {
+                // Before the instance (and with it the body's sender) is
+                // dropped, so the body sees it when its stream ends.
+                instance.store.data().budget.tripwire.fail();
+            }
             instance.sinks.flush();
             pool.observer.finished(
                 &pool.function,

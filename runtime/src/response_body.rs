@@ -1,6 +1,8 @@
 //! The body of a guest's response on its way to the caller: counted against
-//! `max_response_bytes`, and without empty data frames
-//! ([`SkipEmptyFrames`]).
+//! `max_response_bytes`, without empty data frames ([`SkipEmptyFrames`]),
+//! and ending in an error, not as if complete, when the call that wrote it
+//! failed. (wasmtime ends a body whose guest never finished it as if it
+//! were whole; a caller would take a truncated body for the response.)
 
 use crate::body::SkipEmptyFrames;
 use crate::budget::{HostLimit, Tripwire};
@@ -46,6 +48,11 @@ impl Body for GuestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
             Some(Ok(frame)) => frame,
+            None if self.tripwire.failed() => {
+                return Poll::Ready(Some(Err(HttpError::InternalError(Some(
+                    "the function failed before it finished its response body".into(),
+                )))));
+            }
             other => return Poll::Ready(other),
         };
         if let Some(data) = frame.data_ref() {
@@ -62,7 +69,7 @@ impl Body for GuestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        !self.tripwire.failed() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -96,6 +103,18 @@ mod tests {
             [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]
         );
         assert_eq!(tripwire.tripped(), None);
+    }
+
+    #[tokio::test]
+    async fn the_body_of_a_failed_call_ends_in_an_error() {
+        let tripwire = Arc::new(Tripwire::default());
+        let mut body = GuestBody::new(body(&[b"ab"]), 10, tripwire.clone());
+        tripwire.fail();
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(matches!(
+            body.frame().await,
+            Some(Err(HttpError::InternalError(_)))
+        ));
     }
 
     #[tokio::test]

@@ -260,6 +260,45 @@ async fn a_response_past_its_limit_is_cut_and_counted() {
 }
 
 #[tokio::test]
+async fn a_body_cut_off_by_the_time_limit_ends_in_an_error() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = hostile_server(&dir).await;
+    server
+        .configure(
+            "hostile",
+            json!({"timeout_ms": 300, "max_response_bytes": 4_u64 << 30}),
+        )
+        .await;
+    for h2 in [false, true] {
+        let http = if h2 {
+            reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .build()
+                .unwrap()
+        } else {
+            reqwest::Client::new()
+        };
+        let mut response = http
+            .get(server.at("/fn/hostile/huge"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let ended = loop {
+            match response.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => break "as if complete",
+                Err(_) => break "in an error",
+            }
+        };
+        assert_eq!(ended, "in an error", "HTTP/2: {h2}");
+    }
+    let (got, body) = server.get("/fn/hostile/none").await;
+    assert_eq!((got.as_u16(), body.as_str()), (404, "no such route\n"));
+}
+
+#[tokio::test]
 async fn empty_body_writes_cost_nothing_over_http2() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
