@@ -16,9 +16,11 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Default number of instances that may exist at once (pool slots).
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
-/// How often the epoch advances; a spinning guest notices its deadline
-/// within about one tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often the epoch advances. A running guest yields its thread at every
+/// tick, so with N guests on a thread another request (a `/healthz`, say)
+/// waits at most about N ticks; a spinning guest notices its deadline, and a
+/// hoarding one its host-resource budget, within about one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Linear memory kept resident (not returned to the kernel) per pool slot
 /// between instances: resetting it with memset beats page faults.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;

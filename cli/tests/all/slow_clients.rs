@@ -133,8 +133,10 @@ async fn idle_sockets_are_closed_and_their_descriptors_freed() {
     for _ in 0..SOCKETS {
         sockets.push(connect(&server).await);
     }
+    // The health check's kept-alive connection, counted in the baseline,
+    // may reach its idle timeout meanwhile.
     eventually("the server to accept every socket", || {
-        open_fds(&server) >= baseline + SOCKETS
+        open_fds(&server) + 1 >= baseline + SOCKETS
     })
     .await;
     // The README's figure: what the server holds per idle connection.
