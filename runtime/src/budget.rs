@@ -16,7 +16,6 @@
 //! fails, the guest is interrupted at its next epoch check, and the caller
 //! gets `resource_limit_exceeded` naming the limit. The instance is dropped.
 
-use flint_spec::FunctionConfig;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -212,24 +211,6 @@ pub(crate) fn held_bytes(table: &mut ResourceTable) -> usize {
             }
         })
         .sum()
-}
-
-/// The per-invocation limits a function's config sets.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) outbound_requests: u32,
-    pub(crate) response_bytes: u64,
-    pub(crate) log_bytes: u64,
-}
-
-impl Limits {
-    pub(crate) fn of(config: &FunctionConfig) -> Self {
-        Self {
-            outbound_requests: config.max_outbound_requests,
-            response_bytes: config.max_response_bytes,
-            log_bytes: config.max_log_bytes,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! budget and the deadline.
 
 use crate::budget::{
-    BODY_CHUNK_BYTES, HostLimit, Limits, LogBudget, MAX_CONCURRENT_OUTBOUND, MAX_FIELD_MAP_BYTES,
+    BODY_CHUNK_BYTES, HostLimit, LogBudget, MAX_CONCURRENT_OUTBOUND, MAX_FIELD_MAP_BYTES,
     MAX_HELD_BYTES, MAX_RESOURCES, Tripwire, held_bytes,
 };
 use crate::guest_log::{GuestLog, LogSink, Stream};
@@ -79,7 +79,6 @@ pub struct HostState {
 /// invocation.
 pub(crate) struct Budget {
     pub(crate) tripwire: Arc<Tripwire>,
-    pub(crate) limits: Limits,
     log: Arc<Mutex<LogBudget>>,
     outbound: Arc<OutboundCount>,
 }
@@ -211,9 +210,8 @@ impl Sinks {
 /// host memory than its budget.
 pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<HostState>, Sinks) {
     let request_id = Arc::new(AtomicU64::new(0));
-    let limits = Limits::of(&sandbox.config);
     let tripwire = Arc::new(Tripwire::default());
-    let log = Arc::new(Mutex::new(LogBudget::new(limits.log_bytes)));
+    let log = Arc::new(Mutex::new(LogBudget::new(sandbox.config.max_log_bytes)));
     let outbound = Arc::new(OutboundCount::default());
     let sink = |stream| {
         LogSink::new(
@@ -248,7 +246,7 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<
         hooks: Hooks {
             policy: sandbox.outbound.clone(),
             tripwire: tripwire.clone(),
-            max_requests: limits.outbound_requests,
+            max_requests: sandbox.config.max_outbound_requests,
             count: outbound.clone(),
         },
         memory: MemoryCap {
@@ -258,7 +256,6 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<
         },
         budget: Budget {
             tripwire,
-            limits,
             log,
             outbound,
         },

@@ -265,7 +265,7 @@ impl InstancePool {
         instance.store.data().budget.reset();
         instance.store.set_epoch_deadline(1);
         let tripwire = instance.store.data().budget.tripwire.clone();
-        let max_response_bytes = instance.store.data().budget.limits.response_bytes;
+        let max_response_bytes = self.sandbox.config.max_response_bytes;
 
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let mut http = instance.store.data_mut().http();
