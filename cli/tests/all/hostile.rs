@@ -46,10 +46,10 @@ fn watch(server: &Server, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Watc
         // A client of its own, so its connection never waits behind the
         // calls' connections.
         let http = reqwest::Client::new();
-        let peak = AtomicU64::new(0);
+        let mut peak = 0;
         let mut slowest = Duration::ZERO;
         while !stop.load(Ordering::Relaxed) {
-            peak.fetch_max(rss_mb(pid), Ordering::Relaxed);
+            peak = peak.max(rss_mb(pid));
             let started = Instant::now();
             let status = http.get(&health).send().await.unwrap().status();
             assert!(status.is_success(), "/healthz answered {status}");
@@ -57,7 +57,7 @@ fn watch(server: &Server, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Watc
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Watched {
-            peak_rss_mb: peak.into_inner(),
+            peak_rss_mb: peak,
             slowest_health: slowest,
         }
     })
@@ -103,6 +103,25 @@ async fn hostile_server(dir: &tempfile::TempDir) -> Server {
     server
 }
 
+/// Asserts that the server still serves the function as usual.
+async fn assert_still_serves(server: &Server) {
+    let (got, body) = server.get("/fn/hostile/none").await;
+    assert_eq!((got.as_u16(), body.as_str()), (404, "no such route\n"));
+}
+
+/// Reads a response body to its end: how many bytes came, and whether it
+/// ended in an error rather than as if complete.
+async fn read_body(mut response: reqwest::Response) -> (usize, bool) {
+    let mut received = 0;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => return (received, false),
+            Err(_) => return (received, true),
+        }
+    }
+}
+
 /// Asserts the storm's answers, the server's bound and its next answer.
 async fn assert_contained(
     server: &Server,
@@ -132,8 +151,7 @@ async fn assert_contained(
         "{path}: /healthz took {:?}",
         watched.slowest_health
     );
-    let (got, body) = server.get("/fn/hostile/none").await;
-    assert_eq!((got.as_u16(), body.as_str()), (404, "no such route\n"));
+    assert_still_serves(server).await;
 }
 
 #[tokio::test]
@@ -234,16 +252,11 @@ async fn a_response_past_its_limit_is_cut_and_counted() {
     assert_eq!(response.status(), 200);
     // The head went out before the body crossed the limit: the body is cut
     // short of its end, never longer than the limit.
-    let mut received = 0usize;
-    let mut response = response;
-    let ended = loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => received += chunk.len(),
-            Ok(None) => break "the end of the body",
-            Err(_) => break "an error",
-        }
-    };
-    assert_eq!(ended, "an error", "after {received} bytes");
+    let (received, in_error) = read_body(response).await;
+    assert!(
+        in_error,
+        "the body ended as if complete after {received} bytes"
+    );
     assert!(received <= 1 << 20, "received {received} bytes");
     let metric = r#"flint_invocations_total{function="hostile",version="1",outcome="resource_limit_exceeded"} 1"#;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -255,8 +268,7 @@ async fn a_response_past_its_limit_is_cut_and_counted() {
         assert!(Instant::now() < deadline, "no `{metric}` in\n{metrics}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (got, body) = server.get("/fn/hostile/none").await;
-    assert_eq!((got.as_u16(), body.as_str()), (404, "no such route\n"));
+    assert_still_serves(&server).await;
 }
 
 #[tokio::test]
@@ -279,23 +291,19 @@ async fn a_body_cut_off_by_the_time_limit_ends_in_an_error() {
         } else {
             reqwest::Client::new()
         };
-        let mut response = http
+        let response = http
             .get(server.at("/fn/hostile/huge"))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        let ended = loop {
-            match response.chunk().await {
-                Ok(Some(_)) => {}
-                Ok(None) => break "as if complete",
-                Err(_) => break "in an error",
-            }
-        };
-        assert_eq!(ended, "in an error", "HTTP/2: {h2}");
+        let (received, in_error) = read_body(response).await;
+        assert!(
+            in_error,
+            "HTTP/2: {h2}: the body ended as if complete after {received} bytes"
+        );
     }
-    let (got, body) = server.get("/fn/hostile/none").await;
-    assert_eq!((got.as_u16(), body.as_str()), (404, "no such route\n"));
+    assert_still_serves(&server).await;
 }
 
 #[tokio::test]

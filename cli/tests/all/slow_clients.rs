@@ -265,19 +265,25 @@ async fn a_body_at_one_byte_a_second_gets_408_and_the_next_request_is_served() {
     assert_eq!(server.get("/fn/probe/counter").await.0, 200);
 }
 
-#[tokio::test]
-async fn a_response_nobody_reads_is_cut_off_and_frees_the_instance() {
-    const BODY: usize = 12 << 20;
-    let dir = tempfile::tempdir().unwrap();
+/// A server with `probe`, one call at a time, whose time limit is longer
+/// than every wait of a test: only the write timeout can end its call.
+async fn probe_only_the_write_timeout_ends(dir: &tempfile::TempDir) -> Server {
     let server = short_timeouts(dir.path(), &[]);
     server.deploy("probe", artifacts::PROBE).await;
-    // Longer than every wait below: only the write timeout can end the call.
     server
         .configure(
             "probe",
             json!({"max_concurrency": 1, "timeout_ms": 600_000}),
         )
         .await;
+    server
+}
+
+#[tokio::test]
+async fn a_response_nobody_reads_is_cut_off_and_frees_the_instance() {
+    const BODY: usize = 12 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let server = probe_only_the_write_timeout_ends(&dir).await;
 
     // A small receive window, so the echo cannot vanish into buffers.
     let socket = TcpSocket::new_v4().unwrap();
@@ -315,14 +321,7 @@ async fn a_response_nobody_reads_is_cut_off_and_frees_the_instance() {
 async fn an_http2_response_the_client_grants_no_window_is_cut_off() {
     const BODY: usize = 12 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let server = short_timeouts(dir.path(), &[]);
-    server.deploy("probe", artifacts::PROBE).await;
-    server
-        .configure(
-            "probe",
-            json!({"max_concurrency": 1, "timeout_ms": 600_000}),
-        )
-        .await;
+    let server = probe_only_the_write_timeout_ends(&dir).await;
 
     // The client reads the head and never the body: its flow-control
     // window fills and hyper stops sending, though no write blocks.
