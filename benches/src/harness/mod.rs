@@ -40,6 +40,7 @@
 //! never fails on a number.
 
 mod chart;
+mod counters;
 mod env;
 mod http;
 mod native;
@@ -123,6 +124,11 @@ pub struct Args {
     /// Skip the JavaScript deploy and restart timings
     #[arg(long)]
     no_js: bool,
+    /// Count the server's page faults, context switches, system calls,
+    /// mprotect and madvise calls (perf stat) and the machine's TLB
+    /// shootdowns during each recorded run, per request
+    #[arg(long)]
+    perf: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +187,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or(if smoke { 0 } else { DEFAULT_WARMUP_SECS }),
         connections: args.connections.clone(),
         smoke,
+        perf: args.perf,
     };
     let selected: Vec<Variant> = VARIANTS
         .into_iter()
@@ -550,6 +557,10 @@ fn run_variant(
         let before = process::cpu_time(server.pid())?;
         let (machine_before, wrk_before) =
             (process::machine_busy(), process::reaped_children_cpu());
+        let recording = settings
+            .perf
+            .then(|| counters::Recording::start(server.pid()))
+            .transpose()?;
         let started = Instant::now();
         let wrk = wrk::run(
             &url,
@@ -558,6 +569,7 @@ fn run_variant(
             Duration::from_secs(settings.duration_s),
         )?;
         let wall = started.elapsed();
+        let counters = recording.map(|r| r.stop(wrk.requests)).transpose()?;
         let cpu = process::cpu_time(server.pid())?.saturating_sub(before);
         let wrk_cpu = process::reaped_children_cpu().saturating_sub(wrk_before);
         let machine = process::machine_busy().saturating_sub(machine_before);
@@ -571,6 +583,7 @@ fn run_variant(
             cpu_us_per_request: cpu.as_secs_f64() * 1e6 / wrk.requests.max(1) as f64,
             wrk_cpu_us_per_request: wrk_cpu.as_secs_f64() * 1e6 / wrk.requests.max(1) as f64,
             other_cpu_share: other / (wall.as_secs_f64() * f64::from(threads)),
+            counters,
             wrk,
         });
     }
