@@ -259,6 +259,78 @@ async fn a_thousand_messages_are_all_processed() {
     );
 }
 
+/// The `acked` count of `function` on `queue` in the metrics.
+async fn acked(server: &Server, function: &str, queue: &str) -> u64 {
+    let (_, metrics) = server.get("/metrics").await;
+    let series = format!(
+        r#"flint_messages_total{{function="{function}",queue="{queue}",outcome="acked"}} "#
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_slow_message_does_not_hold_back_the_acks_of_the_ones_after_it() {
+    // Acks go in batches up to the first message still running; the ones
+    // done behind a slow one are acked on their own shortly after.
+    let dir = tempfile::tempdir().unwrap();
+    let (server, broker, queue) = setup(&dir, "batch", json!({"concurrency": 16}), &[]).await;
+    publish_each(
+        &broker,
+        &queue,
+        std::iter::once("slow".to_string()),
+        json!({"mode": "ok", "sleep_ms": 8000}),
+        None,
+    )
+    .await;
+    publish_each(
+        &broker,
+        &queue,
+        (0..10).map(|i| format!("quick-{i}")),
+        json!({"mode": "ok"}),
+        None,
+    )
+    .await;
+    let published = Instant::now();
+    while acked(&server, "batch", &queue).await < 10 {
+        assert!(
+            published.elapsed() < Duration::from_secs(6),
+            "the quick messages were not acked while the slow one ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        acked(&server, "batch", &queue).await,
+        10,
+        "the slow one too early"
+    );
+    while acked(&server, "batch", &queue).await < 11 {
+        assert!(
+            published.elapsed() < Duration::from_secs(60),
+            "the slow message was never acked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next message is served as usual.
+    publish_each(
+        &broker,
+        &queue,
+        std::iter::once("after".to_string()),
+        json!({"mode": "ok"}),
+        None,
+    )
+    .await;
+    while acked(&server, "batch", &queue).await < 12 {
+        assert!(
+            published.elapsed() < Duration::from_secs(90),
+            "the next message was not acked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn messages_arrive_as_cloudevents_and_replies_come_back() {
     let dir = tempfile::tempdir().unwrap();

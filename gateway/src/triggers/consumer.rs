@@ -6,6 +6,7 @@
 //! safely handled, so a crash may deliver it again and functions should be
 //! idempotent on `ce-id`.
 
+use super::acks::Acks;
 use super::cloudevents;
 use super::outcome::{Failure, Settle};
 use crate::core::{Control, Invoker, Target};
@@ -123,11 +124,13 @@ struct Binding {
     /// `amqp://HOST/VHOST/QUEUE`, the messages' `ce-source`.
     source: String,
     channel: Channel,
+    acks: Acks,
 }
 
 /// Consumes until the consumer ends; each delivery runs in a task of its
 /// own, and stopping the consumer aborts them (their unacked messages go
-/// back to the queue).
+/// back to the queue). This loop sends the acks (see [`Acks`]); once the
+/// consumer ends it waits for the deliveries in flight and acks them.
 pub async fn consume(
     control: Arc<Control>,
     function: String,
@@ -143,13 +146,16 @@ pub async fn consume(
         spec,
         source,
         channel,
+        acks: Acks::default(),
     });
     let mut tasks = tokio::task::JoinSet::new();
+    let mut recheck = None;
     loop {
         tokio::select! {
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     binding.control.metrics().message(&binding.function, &binding.spec.queue, "received");
+                    binding.acks.received(delivery.delivery_tag);
                     tasks.spawn(deliver(binding.clone(), delivery));
                 }
                 Some(Err(e)) => {
@@ -159,9 +165,29 @@ pub async fn consume(
                 None => break,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            () = binding.acks.changed() => recheck = binding.flush_acks().await,
+            () = sleep_until(recheck), if recheck.is_some() => recheck = binding.flush_acks().await,
         }
     }
-    while tasks.join_next().await.is_some() {}
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = tasks.join_next() => {}
+            () = binding.acks.changed() => {
+                binding.flush_acks().await;
+            }
+        }
+    }
+    // Everything is settled now: no delivery waits behind another.
+    while !binding.acks.is_empty() && binding.flush_acks().await.is_some() {
+        tokio::time::sleep(super::acks::HOLD).await;
+    }
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Binding {
@@ -170,10 +196,21 @@ impl Binding {
             function: &self.function,
             spec: &self.spec,
             channel: &self.channel,
+            acks: &self.acks,
             delivery,
             attempt: cloudevents::attempt(delivery),
-            metrics: self.control.metrics(),
         }
+    }
+
+    async fn flush_acks(&self) -> Option<std::time::Instant> {
+        self.acks
+            .flush(
+                &self.channel,
+                self.control.metrics(),
+                &self.function,
+                &self.spec.queue,
+            )
+            .await
     }
 }
 

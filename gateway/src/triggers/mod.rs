@@ -8,6 +8,7 @@
 //! [`AmqpBroker`] is the core's [`Broker`] port: `POST /async/NAME`
 //! publishes through it.
 
+mod acks;
 mod cloudevents;
 mod consumer;
 mod outcome;

@@ -16,12 +16,12 @@
 //! cannot be settled goes back to its queue after a pause, never in a hot
 //! loop.
 
+use super::acks::Acks;
 use super::cloudevents::ATTEMPT_HEADER;
 use crate::core::CoreError;
-use crate::metrics::Metrics;
 use flint_spec::TriggerSpec;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::options::{BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use std::time::Duration;
@@ -100,12 +100,12 @@ pub struct Settle<'a> {
     pub spec: &'a TriggerSpec,
     /// The channel the message came on.
     pub channel: &'a Channel,
+    /// Where its ack goes, to be sent with others.
+    pub acks: &'a Acks,
     /// The message.
     pub delivery: &'a Delivery,
     /// Its attempt number.
     pub attempt: u32,
-    /// Message counters.
-    pub metrics: &'a Metrics,
 }
 
 impl Settle<'_> {
@@ -155,7 +155,7 @@ impl Settle<'_> {
             .publish_retrying(queue.as_str().into(), &delivery.data, properties, true)
             .await
         {
-            Ok(()) => self.ack(outcome).await,
+            Ok(()) => self.ack(outcome),
             Err(e) => {
                 tracing::warn!(function = self.function, error = %e, "could not hand the message on; it will be redelivered");
                 self.requeue().await;
@@ -184,7 +184,7 @@ impl Settle<'_> {
                 return;
             }
         }
-        self.ack("acked").await;
+        self.ack("acked");
     }
 
     /// [`publish`], tried again with backoff when it fails.
@@ -218,21 +218,10 @@ impl Settle<'_> {
         }
     }
 
-    async fn ack(&self, outcome: &str) {
-        match self.delivery.ack(BasicAckOptions::default()).await {
-            Ok(true) => self
-                .metrics
-                .message(self.function, &self.spec.queue, outcome),
-            // The channel is gone: the broker will redeliver, so this does
-            // not count.
-            Ok(false) => tracing::warn!(
-                function = self.function,
-                "ack not delivered (channel closed); the broker will redeliver"
-            ),
-            Err(e) => {
-                tracing::warn!(function = self.function, error = %e, "ack failed; the broker will redeliver")
-            }
-        }
+    /// Marks the message done: the consumer acks it (with others) and then
+    /// counts `outcome`.
+    fn ack(&self, outcome: &'static str) {
+        self.acks.done(self.delivery.delivery_tag, outcome);
     }
 
     /// Hands the message back to its queue, after a pause: it comes back at
@@ -246,6 +235,7 @@ impl Settle<'_> {
         if let Err(e) = self.delivery.nack(options).await {
             tracing::warn!(error = %e, "nack failed; the broker will redeliver when the channel closes");
         }
+        self.acks.forget(self.delivery.delivery_tag);
     }
 }
 
