@@ -9,6 +9,7 @@ use flint_runtime::{
 use flint_test_artifacts as artifacts;
 use http_body_util::{BodyExt, Empty};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 struct NoObserver;
@@ -82,4 +83,67 @@ async fn javascript_component_serves_fresh_and_reused_instances() {
             }
         }
     }
+}
+
+/// Counts the instances a pool instantiated on the request path, and the
+/// calls that ended (their instance back in the pool, or retired).
+#[derive(Default)]
+struct Counts {
+    cold: AtomicU32,
+    finished: AtomicU32,
+}
+
+impl InvocationObserver for Counts {
+    fn started(&self, _: &str, _: u32, start: StartKind) {
+        if start == StartKind::Cold {
+            self.cold.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_javascript_instance_is_retired_before_its_held_handles_fill_its_table() {
+    // componentize-js holds about one resource handle more after each
+    // request, so an instance reused for good would fill its table (4096
+    // entries) after about 4000 requests and fail the next one. It is
+    // retired while it still has room for a whole call.
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(&RuntimeConfig::new(cache.path())).unwrap();
+    let compiled = runtime
+        .compile(&artifacts::bytes(artifacts::JS_HELLO))
+        .unwrap();
+    let gate = ConcurrencyGate::new(4, 0, Duration::ZERO);
+    let counts = Arc::new(Counts::default());
+    let pool = InstancePool::new(
+        &runtime,
+        "js-hello",
+        1,
+        &compiled.component,
+        Arc::new(FunctionConfig {
+            max_requests_per_instance: 1_000_000,
+            ..Default::default()
+        }),
+        Arc::new(GuestLog::new("js-hello", 16)),
+        counts.clone(),
+    )
+    .unwrap();
+    for i in 0..5000 {
+        let (body, _) = get(&pool, &gate, &format!("/{i}")).await;
+        assert_eq!(body, "Hello from JavaScript!\n", "request {i}");
+        // The call ends after its response: then its instance is back in
+        // the pool, or retired.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counts.finished.load(Ordering::Relaxed) <= i {
+            assert!(std::time::Instant::now() < deadline, "call did not end");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    let cold = counts.cold.load(Ordering::Relaxed);
+    assert!(
+        cold >= 2,
+        "5000 requests ran on {cold} instance(s): none was retired"
+    );
 }

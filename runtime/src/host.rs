@@ -162,6 +162,14 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
+impl HostState {
+    /// Entries in the resource table: what the guest still holds, between
+    /// calls too.
+    pub(crate) fn resources_held(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

@@ -62,6 +62,11 @@ pub trait InvocationObserver: Send + Sync {
     );
 }
 
+/// Resource-table entries an instance may hold between calls and still be
+/// reused: half the table, so a reused call has as much room as a fresh one
+/// needs.
+const MAX_RESOURCES_HELD_FOR_REUSE: usize = crate::budget::MAX_RESOURCES / 2;
+
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh process-wide invocation id.
@@ -218,7 +223,12 @@ impl InstancePool {
     }
 
     fn give_back(&self, mut instance: Instance) {
-        let reusable = instance.served < self.sandbox.config.max_requests_per_instance;
+        // A guest that keeps handles across requests (some language
+        // runtimes never drop their stdout stream or pollables) would fill
+        // its table over many reuses and then fail a request: it is retired
+        // while it still has room for a whole call.
+        let reusable = instance.served < self.sandbox.config.max_requests_per_instance
+            && instance.store.data_mut().resources_held() <= MAX_RESOURCES_HELD_FOR_REUSE;
         if reusable {
             instance.store.data_mut().memory.hit = false;
             self.idle.lock().unwrap().push(Idle {
