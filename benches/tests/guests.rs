@@ -3,8 +3,8 @@
 //! broken invocation.
 
 use flint_runtime::{
-    ConcurrencyGate, FunctionConfig, GuestLog, HyperIncomingBody, InstancePool, InvocationObserver,
-    InvokeError, Runtime, RuntimeConfig, StartKind, next_request_id,
+    Compiled, ConcurrencyGate, FunctionConfig, GuestLog, HyperIncomingBody, InstancePool,
+    InvocationObserver, InvokeError, Runtime, RuntimeConfig, StartKind, next_request_id,
 };
 use flint_test_artifacts as artifacts;
 use http_body_util::{BodyExt, Empty};
@@ -41,28 +41,55 @@ async fn get(pool: &Arc<InstancePool>, gate: &ConcurrencyGate, path: &str) -> (S
     (String::from_utf8(body.to_vec()).unwrap(), x_path)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn javascript_component_serves_fresh_and_reused_instances() {
-    let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(&RuntimeConfig::new(cache.path())).unwrap();
-    let compiled = runtime
-        .compile(&artifacts::bytes(artifacts::JS_HELLO))
-        .unwrap();
-    let gate = ConcurrencyGate::new(4, 0, Duration::ZERO);
-    for max_requests_per_instance in [1, 1000] {
-        let pool = InstancePool::new(
-            &runtime,
+/// The JavaScript component compiled in a runtime of its own.
+struct JsHello {
+    _cache: tempfile::TempDir,
+    runtime: Runtime,
+    compiled: Compiled,
+}
+
+impl JsHello {
+    fn compile() -> Self {
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(&RuntimeConfig::new(cache.path())).unwrap();
+        let compiled = runtime
+            .compile(&artifacts::bytes(artifacts::JS_HELLO))
+            .unwrap();
+        Self {
+            _cache: cache,
+            runtime,
+            compiled,
+        }
+    }
+
+    /// A pool of it with `max_requests_per_instance`.
+    fn pool(
+        &self,
+        max_requests_per_instance: u32,
+        observer: Arc<dyn InvocationObserver>,
+    ) -> Arc<InstancePool> {
+        InstancePool::new(
+            &self.runtime,
             "js-hello",
             1,
-            &compiled.component,
+            &self.compiled.component,
             Arc::new(FunctionConfig {
                 max_requests_per_instance,
                 ..Default::default()
             }),
             Arc::new(GuestLog::new("js-hello", 16)),
-            Arc::new(NoObserver),
+            observer,
         )
-        .unwrap();
+        .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_component_serves_fresh_and_reused_instances() {
+    let js = JsHello::compile();
+    let gate = ConcurrencyGate::new(4, 0, Duration::ZERO);
+    for max_requests_per_instance in [1, 1000] {
+        let pool = js.pool(max_requests_per_instance, Arc::new(NoObserver));
         for path in ["/", "/a/b?c=d", "/again"] {
             let (body, x_path) = get(&pool, &gate, path).await;
             assert_eq!(body, "Hello from JavaScript!\n");
@@ -110,26 +137,10 @@ async fn a_reused_javascript_instance_is_retired_before_its_held_handles_fill_it
     // request, so an instance reused for good would fill its table (4096
     // entries) after about 4000 requests and fail the next one. It is
     // retired while it still has room for a whole call.
-    let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(&RuntimeConfig::new(cache.path())).unwrap();
-    let compiled = runtime
-        .compile(&artifacts::bytes(artifacts::JS_HELLO))
-        .unwrap();
+    let js = JsHello::compile();
     let gate = ConcurrencyGate::new(4, 0, Duration::ZERO);
     let counts = Arc::new(Counts::default());
-    let pool = InstancePool::new(
-        &runtime,
-        "js-hello",
-        1,
-        &compiled.component,
-        Arc::new(FunctionConfig {
-            max_requests_per_instance: 1_000_000,
-            ..Default::default()
-        }),
-        Arc::new(GuestLog::new("js-hello", 16)),
-        counts.clone(),
-    )
-    .unwrap();
+    let pool = js.pool(1_000_000, counts.clone());
     for i in 0..5000 {
         let (body, _) = get(&pool, &gate, &format!("/{i}")).await;
         assert_eq!(body, "Hello from JavaScript!\n", "request {i}");
