@@ -14,6 +14,26 @@ ensure_wasm_target() {
   fi
 }
 
+# The shared-registry tests talk to PostgreSQL on 127.0.0.1:5432 (user
+# postgres, trust) with psql, and make a database of their own each.
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432; then
+    return
+  fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "installing PostgreSQL"
+    apt-get update -qq && apt-get install -y -qq postgresql
+  fi
+  echo "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return
+    sleep 1
+  done
+  echo "PostgreSQL did not answer pg_isready within 30 s" >&2
+  exit 1
+}
+
 # The queue-trigger tests talk to RabbitMQ on 127.0.0.1:5672 (guest/guest).
 ensure_rabbitmq() {
   if rabbitmq-diagnostics -q ping >/dev/null 2>&1; then

@@ -14,6 +14,12 @@
 //! - [`JS_HELLO`]: JavaScript (componentize-js, SpiderMonkey inside): a
 //!   greeting with the request path in `x-path`; a large component (~13 MB).
 
+//!
+//! [`postgres::TestDb`] is the scratch database of the shared-registry
+//! tests.
+
+pub mod postgres;
+
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
 /// Reads a component's bytes.

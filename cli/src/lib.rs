@@ -259,6 +259,20 @@ pub enum Command {
     #[command(name = flint_runtime::COMPILE_WORKER_COMMAND, hide = true)]
     CompileWorker(commands::compile_worker::CompileWorkerArgs),
 
+    /// List the nodes serving the registry, with their applied version, lag and health.
+    ///
+    /// In cluster mode (nodes started with --registry postgres://…) every node records a
+    /// heartbeat with the registry version its memory reflects; this shows them as the
+    /// registry has them. On a single node it shows that node.
+    Nodes(commands::cluster::NodesArgs),
+
+    /// Apply the shared registry's schema migrations (cluster mode; no server involved).
+    ///
+    /// Connects to the PostgreSQL registry given by --registry (or FLINT_REGISTRY_URL),
+    /// applies the migrations it lacks under PostgreSQL's advisory lock, and exits. Nodes
+    /// wait at start until the schema they need is there.
+    Migrate(commands::cluster::MigrateArgs),
+
     /// Show a function's release history: who changed which alias, when, and why.
     ///
     /// Lists releases, rollbacks, alias changes, canary steps and outcomes, and shadow runs.
@@ -326,6 +340,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => commands::doctor::run(&context()?, args).await,
         Command::Backup(args) => commands::backup::backup(&context()?, args).await,
         Command::Token(args) => commands::token::run(&context()?, args).await,
+        Command::Nodes(args) => commands::cluster::list(&context()?, args).await,
+        Command::Migrate(args) => commands::cluster::migrate(args).await,
         Command::Restore(args) => commands::backup::restore(cli.global.json, args),
         Command::CompileWorker(args) => commands::compile_worker::run(args),
     }

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! adapters   api/ (HTTP)   triggers/ (AMQP)   reconcile (flint serve --manifest)   server (accept loop)
+//!            cluster (follows a shared registry)
 //! core       core::Control (every operation), core::Invoker (every call)
-//! store      store::Store (SQLite embedded), store::BlobStore (files)
+//! store      store::Store (SQLite embedded, PostgreSQL shared), store::BlobStore (files, PostgreSQL)
 //! runtime    flint-runtime (engine, pools, limits, sandbox)
 //! ```
 //!
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod body_timeout;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod core;

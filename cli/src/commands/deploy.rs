@@ -20,7 +20,8 @@ Examples:
   cargo build --target wasm32-wasip2 --release
   flint deploy hello target/wasm32-wasip2/release/hello.wasm
   flint deploy hello hello.wasm --server http://flint.internal:8080
-  flint deploy hello hello.wasm --json | jq .version")]
+  flint deploy hello hello.wasm --json | jq .version
+  flint deploy hello hello.wasm --wait      # return once every node of a cluster serves it")]
 pub struct DeployArgs {
     /// Name of the function; created on its first deploy
     #[arg(value_parser = parse_function_name)]
@@ -28,6 +29,9 @@ pub struct DeployArgs {
     /// The component to upload (a wasi:http/proxy component, as built for wasm32-wasip2)
     #[arg(value_name = "FILE.wasm")]
     pub file: PathBuf,
+    /// Waiting for every node of a cluster.
+    #[command(flatten)]
+    pub wait: super::cluster::WaitArgs,
 }
 
 /// The server's answer to an upload.
@@ -56,6 +60,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<()> {
     );
     let url = ctx.client.function_url(&args.name, &[]);
     let response = ctx.client.put_bytes(url, bytes, WASM_CONTENT_TYPE).await?;
+    super::cluster::wait(ctx, &args.wait).await?;
     if ctx.json {
         output::print_json(&response)?;
         return Ok(());

@@ -49,10 +49,13 @@ pub struct PlanArgs {
 Examples:
   flint apply --env staging
   flint apply -f deploy/flint.toml --env prod --prune
-  flint apply --env prod --json | jq .changed")]
+  flint apply --env prod --json | jq .changed
+  flint apply --env prod --wait     # return once every node of a cluster serves it")]
 pub struct ApplyArgs {
     #[command(flatten)]
     manifest: ManifestArgs,
+    #[command(flatten)]
+    wait: super::cluster::WaitArgs,
 }
 
 /// Reads the manifest, resolves the environment and builds or reads every
@@ -102,6 +105,7 @@ pub async fn plan(ctx: &Context, args: PlanArgs) -> anyhow::Result<()> {
 
 /// Runs `flint apply`.
 pub async fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
+    let wait = args.wait;
     let args = args.manifest;
     let (state, components) = desired(&args)?;
     let plan = post_plan(ctx, "plan", &state, args.prune).await?;
@@ -134,6 +138,7 @@ pub async fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
             .await?;
     }
     let applied = post_plan(ctx, "apply", &state, args.prune).await?;
+    super::cluster::wait(ctx, &wait).await?;
     if ctx.json {
         return Ok(output::print_json(&applied)?);
     }

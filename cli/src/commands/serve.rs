@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use flint_gateway::api::App;
+use flint_gateway::cluster::{self, ClusterConfig};
 use flint_gateway::config::{AdminToken, ConnectionConfig, TlsFiles};
 use flint_gateway::core::Control;
 use flint_gateway::reconcile::Reconciler;
@@ -180,6 +181,32 @@ pub struct ServeArgs {
     /// Seconds between drift checks: changes made outside the manifest are put back
     #[arg(long, env = "FLINT_RECONCILE_SECS", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Desired state")]
     pub reconcile_secs: u64,
+    /// Keep the registry and components in this PostgreSQL database, shared with other nodes (run `flint migrate` first); the data dir then holds only this node's compiled-artifact cache
+    #[arg(
+        long,
+        env = "FLINT_REGISTRY_URL",
+        value_name = "URL",
+        help_heading = "Cluster"
+    )]
+    pub registry: Option<String>,
+    /// The address other nodes and `flint nodes` show for this node [default: the listen address]
+    #[arg(
+        long,
+        env = "FLINT_NODE_ADDRESS",
+        value_name = "ADDR",
+        requires = "registry",
+        help_heading = "Cluster"
+    )]
+    pub node_address: Option<String>,
+    /// Re-read the shared registry this often even without a change notification
+    #[arg(long, env = "FLINT_REGISTRY_POLL", default_value = "5s", value_name = "DURATION", value_parser = parse_timeout, help_heading = "Cluster")]
+    pub registry_poll: humantime::Duration,
+    /// Record this node's heartbeat this often
+    #[arg(long, env = "FLINT_HEARTBEAT", default_value = "2s", value_name = "DURATION", value_parser = parse_timeout, help_heading = "Cluster")]
+    pub heartbeat: humantime::Duration,
+    /// Longest wait at start for the shared registry to be reachable and migrated
+    #[arg(long, env = "FLINT_REGISTRY_START_TIMEOUT", default_value = "5m", value_name = "DURATION", value_parser = parse_timeout, help_heading = "Cluster")]
+    pub registry_start_timeout: humantime::Duration,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then drains in-flight requests.
@@ -241,7 +268,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listeners.addr()?,
         listeners.admin_addr()?,
     );
-    let control = Control::open(config).await?;
+    let (control, node) = match args.registry {
+        Some(registry_url) => {
+            let cluster = ClusterConfig {
+                registry_url,
+                node_address: args.node_address.unwrap_or_else(|| addr.to_string()),
+                poll_interval: args.registry_poll.into(),
+                heartbeat_interval: args.heartbeat.into(),
+                start_timeout: args.registry_start_timeout.into(),
+            };
+            let (control, node) = cluster::open(config, cluster).await?;
+            (control, Some(node))
+        }
+        None => (Control::open(config).await?, None),
+    };
     if let Some(manifest) = args.manifest {
         let reconciler = Reconciler {
             manifest,
@@ -257,7 +297,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = admin_addr {
         println!("flint admin listening on {scheme}://{admin}");
     }
-    server::serve(listeners, App::new(control), shutdown_signal()).await
+    let shutdown = async {
+        shutdown_signal().await;
+        if let Some(node) = &node {
+            node.drain();
+        }
+    };
+    let served = server::serve(listeners, App::new(control), shutdown).await;
+    if let Some(node) = &node {
+        node.leave().await;
+    }
+    served
 }
 
 /// The bootstrap token, from the flag (or FLINT_ADMIN_TOKEN) or its file.

@@ -3,6 +3,7 @@
 
 mod backup;
 mod cli;
+mod cluster;
 mod deploy;
 mod doctor;
 mod hostile;

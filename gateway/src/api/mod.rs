@@ -19,7 +19,7 @@ mod triggers;
 pub use access::{Listener, Serves};
 pub use error::ApiError;
 
-use crate::core::{BrokerState, Caller, Control, Invoker, Need};
+use crate::core::{BrokerState, Caller, Control, Invoker, Need, NodeState};
 use crate::limits::Limit;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -210,8 +210,15 @@ impl App {
             }
             (&Method::GET, ["readyz"]) => {
                 let broker = control.broker_state();
-                let (status, text) = match broker {
-                    BrokerState::Down => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+                let node = control.node_state();
+                // A node that lost the shared registry still serves what it
+                // has: taking it out of rotation would turn a registry
+                // outage into an outage of every function.
+                let (status, text) = match (node, broker) {
+                    (NodeState::Starting, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+                    (NodeState::Draining, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                    (_, BrokerState::Down) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+                    (NodeState::Degraded, _) => (StatusCode::OK, "degraded"),
                     _ => (StatusCode::OK, "ok"),
                 };
                 // Disabled functions are reported, not a reason to stop
@@ -221,10 +228,12 @@ impl App {
                     &serde_json::json!({
                         "status": text,
                         "broker": broker.as_str(),
+                        "node": node.as_str(),
                         "functions_disabled": control.disabled_functions(),
                     }),
                 ))
             }
+            (&Method::GET, ["v1", "nodes"]) => Ok(json(StatusCode::OK, &control.nodes().await)),
             (&Method::POST, ["v1", "doctor"]) => {
                 admin::doctor(control, request.uri().query()).await
             }

@@ -489,8 +489,24 @@ impl FunctionTable {
     /// same load (the function's load lock), never a second one. Versions
     /// nobody calls unload again after `unload_after`.
     pub fn preload_live(self: &Arc<Self>) {
-        let live = self
-            .list()
+        self.load_in_background(self.live(), "could not preload version");
+    }
+
+    /// Loads the live versions of up to [`PRELOAD_MAX`] functions that are
+    /// not loaded yet, and returns when they are (or failed, logged).
+    pub async fn load_live(&self) {
+        for (entry, version) in self.live() {
+            if version.pool().is_some() {
+                continue;
+            }
+            if let Err(e) = self.pool(&entry, &version).await {
+                tracing::warn!(function = %entry.name, version = version.record.version, error = %e, "could not load version");
+            }
+        }
+    }
+
+    fn live(&self) -> Vec<(Arc<FunctionEntry>, Arc<VersionEntry>)> {
+        self.list()
             .into_iter()
             .filter(|entry| entry.disabled().is_none())
             .take(PRELOAD_MAX)
@@ -498,8 +514,7 @@ impl FunctionTable {
                 let versions = entry.live_versions();
                 versions.into_iter().map(move |v| (entry.clone(), v))
             })
-            .collect();
-        self.load_in_background(live, "could not preload version");
+            .collect()
     }
 
     /// Loads `versions` one after another in a task of the current runtime

@@ -18,6 +18,7 @@
 mod auth;
 mod backup;
 mod canary;
+mod cluster;
 mod deploy;
 mod desired;
 mod doctor;
@@ -34,6 +35,7 @@ mod window;
 
 pub use auth::{BOOTSTRAP_TOKEN_NAME, Caller, CreatedToken, Grant, Need, TokenView};
 pub use backup::BackupSummary;
+pub use cluster::{Membership, NodeState, NodeView, NodesView};
 pub use desired::{Op as PlanOp, Plan, PlanChange};
 pub use doctor::{DoctorProblem, DoctorRepair, DoctorReport};
 pub use error::{CoreError, CoreResult};
@@ -55,6 +57,7 @@ use anyhow::Context;
 use flint_runtime::{Runtime, RuntimeConfig};
 use functions::FunctionTable;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -84,6 +87,13 @@ struct State {
     /// Serialises writes, so that a check and the write it allows are one
     /// step (a canary guard and the alias change it guards).
     writes: tokio::sync::Mutex<()>,
+    /// Serialises commit-and-mirror with reading the whole registry, so
+    /// that memory follows the store's commit order.
+    mirroring: tokio::sync::Mutex<()>,
+    /// The registry version memory reflects (shared registry only).
+    applied: AtomicU64,
+    /// The cluster adapter, in cluster mode.
+    membership: RwLock<Option<Arc<dyn Membership>>>,
     /// Serialises the storage-cap check with the write it allows, so that
     /// two uploads cannot both fit in the same free space.
     storing: tokio::sync::Mutex<()>,
@@ -98,6 +108,16 @@ impl Control {
     /// blob files) and builds memory from it. The live versions load from
     /// the artifact cache in the background; others on first use.
     pub async fn open(config: GatewayConfig) -> anyhow::Result<Arc<Self>> {
+        Self::open_on(config, None).await
+    }
+
+    /// As [`Control::open`], on `shared` storage when given (a registry
+    /// several nodes share); the data directory then holds only this node's
+    /// artifact cache.
+    pub async fn open_on(
+        config: GatewayConfig,
+        shared: Option<(Arc<dyn Store>, Arc<dyn BlobStore>)>,
+    ) -> anyhow::Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -113,12 +133,18 @@ impl Control {
         // slot) and opening the registry are independent: a restart waits
         // for the longer of the two, not their sum.
         let engine = tokio::task::spawn_blocking(move || Runtime::new(&runtime_config));
-        let store = SqliteStore::open(&dir.join("registry.db"))
-            .with_context(|| format!("cannot open the registry in {}", dir.display()))?;
+        let (store, blobs) = match shared {
+            Some(shared) => shared,
+            None => {
+                let store = SqliteStore::open(&dir.join("registry.db"))
+                    .with_context(|| format!("cannot open the registry in {}", dir.display()))?;
+                let blobs = FsBlobStore::new(&dir.join("blobs"))
+                    .with_context(|| format!("cannot open the blob store in {}", dir.display()))?;
+                (Arc::new(store) as Arc<dyn Store>, Arc::new(blobs) as _)
+            }
+        };
         let runtime = engine.await?.context("cannot start the Wasm runtime")?;
-        let blobs = FsBlobStore::new(&dir.join("blobs"))
-            .with_context(|| format!("cannot open the blob store in {}", dir.display()))?;
-        Self::with_storage(config, Arc::new(runtime), Arc::new(store), Arc::new(blobs)).await
+        Self::with_storage(config, Arc::new(runtime), store, blobs).await
     }
 
     /// Builds the core on the given storage and loads memory from it. A
@@ -154,6 +180,9 @@ impl Control {
                 tokens,
                 bootstrap_grant: auth::bootstrap_grant(),
                 writes: tokio::sync::Mutex::new(()),
+                mirroring: tokio::sync::Mutex::new(()),
+                applied: AtomicU64::new(0),
+                membership: RwLock::new(None),
                 storing: tokio::sync::Mutex::new(()),
                 canaries: Mutex::default(),
                 broker: RwLock::new(None),

@@ -264,6 +264,15 @@ impl Control {
         stable: AliasTarget,
         actor: &str,
     ) -> CoreResult<CanaryState> {
+        // A canary's analysis must see every node's traffic, and its driver
+        // must survive the node that runs it: neither holds across nodes
+        // yet, so a shared registry refuses canaries rather than judge one
+        // by a share of the traffic.
+        if self.in_cluster() {
+            return Err(CoreError::ReleaseConflict(format!(
+                "`{name}`: canary releases are not available in cluster mode yet; release with `flint release` (blue-green) or a weighted alias instead"
+            )));
+        }
         let record = CanaryState {
             spec,
             stable,

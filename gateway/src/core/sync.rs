@@ -16,6 +16,7 @@ use flint_spec::Digest;
 use flint_spec::canary::{CanaryState, CanaryStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 /// Components loaded before a write, for the versions it records.
@@ -30,6 +31,7 @@ impl Control {
         changes: Vec<Change>,
         components: &Components,
     ) -> CoreResult<Vec<Outcome>> {
+        let _mirroring = self.s.mirroring.lock().await;
         let outcomes = self.s.store.commit(changes.clone()).await?;
         // A write to a disabled function may have replaced its broken rows
         // (a new config, a redeploy): memory then follows the whole store.
@@ -57,7 +59,7 @@ impl Control {
         for entry in deleted {
             self.s.drop_unused_blobs(&entry).await;
         }
-        if resync && let Err(e) = self.sync_from_registry().await {
+        if resync && let Err(e) = self.load_registry().await {
             tracing::warn!(error = %format!("{e:#}"), "could not re-read the registry after a write to a disabled function");
         }
         Ok(outcomes)
@@ -73,8 +75,36 @@ impl Control {
     /// function serves. Only a store that cannot be read at all is an
     /// error.
     pub async fn sync_from_registry(&self) -> anyhow::Result<Vec<(String, CanaryState)>> {
+        let _mirroring = self.s.mirroring.lock().await;
+        self.load_registry().await
+    }
+
+    /// Follows a shared registry: builds memory from it when it is newer
+    /// than what memory reflects. Returns the version memory now reflects.
+    pub async fn follow_registry(&self) -> anyhow::Result<u64> {
+        let _mirroring = self.s.mirroring.lock().await;
         let snapshot = self.s.store.load().await?;
+        let applied = self.s.applied.load(Ordering::Acquire);
+        if snapshot.version > applied {
+            self.apply_snapshot(snapshot);
+        }
+        Ok(self.s.applied.load(Ordering::Acquire))
+    }
+
+    /// The registry version memory reflects (0 for an embedded registry).
+    pub fn applied_version(&self) -> u64 {
+        self.s.applied.load(Ordering::Acquire)
+    }
+
+    async fn load_registry(&self) -> anyhow::Result<Vec<(String, CanaryState)>> {
+        let snapshot = self.s.store.load().await?;
+        Ok(self.apply_snapshot(snapshot))
+    }
+
+    /// Builds memory from `snapshot`; the caller holds `mirroring`.
+    fn apply_snapshot(&self, snapshot: crate::store::Snapshot) -> Vec<(String, CanaryState)> {
         let s = &self.s;
+        let version = snapshot.version;
         let mut broken: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for row in snapshot.broken {
             broken.entry(row.function).or_default().push(row.reason);
@@ -82,6 +112,13 @@ impl Control {
         let mut names = BTreeSet::new();
         for (record, versions) in snapshot.functions {
             names.insert(record.name.clone());
+            // Deleted and deployed again elsewhere since memory last saw
+            // it: its version numbers now name other bytes.
+            if let Some(old) = s.table.get(&record.name)
+                && old.times().0 != record.created_at
+            {
+                s.forget(&record.name);
+            }
             let entry = s.table.upsert(&record);
             let problems = broken.entry(record.name.clone()).or_default();
             if *entry.config() != record.config
@@ -150,7 +187,8 @@ impl Control {
         }
         s.replace_routes(by_function);
         s.tokens.replace(snapshot.tokens);
-        Ok(running)
+        s.applied.fetch_max(version, Ordering::AcqRel);
+        running
     }
 }
 

@@ -1,9 +1,10 @@
 //! Storage: the registry of what functions exist ([`Store`]) and the
 //! component bytes ([`BlobStore`]).
 //!
-//! Both are traits so that a PostgreSQL registry (several gateway nodes on
-//! one source of truth) can follow the embedded defaults without touching
-//! the core, the router or the runtime. Every call is asynchronous: a
+//! Both are traits with two implementations: the embedded defaults
+//! (SQLite, blob files) for one node, and PostgreSQL ([`PgRegistry`],
+//! [`PgBlobStore`]) for several nodes on one source of truth; the core, the
+//! router and the runtime are the same on either. Every call is asynchronous: a
 //! commit waits for its fsync off the runtime's workers ([`SqliteStore`]
 //! runs SQLite on a thread of its own).
 //!
@@ -12,9 +13,14 @@
 
 pub mod archive;
 mod blobs;
+mod postgres;
+mod rows;
 mod sqlite;
 
 pub use blobs::{BlobStore, FsBlobStore};
+pub use postgres::{
+    CHANNEL, Migrated, NodeRow, PgBlobStore, PgRegistry, SCHEMA_VERSION, migrate, redact,
+};
 pub use sqlite::SqliteStore;
 
 use flint_spec::alias::AliasTarget;
@@ -105,6 +111,9 @@ pub enum ReleaseChange {
 /// What the store holds, read in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The registry version it reflects: every write to a shared registry
+    /// bumps it, in commit order (always 0 for the embedded one).
+    pub version: u64,
     /// Every function with its versions (oldest first), by name.
     pub functions: Vec<(FunctionRecord, Vec<VersionRecord>)>,
     /// Every trigger binding, by function.

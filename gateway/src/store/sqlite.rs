@@ -8,17 +8,21 @@
 //! the database lock at their start (`BEGIN IMMEDIATE`), so two processes
 //! sharing a file serialise instead of failing half-way.
 
-use super::{
-    AddedVersion, BrokenKind, BrokenRow, Change, FunctionRecord, Outcome, ReleaseChange,
-    ReleaseRow, Snapshot, Store, StoreError, StoreResult, TokenRecord, VersionRecord,
+use super::rows::{
+    self, ALIAS, CANARY, DEFAULT, RawFunction, RawRelease, RawToken, RawVersion, SHADOW, from_ms,
+    now_ms, to_ms,
 };
+use super::{
+    AddedVersion, BrokenRow, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store,
+    StoreError, StoreResult, TokenRecord, VersionRecord,
+};
+use flint_spec::Digest;
 use flint_spec::history::HistoryEntry;
-use flint_spec::{Digest, FunctionConfig};
 use futures::future::BoxFuture;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS functions (
@@ -69,12 +73,6 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 ";
 
-/// Release-state kinds as stored (the `kind` column).
-const ALIAS: &str = "alias";
-const DEFAULT: &str = "default";
-const CANARY: &str = "canary";
-const SHADOW: &str = "shadow";
-
 /// How long a write waits for another process's write to the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -93,23 +91,6 @@ impl From<rusqlite::Error> for StoreError {
             _ => Self::Backend(e.to_string()),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
-}
-
-fn from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
-}
-
-fn to_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
 }
 
 impl SqliteStore {
@@ -177,19 +158,6 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         compile_ms: row.get(3)?,
         created_at: from_ms(row.get(4)?),
     })
-}
-
-fn release_row(kind: &str, key: String, value: &str) -> StoreResult<Option<ReleaseRow>> {
-    Ok(Some(match kind {
-        ALIAS => ReleaseRow::Alias(key, serde_json::from_str(value)?),
-        DEFAULT => ReleaseRow::DefaultAlias(serde_json::from_str(value)?),
-        CANARY => ReleaseRow::Canary(serde_json::from_str(value)?),
-        SHADOW => ReleaseRow::Shadow(serde_json::from_str(value)?),
-        other => {
-            tracing::warn!(kind = other, "unknown release state ignored");
-            return Ok(None);
-        }
-    }))
 }
 
 fn put_release(
@@ -381,39 +349,13 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
     Ok(Outcome::Applied(n >= 1))
 }
 
-/// A token row as stored: name, hash, scope, globs, times.
-type RawToken = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn token(raw: RawToken) -> Result<TokenRecord, String> {
-    let (name, hash, scope, functions, secrets, created, expires, used) = raw;
-    Ok(TokenRecord {
-        scope: scope.parse()?,
-        functions: serde_json::from_str(&functions).map_err(|e| e.to_string())?,
-        secrets: serde_json::from_str(&secrets).map_err(|e| e.to_string())?,
-        name,
-        hash,
-        created_at: from_ms(created),
-        expires_at: expires.map(from_ms),
-        last_used_at: used.map(from_ms),
-    })
-}
-
 /// Every token row that parses; one that does not is logged and left out.
 fn tokens(conn: &Connection) -> StoreResult<Vec<TokenRecord>> {
     let mut stmt = conn.prepare(
         "SELECT name, hash, scope, functions, secrets, created_at_ms, expires_at_ms, last_used_at_ms
          FROM tokens ORDER BY name",
     )?;
-    let rows = stmt
+    let raw = stmt
         .query_map([], |r| {
             Ok((
                 r.get(0)?,
@@ -427,60 +369,23 @@ fn tokens(conn: &Connection) -> StoreResult<Vec<TokenRecord>> {
             ))
         })?
         .collect::<Result<Vec<RawToken>, _>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for raw in rows {
-        let name = raw.0.clone();
-        match token(raw) {
-            Ok(record) => out.push(record),
-            Err(e) => {
-                tracing::error!(token = %name, error = %e, "a stored token does not parse; it cannot be used until it is revoked and created again")
-            }
-        }
-    }
-    Ok(out)
+    Ok(rows::tokens(raw))
 }
 
-/// Release-state rows that parse, by function, and the rows that do not.
-type Releases = (Vec<(String, ReleaseRow)>, Vec<BrokenRow>);
-
-/// Every release-state row that parses, by function, and the rows that
-/// do not.
-fn releases(conn: &Connection) -> StoreResult<Releases> {
+/// Every release-state row that parses, by function; the rows that do not
+/// are added to `broken`.
+fn releases(
+    conn: &Connection,
+    broken: &mut Vec<BrokenRow>,
+) -> StoreResult<Vec<(String, ReleaseRow)>> {
     let mut stmt = conn.prepare(
         "SELECT function, kind, key, value FROM release_state ORDER BY function, kind, key",
     )?;
-    let mut out = Vec::new();
-    let mut broken = Vec::new();
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })? {
-        let (function, kind, key, value) = row?;
-        let what = if key.is_empty() {
-            kind.clone()
-        } else {
-            format!("{kind} `{key}`")
-        };
-        match release_row(&kind, key, &value) {
-            Ok(Some(row)) => out.push((function, row)),
-            Ok(None) => {}
-            Err(e) => broken.push(BrokenRow {
-                function,
-                kind: BrokenKind::Release,
-                version: None,
-                reason: format!("its stored release state ({what}) does not parse: {e}"),
-            }),
-        }
-    }
-    Ok((out, broken))
+    let raw = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<Vec<RawRelease>, _>>()?;
+    Ok(rows::releases(raw, broken))
 }
-
-/// A version row as stored, its digest not yet parsed.
-type RawVersion = (u32, String, i64, f64, i64);
 
 fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
     let tx = conn.transaction()?;
@@ -488,15 +393,8 @@ fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
         let mut stmt = tx.prepare(
             "SELECT name, config, created_at_ms, updated_at_ms FROM functions ORDER BY name",
         )?;
-        stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get(2)?,
-                row.get(3)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<Vec<RawFunction>, _>>()?
     };
     let mut snapshot = Snapshot::default();
     {
@@ -504,69 +402,22 @@ fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
             "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
              WHERE function = ?1 ORDER BY version",
         )?;
-        for (name, config, created, updated) in functions {
+        for raw in functions {
+            let record = rows::function(raw, &mut snapshot.broken);
             let raw = versions
-                .query_map(params![name], |r| {
+                .query_map(params![record.name], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect::<Result<Vec<RawVersion>, _>>()?;
-            let mut list = Vec::with_capacity(raw.len());
-            for (version, digest, size, compile_ms, created_at) in raw {
-                match Digest::parse(&digest) {
-                    Some(digest) => list.push(VersionRecord {
-                        version,
-                        digest,
-                        size_bytes: size as u64,
-                        compile_ms,
-                        created_at: from_ms(created_at),
-                    }),
-                    None => snapshot.broken.push(BrokenRow {
-                        function: name.clone(),
-                        kind: BrokenKind::Version,
-                        version: Some(version),
-                        reason: format!(
-                            "version {version} has a malformed stored digest `{digest}`"
-                        ),
-                    }),
-                }
-            }
-            let config = serde_json::from_str(&config).unwrap_or_else(|e| {
-                snapshot.broken.push(BrokenRow {
-                    function: name.clone(),
-                    kind: BrokenKind::Config,
-                    version: None,
-                    reason: format!("its stored config does not parse: {e}"),
-                });
-                FunctionConfig::default()
-            });
-            snapshot.functions.push((
-                FunctionRecord {
-                    name,
-                    config,
-                    created_at: from_ms(created),
-                    updated_at: from_ms(updated),
-                },
-                list,
-            ));
+            let list = rows::versions(&record.name, raw, &mut snapshot.broken);
+            snapshot.functions.push((record, list));
         }
         let mut triggers = tx.prepare("SELECT function, spec FROM triggers ORDER BY function")?;
-        for row in
-            triggers.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-        {
-            let (function, spec) = row?;
-            match serde_json::from_str(&spec) {
-                Ok(spec) => snapshot.triggers.push((function, spec)),
-                Err(e) => snapshot.broken.push(BrokenRow {
-                    function,
-                    kind: BrokenKind::Trigger,
-                    version: None,
-                    reason: format!("its stored queue trigger does not parse: {e}"),
-                }),
-            }
-        }
-        let (releases, broken) = releases(&tx)?;
-        snapshot.releases = releases;
-        snapshot.broken.extend(broken);
+        let raw = triggers
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        snapshot.triggers = rows::triggers(raw, &mut snapshot.broken);
+        snapshot.releases = releases(&tx, &mut snapshot.broken)?;
         let mut routes =
             tx.prepare("SELECT function, pattern FROM routes ORDER BY function, pattern")?;
         snapshot.routes = routes
@@ -586,7 +437,7 @@ impl Store for SqliteStore {
     fn releases(&self) -> BoxFuture<'_, StoreResult<Vec<(String, ReleaseRow)>>> {
         // Rows that do not parse are reported by `load`, against their
         // function; here they are left out.
-        self.call(|conn| Ok(releases(conn)?.0))
+        self.call(|conn| releases(conn, &mut Vec::new()))
     }
 
     fn digest_in_use(&self, digest: Digest) -> BoxFuture<'_, StoreResult<bool>> {
@@ -633,6 +484,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flint_spec::FunctionConfig;
     use flint_spec::alias::AliasTarget;
 
     fn add(name: &str, digest: &Digest, expected: Option<u32>) -> Change {

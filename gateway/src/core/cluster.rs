@@ -1,0 +1,132 @@
+//! This node among others: what the core knows of cluster mode.
+//!
+//! The cluster adapter (`crate::cluster`) follows a shared registry and
+//! installs itself as the [`Membership`]; the core then answers "which
+//! nodes serve which registry version" through it. Without one, Flint is a
+//! single node and the view holds only itself.
+
+use super::Control;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// A node's own account of itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Loading the registry: not ready for traffic.
+    Starting,
+    /// Serving, and following the registry.
+    Ready,
+    /// Serving what it has, but the registry cannot be reached: changes
+    /// made meanwhile are not served here yet.
+    Degraded,
+    /// Stopping: finishing what it has, taking nothing new.
+    Draining,
+}
+
+impl NodeState {
+    /// The name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Degraded => "degraded",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+/// One node as the registry last heard of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    /// Its id (unique per process).
+    pub id: String,
+    /// The address it advertises.
+    pub address: String,
+    /// The registry version its memory reflects.
+    pub applied_version: u64,
+    /// Registry versions it is behind.
+    pub lag: u64,
+    /// What it last said of itself (`starting`, `ready`, `degraded`,
+    /// `draining`).
+    pub state: String,
+    /// Milliseconds since its last heartbeat.
+    pub heartbeat_age_ms: u64,
+    /// Whether its heartbeat is recent enough to count it as live.
+    pub live: bool,
+    /// Whether it is the node that answered.
+    pub this: bool,
+}
+
+/// The nodes serving the registry.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodesView {
+    /// The registry version now (0 for an embedded registry).
+    pub registry_version: u64,
+    /// `shared` (PostgreSQL, several nodes) or `embedded` (one node).
+    pub registry: &'static str,
+    /// Whether the answering node could read the registry: when it cannot,
+    /// `nodes` holds only itself, and says nothing of the others.
+    pub registry_reachable: bool,
+    /// Every node with a recent heartbeat.
+    pub nodes: Vec<NodeView>,
+}
+
+/// What the cluster adapter tells the core.
+pub trait Membership: Send + Sync + 'static {
+    /// This node's state.
+    fn state(&self) -> NodeState;
+    /// The nodes and the registry version, as the registry has them.
+    fn nodes(&self) -> BoxFuture<'_, NodesView>;
+}
+
+impl Control {
+    /// Loads the live versions (those the default alias reaches) that are
+    /// not loaded yet, and returns when they are: a node is ready only
+    /// then.
+    pub async fn load_live(&self) {
+        self.s.table.load_live().await;
+    }
+
+    /// Installs the cluster adapter (it does, at start).
+    pub fn set_membership(&self, membership: Arc<dyn Membership>) {
+        *self.s.membership.write().unwrap() = Some(membership);
+    }
+
+    /// Whether this node shares its registry with others.
+    pub(super) fn in_cluster(&self) -> bool {
+        self.s.membership.read().unwrap().is_some()
+    }
+
+    fn membership(&self) -> Option<Arc<dyn Membership>> {
+        self.s.membership.read().unwrap().clone()
+    }
+
+    /// This node's state (`ready` for a single node once it serves).
+    pub fn node_state(&self) -> NodeState {
+        self.membership().map_or(NodeState::Ready, |m| m.state())
+    }
+
+    /// The nodes serving the registry, this one included.
+    pub async fn nodes(&self) -> NodesView {
+        match self.membership() {
+            Some(membership) => membership.nodes().await,
+            None => NodesView {
+                registry_version: 0,
+                registry: "embedded",
+                registry_reachable: true,
+                nodes: vec![NodeView {
+                    id: "local".into(),
+                    address: self.s.config.listen.to_string(),
+                    applied_version: 0,
+                    lag: 0,
+                    state: NodeState::Ready.as_str().into(),
+                    heartbeat_age_ms: 0,
+                    live: true,
+                    this: true,
+                }],
+            },
+        }
+    }
+}

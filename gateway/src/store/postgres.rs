@@ -1,0 +1,1056 @@
+//! The shared registry of cluster mode: PostgreSQL through sqlx, so that
+//! several identical nodes serve one source of truth.
+//!
+//! - Every write transaction first bumps the one-row `registry` version.
+//!   The row lock serialises writers, so versions follow commit order (a
+//!   sequence would not). The transaction records what it changed in
+//!   `registry_changes` and sends `NOTIFY flint_registry` with the version:
+//!   a hint, delivered at commit, that nodes re-read from.
+//! - A [`Snapshot`] is read in one `REPEATABLE READ` transaction and carries
+//!   the version it reflects.
+//! - Component bytes live in `blob_chunks`, [`CHUNK`] bytes a row, behind
+//!   [`PgBlobStore`]; compiled artifacts stay in each node's cache.
+//! - `nodes` holds each node's address, applied version and heartbeat.
+//! - The schema changes only through [`migrate`]: one step, under
+//!   PostgreSQL's advisory lock, each migration in its own transaction.
+
+use super::rows::{
+    self, ALIAS, CANARY, DEFAULT, RawFunction, RawRelease, RawToken, RawVersion, SHADOW, from_ms,
+    now_ms, to_ms,
+};
+use super::{
+    AddedVersion, BlobStore, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store,
+    StoreError, StoreResult, VersionRecord,
+};
+use bytes::Bytes;
+use flint_runtime::fsutil::Swept;
+use flint_spec::Digest;
+use flint_spec::history::HistoryEntry;
+use futures::future::BoxFuture;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The channel every write notifies, with its registry version.
+pub const CHANNEL: &str = "flint_registry";
+
+/// Bytes of a component per `blob_chunks` row.
+const CHUNK: usize = 1 << 20;
+
+/// Connections of a node's pool (its LISTEN connection is extra).
+const POOL_SIZE: u32 = 8;
+
+/// How long a call waits for a connection before the registry counts as
+/// unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The schema's migrations, oldest first. A migration is never edited once
+/// released (its checksum is recorded); a change is a new one, expand then
+/// contract, so that nodes of the previous release keep working.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "registry",
+    include_str!("../../migrations/0001_registry.sql"),
+)];
+
+/// The schema version this build needs.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e.as_database_error().and_then(|d| d.code()) {
+            // unique_violation: a version number or name taken meanwhile.
+            Some(code) if code == "23505" => Self::Conflict(e.to_string()),
+            _ => Self::Backend(e.to_string()),
+        }
+    }
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn options(url: &str, application: &str) -> StoreResult<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "`{}` is not a PostgreSQL URL ({e}); write postgres://USER:PASSWORD@HOST:5432/DATABASE",
+                redact(url)
+            ))
+        })?
+        .application_name(application))
+}
+
+/// The migrations as sqlx runs them.
+fn migrations() -> Vec<Migration> {
+    MIGRATIONS
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                *version,
+                (*name).into(),
+                MigrationType::Simple,
+                sqlx::SqlStr::from_static(sql),
+                false,
+            )
+        })
+        .collect()
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The schema version before.
+    pub from: i64,
+    /// The schema version after.
+    pub to: i64,
+}
+
+/// Applies the schema migrations the registry at `url` lacks, on a
+/// connection of its own, as one step: PostgreSQL's advisory lock lets one
+/// migrator in at a time (the others wait, then find nothing to do), and
+/// `lock_timeout` bounds every wait for a lock. Each migration runs in its
+/// own transaction, so a failing one changes nothing. The connection is
+/// closed at the end, and with it any lock it held.
+pub async fn migrate(url: &str, lock_timeout: Duration) -> StoreResult<Migrated> {
+    let mut migrator = Migrator::with_migrations(migrations());
+    // A registry already migrated by a newer release stays usable by this
+    // one: schemas change expand-then-contract.
+    migrator.set_ignore_missing(true);
+    migrate_with(url, lock_timeout, migrator).await
+}
+
+async fn migrate_with(
+    url: &str,
+    lock_timeout: Duration,
+    migrator: Migrator,
+) -> StoreResult<Migrated> {
+    let timeout = format!("{}ms", lock_timeout.as_millis().max(1));
+    let options = options(url, "flint-migrate")?.options([("lock_timeout", timeout.as_str())]);
+    let mut conn = PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| unreachable(url, e))?;
+    let result = migrate_locked(&mut conn, migrator).await;
+    let _ = conn.close().await;
+    result
+}
+
+/// Takes the migration lock (so that `from` is what this run found), then
+/// migrates; closing the connection releases the lock, also on failure.
+async fn migrate_locked(conn: &mut PgConnection, mut migrator: Migrator) -> StoreResult<Migrated> {
+    sqlx::query("SELECT pg_advisory_lock(hashtext('flint-migrate'))")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot take the migration lock: {e}")))?;
+    let from = schema_version(conn).await?;
+    migrator.set_locking(false);
+    migrator
+        .run(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+    let to = schema_version(conn).await?;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('flint-migrate'))")
+        .execute(&mut *conn)
+        .await?;
+    Ok(Migrated { from, to })
+}
+
+/// The newest migration applied (0: none).
+async fn schema_version(conn: &mut PgConnection) -> StoreResult<i64> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(0);
+    }
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+fn unreachable(url: &str, e: sqlx::Error) -> StoreError {
+    StoreError::Backend(format!("cannot reach the registry at {}: {e}", redact(url)))
+}
+
+/// The PostgreSQL registry: a connection pool; cheap to share.
+#[derive(Clone)]
+pub struct PgRegistry {
+    pool: PgPool,
+    url: Arc<str>,
+}
+
+/// A node as the `nodes` table holds it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeRow {
+    /// Its id, unique per process.
+    pub id: String,
+    /// The address it serves on, as it advertises it.
+    pub address: String,
+    /// The registry version its memory reflects.
+    pub applied_version: u64,
+    /// `ready`, `starting`, `degraded` or `draining`, as it last said.
+    pub state: String,
+    /// Milliseconds since its last heartbeat, by the database's clock.
+    pub heartbeat_age_ms: u64,
+}
+
+impl PgRegistry {
+    /// Connects to the registry at `url`. A schema older than this build
+    /// needs is an error that says to run `flint migrate`.
+    pub async fn connect(url: &str, node: &str) -> StoreResult<Self> {
+        let options = options(url, &format!("flint-node-{node}"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| unreachable(url, e))?;
+        let registry = Self {
+            pool,
+            url: url.into(),
+        };
+        let schema = schema_version(&mut *registry.pool.acquire().await?).await?;
+        if schema < SCHEMA_VERSION {
+            return Err(StoreError::Backend(format!(
+                "the registry at {} has schema version {schema}, and this flint needs {SCHEMA_VERSION}: run `flint migrate --registry URL` first",
+                redact(url)
+            )));
+        }
+        Ok(registry)
+    }
+
+    /// The blob store on the same database.
+    pub fn blobs(&self) -> PgBlobStore {
+        PgBlobStore {
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// The registry version now.
+    pub async fn version(&self) -> StoreResult<u64> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM registry")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(version as u64)
+    }
+
+    /// A connection that listens on [`CHANNEL`], named for `node` (so that
+    /// an operator can find it in `pg_stat_activity`).
+    pub async fn listener(&self, node: &str) -> StoreResult<PgListener> {
+        let options = options(&self.url, &format!("flint-listen-{node}"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(listener)
+    }
+
+    /// Records `node`'s heartbeat, address, state and applied version.
+    pub async fn heartbeat(&self, node: &NodeRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, address, applied_version, state) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET address = excluded.address,
+                 applied_version = excluded.applied_version, state = excluded.state,
+                 heartbeat_at = now()",
+        )
+        .bind(&node.id)
+        .bind(&node.address)
+        .bind(node.applied_version as i64)
+        .bind(&node.state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a node's row (it stopped cleanly).
+    pub async fn leave(&self, node: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every node with a heartbeat younger than `forget_after`, and the
+    /// registry version, read together.
+    pub async fn nodes(&self, forget_after: Duration) -> StoreResult<(u64, Vec<NodeRow>)> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM registry")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows: Vec<(String, String, i64, String, f64)> = sqlx::query_as(
+            "SELECT id, address, applied_version, state,
+                    (EXTRACT(EPOCH FROM (now() - heartbeat_at)) * 1000)::DOUBLE PRECISION
+             FROM nodes
+             WHERE heartbeat_at > now() - make_interval(secs => $1)
+             ORDER BY address, id",
+        )
+        .bind(forget_after.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((
+            version as u64,
+            rows.into_iter()
+                .map(|(id, address, applied, state, age)| NodeRow {
+                    id,
+                    address,
+                    applied_version: applied as u64,
+                    state,
+                    heartbeat_age_ms: age.max(0.0) as u64,
+                })
+                .collect(),
+        ))
+    }
+}
+
+async fn latest_version(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &str,
+) -> StoreResult<Option<VersionRecord>> {
+    let row: Option<(i32, String, i64, f64, i64)> = sqlx::query_as(
+        "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+         WHERE function = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((version, digest, size, compile_ms, created)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(VersionRecord {
+        version: version as u32,
+        digest: Digest::parse(&digest)
+            .ok_or_else(|| StoreError::Backend(format!("bad stored digest `{digest}`")))?,
+        size_bytes: size as u64,
+        compile_ms,
+        created_at: from_ms(created),
+    }))
+}
+
+async fn put_release(
+    tx: &mut Transaction<'_, Postgres>,
+    function: &str,
+    kind: &str,
+    key: &str,
+    value: Option<String>,
+) -> StoreResult<u64> {
+    let done = match value {
+        Some(value) => {
+            sqlx::query(
+                "INSERT INTO release_state (function, kind, key, value)
+                 SELECT name, $2, $3, $4 FROM functions WHERE name = $1
+                 ON CONFLICT (function, kind, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(function)
+            .bind(kind)
+            .bind(key)
+            .bind(value)
+            .execute(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM release_state WHERE function = $1 AND kind = $2 AND key = $3")
+                .bind(function)
+                .bind(kind)
+                .bind(key)
+                .execute(&mut **tx)
+                .await?
+        }
+    };
+    Ok(done.rows_affected())
+}
+
+async fn write_release(
+    tx: &mut Transaction<'_, Postgres>,
+    function: &str,
+    change: &ReleaseChange,
+) -> StoreResult<u64> {
+    match change {
+        ReleaseChange::SetAlias(alias, target) => {
+            let value = serde_json::to_string(target)?;
+            put_release(tx, function, ALIAS, alias, Some(value)).await
+        }
+        ReleaseChange::RemoveAlias(alias) => {
+            // A default that named the alias goes with it, as in SQLite.
+            sqlx::query(
+                "DELETE FROM release_state WHERE function = $1 AND kind = $2 AND value = $3",
+            )
+            .bind(function)
+            .bind(DEFAULT)
+            .bind(serde_json::to_string(alias)?)
+            .execute(&mut **tx)
+            .await?;
+            put_release(tx, function, ALIAS, alias, None).await
+        }
+        ReleaseChange::SetDefault(alias) => {
+            let value = alias.as_ref().map(serde_json::to_string).transpose()?;
+            put_release(tx, function, DEFAULT, "", value).await
+        }
+        ReleaseChange::SetCanary(canary) => {
+            let value = serde_json::to_string(canary)?;
+            put_release(tx, function, CANARY, "", Some(value)).await
+        }
+        ReleaseChange::SetShadow(spec) => {
+            let value = spec.as_ref().map(serde_json::to_string).transpose()?;
+            put_release(tx, function, SHADOW, "", value).await
+        }
+    }
+}
+
+/// Makes one change inside the caller's transaction.
+async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResult<Outcome> {
+    let now = now_ms();
+    let done = match change {
+        Change::AddVersion {
+            name,
+            digest,
+            size_bytes,
+            compile_ms,
+            default_config,
+            expected,
+        } => {
+            let latest = latest_version(tx, name).await?;
+            if let Some(latest) = &latest
+                && &latest.digest == digest
+            {
+                return Ok(Outcome::Version(AddedVersion {
+                    record: latest.clone(),
+                    created: false,
+                }));
+            }
+            let version = latest.map_or(1, |l| l.version + 1);
+            if let Some(expected) = expected
+                && *expected != version
+            {
+                return Err(StoreError::Conflict(format!(
+                    "`{name}` would get version {version}, not the planned {expected}: it changed meanwhile"
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (name) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(name)
+            .bind(serde_json::to_string(default_config)?)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(name)
+            .bind(version as i32)
+            .bind(digest.to_string())
+            .bind(*size_bytes as i64)
+            .bind(compile_ms)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            return Ok(Outcome::Version(AddedVersion {
+                record: VersionRecord {
+                    version,
+                    digest: digest.clone(),
+                    size_bytes: *size_bytes,
+                    compile_ms: *compile_ms,
+                    created_at: from_ms(now),
+                },
+                created: true,
+            }));
+        }
+        Change::SetConfig { name, config } => sqlx::query(
+            "UPDATE functions SET config = $2, updated_at_ms = $3 WHERE name = $1",
+        )
+        .bind(name)
+        .bind(serde_json::to_string(config)?)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected(),
+        Change::DeleteFunction { name } => sqlx::query("DELETE FROM functions WHERE name = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+        Change::SetTrigger {
+            function,
+            spec: Some(spec),
+        } => sqlx::query(
+            "INSERT INTO triggers (function, spec)
+             SELECT name, $2 FROM functions WHERE name = $1
+             ON CONFLICT (function) DO UPDATE SET spec = excluded.spec",
+        )
+        .bind(function)
+        .bind(serde_json::to_string(spec)?)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected(),
+        Change::SetTrigger {
+            function,
+            spec: None,
+        } => sqlx::query("DELETE FROM triggers WHERE function = $1")
+            .bind(function)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+        Change::Release(release) => {
+            let n = write_release(tx, &release.function, &release.change).await?;
+            if let Some(entry) = &release.history {
+                sqlx::query(
+                    "INSERT INTO release_history (function, entry) SELECT name, $2 FROM functions WHERE name = $1",
+                )
+                .bind(&release.function)
+                .bind(serde_json::to_string(entry)?)
+                .execute(&mut **tx)
+                .await?;
+            }
+            n
+        }
+        Change::SetRoutes { function, patterns } => {
+            sqlx::query("DELETE FROM routes WHERE function = $1")
+                .bind(function)
+                .execute(&mut **tx)
+                .await?;
+            for pattern in patterns {
+                sqlx::query("INSERT INTO routes (pattern, function) VALUES ($1, $2)")
+                    .bind(pattern)
+                    .bind(function)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            1
+        }
+        Change::AddToken(token) => sqlx::query(
+            "INSERT INTO tokens (name, hash, scope, functions, secrets, created_at_ms, expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&token.name)
+        .bind(&token.hash)
+        .bind(token.scope.as_str())
+        .bind(serde_json::to_string(&token.functions)?)
+        .bind(serde_json::to_string(&token.secrets)?)
+        .bind(to_ms(token.created_at))
+        .bind(token.expires_at.map(to_ms))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected(),
+        Change::RevokeToken { name } => sqlx::query("DELETE FROM tokens WHERE name = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+        Change::TokenUsed { name, at } => {
+            sqlx::query("UPDATE tokens SET last_used_at_ms = $2 WHERE name = $1")
+                .bind(name)
+                .bind(to_ms(*at))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+        }
+    };
+    Ok(Outcome::Applied(done >= 1))
+}
+
+async fn releases(
+    tx: &mut Transaction<'_, Postgres>,
+    broken: &mut Vec<super::BrokenRow>,
+) -> StoreResult<Vec<(String, ReleaseRow)>> {
+    let raw: Vec<RawRelease> = sqlx::query_as(
+        "SELECT function, kind, key, value FROM release_state ORDER BY function, kind, key",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows::releases(raw, broken))
+}
+
+async fn load(pool: &PgPool) -> StoreResult<Snapshot> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let mut snapshot = Snapshot {
+        version: sqlx::query_scalar::<_, i64>("SELECT version FROM registry")
+            .fetch_one(&mut *tx)
+            .await? as u64,
+        ..Snapshot::default()
+    };
+    let functions: Vec<RawFunction> = sqlx::query_as(
+        "SELECT name, config, created_at_ms, updated_at_ms FROM functions ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let all_versions: Vec<(String, i32, String, i64, f64, i64)> = sqlx::query_as(
+        "SELECT function, version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+         ORDER BY function, version",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_function: BTreeMap<String, Vec<RawVersion>> = BTreeMap::new();
+    for (function, version, digest, size, compile_ms, created) in all_versions {
+        by_function.entry(function).or_default().push((
+            version as u32,
+            digest,
+            size,
+            compile_ms,
+            created,
+        ));
+    }
+    for raw in functions {
+        let record = rows::function(raw, &mut snapshot.broken);
+        let raw = by_function.remove(&record.name).unwrap_or_default();
+        let list = rows::versions(&record.name, raw, &mut snapshot.broken);
+        snapshot.functions.push((record, list));
+    }
+    let triggers: Vec<(String, String)> =
+        sqlx::query_as("SELECT function, spec FROM triggers ORDER BY function")
+            .fetch_all(&mut *tx)
+            .await?;
+    snapshot.triggers = rows::triggers(triggers, &mut snapshot.broken);
+    snapshot.releases = releases(&mut tx, &mut snapshot.broken).await?;
+    snapshot.routes =
+        sqlx::query_as("SELECT function, pattern FROM routes ORDER BY function, pattern")
+            .fetch_all(&mut *tx)
+            .await?;
+    let tokens: Vec<RawToken> = sqlx::query_as(
+        "SELECT name, hash, scope, functions, secrets, created_at_ms, expires_at_ms, last_used_at_ms
+         FROM tokens ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    snapshot.tokens = rows::tokens(tokens);
+    tx.commit().await?;
+    Ok(snapshot)
+}
+
+async fn commit(pool: &PgPool, changes: Vec<Change>) -> StoreResult<Vec<Outcome>> {
+    let mut tx = pool.begin().await?;
+    // A token's last use changes nothing a node serves: it neither takes
+    // the registry lock nor wakes the other nodes.
+    let bumps = changes
+        .iter()
+        .any(|c| !matches!(c, Change::TokenUsed { .. }));
+    let version: Option<i64> = if bumps {
+        Some(
+            sqlx::query_scalar("UPDATE registry SET version = version + 1 RETURNING version")
+                .fetch_one(&mut *tx)
+                .await?,
+        )
+    } else {
+        None
+    };
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for change in &changes {
+        outcomes.push(write(&mut tx, change).await?);
+    }
+    if let Some(version) = version {
+        let functions: BTreeSet<&str> = changes.iter().filter_map(Change::function).collect();
+        sqlx::query("INSERT INTO registry_changes (version, functions) VALUES ($1, $2)")
+            .bind(version)
+            .bind(functions.into_iter().collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(version.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+impl Store for PgRegistry {
+    fn load(&self) -> BoxFuture<'_, StoreResult<Snapshot>> {
+        Box::pin(load(&self.pool))
+    }
+
+    fn releases(&self) -> BoxFuture<'_, StoreResult<Vec<(String, ReleaseRow)>>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let rows = releases(&mut tx, &mut Vec::new()).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })
+    }
+
+    fn digest_in_use(&self, digest: Digest) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            Ok(
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM versions WHERE digest = $1)")
+                    .bind(digest.to_string())
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+    }
+
+    fn history(&self, function: String) -> BoxFuture<'_, StoreResult<Vec<HistoryEntry>>> {
+        Box::pin(async move {
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT entry FROM release_history WHERE function = $1 ORDER BY id",
+            )
+            .bind(function)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(|e| Ok(serde_json::from_str(e)?)).collect()
+        })
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> BoxFuture<'_, StoreResult<Vec<Outcome>>> {
+        Box::pin(commit(&self.pool, changes))
+    }
+
+    fn backup(&self, _to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async {
+            Err(StoreError::Backend(
+                "a shared registry is backed up with PostgreSQL's own tools (pg_dump), not `flint backup`".into(),
+            ))
+        })
+    }
+}
+
+/// Component bytes in PostgreSQL, [`CHUNK`] bytes a row: every node reads
+/// what any node stored.
+#[derive(Clone)]
+pub struct PgBlobStore {
+    pool: PgPool,
+}
+
+fn io_error(e: sqlx::Error) -> io::Error {
+    io::Error::other(format!("registry blob store: {e}"))
+}
+
+impl PgBlobStore {
+    async fn put(&self, digest: Digest, bytes: Bytes) -> Result<(), sqlx::Error> {
+        let key = digest.to_string();
+        let mut tx = self.pool.begin().await?;
+        // The row lock makes two uploads of the same bytes take turns; the
+        // second finds the first's chunks and only refreshes the time.
+        sqlx::query(
+            "INSERT INTO blobs (digest, size_bytes) VALUES ($1, $2)
+             ON CONFLICT (digest) DO UPDATE SET touched_at = now()",
+        )
+        .bind(&key)
+        .bind(bytes.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blob_chunks WHERE digest = $1")
+            .bind(&key)
+            .fetch_one(&mut *tx)
+            .await?;
+        if held == 0 {
+            for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+                sqlx::query("INSERT INTO blob_chunks (digest, chunk, bytes) VALUES ($1, $2, $3)")
+                    .bind(&key)
+                    .bind(i as i32)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    async fn get(&self, digest: Digest) -> io::Result<Vec<u8>> {
+        let key = digest.to_string();
+        let mut tx = self.pool.begin().await.map_err(io_error)?;
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT size_bytes FROM blobs WHERE digest = $1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(io_error)?;
+        let Some(size) = size else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no blob {digest} in the registry"),
+            ));
+        };
+        let chunks: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM blob_chunks WHERE digest = $1 ORDER BY chunk")
+                .bind(&key)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(io_error)?;
+        tx.commit().await.map_err(io_error)?;
+        let bytes = chunks.concat();
+        if bytes.len() as i64 != size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {digest} holds {} of its {size} bytes in the registry",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+impl BlobStore for PgBlobStore {
+    fn put(&self, digest: Digest, bytes: Bytes) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            PgBlobStore::put(self, digest, bytes)
+                .await
+                .map_err(io_error)
+        })
+    }
+
+    fn get(&self, digest: Digest) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(PgBlobStore::get(self, digest))
+    }
+
+    fn size(&self, digest: Digest) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>("SELECT size_bytes FROM blobs WHERE digest = $1")
+                .bind(digest.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .ok()
+                .flatten()
+                .map(|n| n as u64)
+        })
+    }
+
+    fn remove(&self, digest: Digest) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM blobs WHERE digest = $1")
+                .bind(digest.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(io_error)?;
+            Ok(())
+        })
+    }
+
+    fn usage(&self) -> BoxFuture<'_, io::Result<u64>> {
+        Box::pin(async move {
+            let n: i64 =
+                sqlx::query_scalar("SELECT COALESCE(SUM(size_bytes), 0)::BIGINT FROM blobs")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(io_error)?;
+            Ok(n as u64)
+        })
+    }
+
+    fn sweep(
+        &self,
+        referenced: Arc<BTreeSet<Digest>>,
+        grace: Duration,
+    ) -> BoxFuture<'_, io::Result<Vec<Swept>>> {
+        Box::pin(async move {
+            let old: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT digest, size_bytes FROM blobs
+                 WHERE touched_at < now() - make_interval(secs => $1)",
+            )
+            .bind(grace.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(io_error)?;
+            let mut swept = Vec::new();
+            for (key, size) in old {
+                if Digest::parse(&key).is_some_and(|d| referenced.contains(&d)) {
+                    continue;
+                }
+                // Only if it is still old: an upload may have touched it.
+                let removed = sqlx::query(
+                    "DELETE FROM blobs WHERE digest = $1
+                     AND touched_at < now() - make_interval(secs => $2)",
+                )
+                .bind(&key)
+                .bind(grace.as_secs_f64())
+                .execute(&self.pool)
+                .await
+                .map_err(io_error)?;
+                if removed.rows_affected() == 1 {
+                    swept.push(Swept {
+                        path: format!("registry:blobs/{key}").into(),
+                        bytes: size as u64,
+                        reason: "blob no version uses",
+                    });
+                }
+            }
+            Ok(swept)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flint_spec::FunctionConfig;
+    use flint_test_artifacts::postgres::TestDb;
+
+    fn add(name: &str, digest: &Digest, expected: Option<u32>) -> Change {
+        Change::AddVersion {
+            name: name.into(),
+            digest: digest.clone(),
+            size_bytes: 1,
+            compile_ms: 1.0,
+            default_config: Box::default(),
+            expected,
+        }
+    }
+
+    async fn migrated() -> (TestDb, PgRegistry) {
+        let db = TestDb::create();
+        let done = migrate(&db.url, Duration::from_secs(5)).await.unwrap();
+        assert_eq!((done.from, done.to), (0, SCHEMA_VERSION));
+        let registry = PgRegistry::connect(&db.url, "test").await.unwrap();
+        (db, registry)
+    }
+
+    #[tokio::test]
+    async fn every_write_bumps_the_registry_version_and_a_snapshot_carries_it() {
+        let (_db, store) = migrated().await;
+        assert_eq!(store.load().await.unwrap().version, 0);
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        store.commit(vec![add("f", &a, None)]).await.unwrap();
+        store.commit(vec![add("f", &b, Some(2))]).await.unwrap();
+        let snapshot = store.load().await.unwrap();
+        assert_eq!(snapshot.version, 2);
+        assert_eq!(snapshot.functions[0].1.len(), 2);
+        assert_eq!(store.version().await.unwrap(), 2);
+        // A token's last use changes nothing a node serves.
+        store
+            .commit(vec![Change::TokenUsed {
+                name: "nobody".into(),
+                at: std::time::SystemTime::now(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.version().await.unwrap(), 2);
+        // A promise broken meanwhile is a conflict, and nothing is written.
+        let stale = vec![
+            add("f", &Digest::of(b"c"), Some(2)),
+            Change::SetRoutes {
+                function: "f".into(),
+                patterns: vec!["/f".into()],
+            },
+        ];
+        let error = store.commit(stale).await.unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+        let snapshot = store.load().await.unwrap();
+        assert_eq!(snapshot.version, 2, "the failed write bumped nothing");
+        assert!(snapshot.routes.is_empty());
+        let config = FunctionConfig {
+            memory_mb: 64,
+            ..FunctionConfig::default()
+        };
+        let set = store
+            .commit(vec![Change::SetConfig {
+                name: "f".into(),
+                config: Box::new(config),
+            }])
+            .await
+            .unwrap();
+        assert!(set[0].applied());
+        assert!(store.digest_in_use(a.clone()).await.unwrap());
+        assert!(
+            store
+                .commit(vec![Change::DeleteFunction { name: "f".into() }])
+                .await
+                .unwrap()[0]
+                .applied()
+        );
+        assert!(!store.digest_in_use(a).await.unwrap());
+        assert_eq!(store.version().await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn blobs_are_stored_in_chunks_and_read_back_whole() {
+        let (_db, registry) = migrated().await;
+        let blobs = registry.blobs();
+        let bytes: Vec<u8> = (0..(CHUNK * 2 + 12_345)).map(|i| (i % 251) as u8).collect();
+        let digest = Digest::of(&bytes);
+        BlobStore::put(&blobs, digest.clone(), Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
+        // The same bytes again: a no-op that refreshes the time.
+        BlobStore::put(&blobs, digest.clone(), Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
+        assert_eq!(BlobStore::get(&blobs, digest.clone()).await.unwrap(), bytes);
+        assert_eq!(blobs.size(digest.clone()).await, Some(bytes.len() as u64));
+        assert_eq!(blobs.usage().await.unwrap(), bytes.len() as u64);
+        let missing = BlobStore::get(&blobs, Digest::of(b"none"))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        let kept = Arc::new(BTreeSet::from([digest.clone()]));
+        assert!(blobs.sweep(kept, Duration::ZERO).await.unwrap().is_empty());
+        let swept = blobs.sweep(Arc::default(), Duration::ZERO).await.unwrap();
+        assert_eq!(swept.len(), 1);
+        assert_eq!(blobs.size(digest).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_failing_migration_changes_nothing_and_leaves_no_lock() {
+        let db = TestDb::create();
+        migrate(&db.url, Duration::from_secs(5)).await.unwrap();
+        let mut next = migrations();
+        next.push(Migration::new(
+            SCHEMA_VERSION + 1,
+            "broken".into(),
+            MigrationType::Simple,
+            sqlx::SqlStr::from_static(
+                "CREATE TABLE half_done (x INTEGER); ALTER TABLE functions ADD COLUMN y INTEGER; SELECT 1 / 0;",
+            ),
+            false,
+        ));
+        let error = migrate_with(
+            &db.url,
+            Duration::from_secs(5),
+            Migrator::with_migrations(next),
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("migration failed"), "{error}");
+        assert_eq!(
+            db.sql("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success"),
+            SCHEMA_VERSION.to_string()
+        );
+        assert_eq!(db.sql("SELECT to_regclass('half_done') IS NULL"), "t");
+        assert_eq!(
+            db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'functions' AND column_name = 'y'"),
+            "0"
+        );
+        assert_eq!(db.advisory_locks(), 0);
+        // The registry still works for nodes of this version.
+        let registry = PgRegistry::connect(&db.url, "test").await.unwrap();
+        assert_eq!(registry.version().await.unwrap(), 0);
+    }
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(
+            redact("postgres://flint:s3cret@db:5432/flint"),
+            "postgres://flint:***@db:5432/flint"
+        );
+        assert_eq!(
+            redact("postgres://flint@db/flint"),
+            "postgres://flint@db/flint"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Rows as both registries store them, and how they parse: the parts of a
+//! [`Snapshot`](super::Snapshot) that do not depend on the database. A row
+//! that does not parse becomes a [`BrokenRow`] against its function.
+
+use super::{
+    BrokenKind, BrokenRow, FunctionRecord, ReleaseRow, StoreResult, TokenRecord, VersionRecord,
+};
+use flint_spec::{Digest, FunctionConfig, TriggerSpec};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Release-state kinds as stored (the `kind` column).
+pub(super) const ALIAS: &str = "alias";
+pub(super) const DEFAULT: &str = "default";
+pub(super) const CANARY: &str = "canary";
+pub(super) const SHADOW: &str = "shadow";
+
+pub(super) fn now_ms() -> i64 {
+    to_ms(SystemTime::now())
+}
+
+pub(super) fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+pub(super) fn to_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// A function row as stored: name, config JSON, created and updated times.
+pub(super) type RawFunction = (String, String, i64, i64);
+/// A version row as stored, its digest not yet parsed.
+pub(super) type RawVersion = (u32, String, i64, f64, i64);
+/// A release-state row as stored: function, kind, key, value.
+pub(super) type RawRelease = (String, String, String, String);
+/// A token row as stored: name, hash, scope, globs, times.
+pub(super) type RawToken = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The release-state row of `kind`, `None` for a kind this build does not
+/// know (a newer node's).
+pub(super) fn release_row(kind: &str, key: String, value: &str) -> StoreResult<Option<ReleaseRow>> {
+    Ok(Some(match kind {
+        ALIAS => ReleaseRow::Alias(key, serde_json::from_str(value)?),
+        DEFAULT => ReleaseRow::DefaultAlias(serde_json::from_str(value)?),
+        CANARY => ReleaseRow::Canary(serde_json::from_str(value)?),
+        SHADOW => ReleaseRow::Shadow(serde_json::from_str(value)?),
+        other => {
+            tracing::warn!(kind = other, "unknown release state ignored");
+            return Ok(None);
+        }
+    }))
+}
+
+/// The function record; a config that does not parse is reported and
+/// replaced by the default.
+pub(super) fn function(raw: RawFunction, broken: &mut Vec<BrokenRow>) -> FunctionRecord {
+    let (name, config, created, updated) = raw;
+    let config = serde_json::from_str(&config).unwrap_or_else(|e| {
+        broken.push(BrokenRow {
+            function: name.clone(),
+            kind: BrokenKind::Config,
+            version: None,
+            reason: format!("its stored config does not parse: {e}"),
+        });
+        FunctionConfig::default()
+    });
+    FunctionRecord {
+        name,
+        config,
+        created_at: from_ms(created),
+        updated_at: from_ms(updated),
+    }
+}
+
+/// The versions of `function` whose digest parses; the others are
+/// reported.
+pub(super) fn versions(
+    function: &str,
+    raw: Vec<RawVersion>,
+    broken: &mut Vec<BrokenRow>,
+) -> Vec<VersionRecord> {
+    let mut list = Vec::with_capacity(raw.len());
+    for (version, digest, size, compile_ms, created_at) in raw {
+        match Digest::parse(&digest) {
+            Some(digest) => list.push(VersionRecord {
+                version,
+                digest,
+                size_bytes: size as u64,
+                compile_ms,
+                created_at: from_ms(created_at),
+            }),
+            None => broken.push(BrokenRow {
+                function: function.to_string(),
+                kind: BrokenKind::Version,
+                version: Some(version),
+                reason: format!("version {version} has a malformed stored digest `{digest}`"),
+            }),
+        }
+    }
+    list
+}
+
+/// The triggers that parse; the others are reported.
+pub(super) fn triggers(
+    raw: Vec<(String, String)>,
+    broken: &mut Vec<BrokenRow>,
+) -> Vec<(String, TriggerSpec)> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (function, spec) in raw {
+        match serde_json::from_str(&spec) {
+            Ok(spec) => out.push((function, spec)),
+            Err(e) => broken.push(BrokenRow {
+                function,
+                kind: BrokenKind::Trigger,
+                version: None,
+                reason: format!("its stored queue trigger does not parse: {e}"),
+            }),
+        }
+    }
+    out
+}
+
+/// The release-state rows that parse, by function; the others are
+/// reported.
+pub(super) fn releases(
+    raw: Vec<RawRelease>,
+    broken: &mut Vec<BrokenRow>,
+) -> Vec<(String, ReleaseRow)> {
+    let mut out = Vec::new();
+    for (function, kind, key, value) in raw {
+        let what = if key.is_empty() {
+            kind.clone()
+        } else {
+            format!("{kind} `{key}`")
+        };
+        match release_row(&kind, key, &value) {
+            Ok(Some(row)) => out.push((function, row)),
+            Ok(None) => {}
+            Err(e) => broken.push(BrokenRow {
+                function,
+                kind: BrokenKind::Release,
+                version: None,
+                reason: format!("its stored release state ({what}) does not parse: {e}"),
+            }),
+        }
+    }
+    out
+}
+
+/// The tokens that parse; one that does not is logged and left out (it
+/// cannot be used).
+pub(super) fn tokens(raw: Vec<RawToken>) -> Vec<TokenRecord> {
+    let mut out = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let name = raw.0.clone();
+        match token(raw) {
+            Ok(record) => out.push(record),
+            Err(e) => {
+                tracing::error!(token = %name, error = %e, "a stored token does not parse; it cannot be used until it is revoked and created again")
+            }
+        }
+    }
+    out
+}
+
+fn token(raw: RawToken) -> Result<TokenRecord, String> {
+    let (name, hash, scope, functions, secrets, created, expires, used) = raw;
+    Ok(TokenRecord {
+        scope: scope.parse()?,
+        functions: serde_json::from_str(&functions).map_err(|e| e.to_string())?,
+        secrets: serde_json::from_str(&secrets).map_err(|e| e.to_string())?,
+        name,
+        hash,
+        created_at: from_ms(created),
+        expires_at: expires.map(from_ms),
+        last_used_at: used.map(from_ms),
+    })
+}
