@@ -550,3 +550,47 @@ async fn a_registry_outage_of_thirty_seconds_under_load_fails_almost_nothing_and
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_is_refused_on_a_shared_registry_and_blue_green_works_on_every_node() {
+    let db = TestDb::create();
+    migrate(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [node(&dir, 0, &db, &[]), node(&dir, 1, &db, &[])];
+    let hello = artifacts::bytes(artifacts::HELLO);
+    for n in 0..2 {
+        let (status, body) = servers[0].deploy_bytes("cn", variant(&hello, n)).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    let (status, body) = servers[0]
+        .post("/v1/functions/cn/release", serde_json::json!({"to": 1}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = servers[1]
+        .post(
+            "/v1/functions/cn/canary",
+            serde_json::json!({"to": 2, "steps": [50, 100], "interval_ms": 1000, "max_error_rate": 0.01}),
+        )
+        .await;
+    let message = crate::support::assert_error(status, &body, 409, "release_conflict");
+    assert!(message.contains("cluster mode"), "{message}");
+    // Nothing changed, and both nodes serve the released version.
+    for server in &servers {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while served_version(server, "cn").await != Some(1) {
+            assert!(Instant::now() < deadline, "{} never served v1", server.url);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (status, body) = servers[1]
+        .post("/v1/functions/cn/release", serde_json::json!({"to": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for server in &servers {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while served_version(server, "cn").await != Some(2) {
+            assert!(Instant::now() < deadline, "{} never served v2", server.url);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

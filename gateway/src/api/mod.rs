@@ -138,7 +138,12 @@ impl App {
     pub async fn handle(&self, mut request: Request<impl RequestBody>) -> Response<Body> {
         let path = request.uri().path().to_string();
         let result = match self.admit(&mut request, &path) {
-            Ok(()) => self.route(request, &path).await,
+            Ok(()) => {
+                if !matches!(*request.method(), Method::GET | Method::HEAD) && is_admin(&path) {
+                    self.control.catch_up().await;
+                }
+                self.route(request, &path).await
+            }
             Err(e) => Err(e),
         };
         result.unwrap_or_else(ApiError::into_response)

@@ -91,6 +91,26 @@ impl Control {
         Ok(self.s.applied.load(Ordering::Acquire))
     }
 
+    /// Before a change made through this node: follows the shared
+    /// registry first if another node changed it since memory last did, so
+    /// that the change is checked against what is stored (a release of an
+    /// alias just created elsewhere, say). One cheap read when nothing
+    /// changed; nothing for an embedded registry.
+    pub async fn catch_up(&self) {
+        if !self.in_cluster() {
+            return;
+        }
+        match self.s.store.version().await {
+            Ok(version) if version > self.applied_version() => {
+                if let Err(e) = self.follow_registry().await {
+                    tracing::warn!(error = %format!("{e:#}"), "could not re-read the registry before a change");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the registry version"),
+        }
+    }
+
     /// The registry version memory reflects (0 for an embedded registry).
     pub fn applied_version(&self) -> u64 {
         self.s.applied.load(Ordering::Acquire)

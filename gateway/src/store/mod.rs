@@ -322,4 +322,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a consistent copy of the whole registry to the file `to`
     /// while the store stays in use.
     fn backup(&self, to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>>;
+    /// The registry version now (see [`Snapshot::version`]); 0 for a
+    /// registry that only this process writes.
+    fn version(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async { Ok(0) })
+    }
 }

@@ -243,14 +243,6 @@ impl PgRegistry {
         }
     }
 
-    /// The registry version now.
-    pub async fn version(&self) -> StoreResult<u64> {
-        let version: i64 = sqlx::query_scalar("SELECT version FROM registry")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(version as u64)
-    }
-
     /// A connection that listens on [`CHANNEL`], named for `node` (so that
     /// an operator can find it in `pg_stat_activity`).
     pub async fn listener(&self, node: &str) -> StoreResult<PgListener> {
@@ -718,6 +710,15 @@ impl Store for PgRegistry {
 
     fn commit(&self, changes: Vec<Change>) -> BoxFuture<'_, StoreResult<Vec<Outcome>>> {
         Box::pin(commit(&self.pool, changes))
+    }
+
+    fn version(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let version: i64 = sqlx::query_scalar("SELECT version FROM registry")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(version as u64)
+        })
     }
 
     fn backup(&self, _to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>> {
