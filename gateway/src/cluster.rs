@@ -60,8 +60,11 @@ pub struct Node {
     config: ClusterConfig,
     state: AtomicU8,
     reachable: AtomicBool,
-    /// The registry version memory reflects, as last seen.
+    /// The registry version this node serves: read, and its live
+    /// versions loaded.
     applied: AtomicU64,
+    /// Set once the node has left the node list: no heartbeat after it.
+    left: AtomicBool,
     /// Wakes the heartbeat task to report at once.
     report: Notify,
 }
@@ -125,6 +128,7 @@ pub async fn open(
         state: AtomicU8::new(state_code(NodeState::Starting)),
         reachable: AtomicBool::new(true),
         applied: AtomicU64::new(0),
+        left: AtomicBool::new(false),
         report: Notify::new(),
     });
     let _ = node.heartbeat(0).await;
@@ -137,7 +141,7 @@ pub async fn open(
     node.set_state(NodeState::Ready);
     tracing::info!(node = %node.id, address = %node.address, version = control.applied_version(), "joined the cluster");
     tokio::spawn(node.clone().listen_and_follow(control.clone()));
-    tokio::spawn(node.clone().beat(control.clone()));
+    tokio::spawn(node.clone().beat());
     Ok((control, node))
 }
 
@@ -159,6 +163,7 @@ impl Node {
 
     /// Removes the node's row (a clean stop); best effort.
     pub async fn leave(&self) {
+        self.left.store(true, Ordering::Release);
         if let Err(e) = self.registry.leave(&self.id).await {
             tracing::warn!(error = %e, "could not remove this node from the registry's node list");
         }
@@ -197,9 +202,12 @@ impl Node {
     }
 
     /// Reports the node every heartbeat interval, and at once when woken.
-    async fn beat(self: Arc<Self>, control: Arc<Control>) {
+    async fn beat(self: Arc<Self>) {
         loop {
-            let result = self.heartbeat(control.applied_version()).await;
+            if self.left.load(Ordering::Acquire) {
+                return;
+            }
+            let result = self.heartbeat(self.applied.load(Ordering::Acquire)).await;
             self.reached(result.as_ref().map(|_| ()));
             tokio::select! {
                 () = tokio::time::sleep(self.config.heartbeat_interval) => {}
@@ -228,11 +236,14 @@ impl Node {
         let before = control.applied_version();
         match control.follow_registry().await {
             Ok(applied) => {
-                self.applied.store(applied, Ordering::Release);
                 self.reached(Ok(()));
                 if applied > before {
+                    // Reported once the live versions are loaded: `--wait`
+                    // then means "serves it", not "has read it".
                     control.load_live().await;
                     tracing::debug!(from = before, to = applied, "applied registry changes");
+                }
+                if self.applied.fetch_max(applied, Ordering::AcqRel) < applied {
                     self.report.notify_one();
                 }
             }
