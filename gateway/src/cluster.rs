@@ -18,7 +18,7 @@
 
 use crate::config::GatewayConfig;
 use crate::core::{Control, Membership, NodeState, NodeView, NodesView};
-use crate::store::{NodeRow, PgRegistry, StoreError};
+use crate::store::{Leadership, NodeRow, PgRegistry, StoreError};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -65,6 +65,8 @@ pub struct Node {
     applied: AtomicU64,
     /// Set once the node has left the node list: no heartbeat after it.
     left: AtomicBool,
+    /// The epoch of this node's leadership; 0 while it does not lead.
+    epoch: AtomicU64,
     /// Wakes the heartbeat task to report at once.
     report: Notify,
 }
@@ -129,6 +131,7 @@ pub async fn open(
         reachable: AtomicBool::new(true),
         applied: AtomicU64::new(0),
         left: AtomicBool::new(false),
+        epoch: AtomicU64::new(0),
         report: Notify::new(),
     });
     let _ = node.heartbeat(0).await;
@@ -142,6 +145,7 @@ pub async fn open(
     tracing::info!(node = %node.id, address = %node.address, version = control.applied_version(), "joined the cluster");
     tokio::spawn(node.clone().listen_and_follow(control.clone()));
     tokio::spawn(node.clone().beat());
+    tokio::spawn(node.clone().campaign());
     Ok((control, node))
 }
 
@@ -213,6 +217,48 @@ impl Node {
                 () = tokio::time::sleep(self.config.heartbeat_interval) => {}
                 () = self.report.notified() => {}
             }
+        }
+    }
+
+    /// Every heartbeat interval: a node that leads checks that it still
+    /// does; one that does not tries to take the leader lock. A leader that
+    /// dies or loses the database frees the lock with its connection, so
+    /// another node takes over within a heartbeat interval of PostgreSQL
+    /// noticing.
+    async fn campaign(self: Arc<Self>) {
+        let mut held: Option<Leadership> = None;
+        loop {
+            if self.left.load(Ordering::Acquire) {
+                if let Some(leadership) = held.take() {
+                    self.epoch.store(0, Ordering::Release);
+                    leadership.resign().await;
+                }
+                return;
+            }
+            held = match held.take() {
+                Some(mut leadership) => {
+                    if leadership.confirm().await {
+                        Some(leadership)
+                    } else {
+                        tracing::warn!(epoch = leadership.epoch, "lost the leadership");
+                        self.epoch.store(0, Ordering::Release);
+                        None
+                    }
+                }
+                None => match self.registry.try_lead(&self.id).await {
+                    Ok(Some(leadership)) => {
+                        tracing::info!(epoch = leadership.epoch, "leads the cluster");
+                        self.epoch.store(leadership.epoch, Ordering::Release);
+                        Some(leadership)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot campaign for leadership");
+                        None
+                    }
+                },
+            };
+            tokio::time::sleep(self.config.heartbeat_interval).await;
         }
     }
 
@@ -291,18 +337,25 @@ impl Membership for Node {
         state_of(self.state.load(Ordering::Acquire))
     }
 
+    fn leads(&self) -> bool {
+        self.epoch.load(Ordering::Acquire) != 0
+    }
+
     fn nodes(&self) -> BoxFuture<'_, NodesView> {
         Box::pin(async move {
             let live_ms = (self.config.heartbeat_interval * LIVE_HEARTBEATS).as_millis() as u64;
             match self.registry.nodes(FORGET_AFTER).await {
-                Ok((version, rows)) => NodesView {
-                    registry_version: version,
+                Ok(list) => NodesView {
+                    registry_version: list.version,
                     registry: "shared",
                     registry_reachable: true,
-                    nodes: rows
+                    leader_epoch: list.epoch,
+                    nodes: list
+                        .nodes
                         .into_iter()
                         .map(|row| NodeView {
-                            lag: version.saturating_sub(row.applied_version),
+                            lag: list.version.saturating_sub(row.applied_version),
+                            leader: row.id == list.leader,
                             live: row.heartbeat_age_ms <= live_ms && row.state != "draining",
                             this: row.id == self.id,
                             id: row.id,
@@ -319,6 +372,7 @@ impl Membership for Node {
                         registry_version: 0,
                         registry: "shared",
                         registry_reachable: false,
+                        leader_epoch: 0,
                         nodes: vec![NodeView {
                             id: self.id.clone(),
                             address: self.address.clone(),
@@ -328,6 +382,7 @@ impl Membership for Node {
                             heartbeat_age_ms: 0,
                             live: true,
                             this: true,
+                            leader: self.leads(),
                         }],
                     }
                 }

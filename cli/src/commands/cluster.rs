@@ -16,8 +16,9 @@ use crate::output;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Each row is a node that sent a heartbeat within the last hour: its address, the registry
-version its memory reflects, how many versions it is behind (LAG), its state and the age
-of its last heartbeat. A node counts as live while its heartbeats are recent; `--wait`
+version its memory reflects, how many versions it is behind (LAG), its state, whether it
+leads (the leader alone collects garbage in the shared blob store) and the age of its
+last heartbeat. A node counts as live while its heartbeats are recent; `--wait`
 on deploy and apply waits for every live node.
 
 Examples:
@@ -79,6 +80,7 @@ struct Node {
     heartbeat_age_ms: u64,
     live: bool,
     this: bool,
+    leader: bool,
 }
 
 async fn nodes(ctx: &Context) -> anyhow::Result<(serde_json::Value, Nodes)> {
@@ -108,20 +110,30 @@ fn render(nodes: &Nodes) -> String {
                 (false, _) => "silent".to_string(),
                 (true, state) => state.to_string(),
             };
+            let role = if n.leader { "leader" } else { "" };
             vec![
                 format!("{}{}", n.address, if n.this { " *" } else { "" }),
                 n.id.clone(),
                 n.applied_version.to_string(),
                 n.lag.to_string(),
                 health,
+                role.to_string(),
                 format!("{:.1}s", n.heartbeat_age_ms as f64 / 1000.0),
             ]
         })
         .collect();
     let mut text = output::table(
-        &["ADDRESS", "NODE", "APPLIED", "LAG", "STATE", "HEARTBEAT"],
+        &[
+            "ADDRESS",
+            "NODE",
+            "APPLIED",
+            "LAG",
+            "STATE",
+            "ROLE",
+            "HEARTBEAT",
+        ],
         &rows,
-        &[2, 3, 5],
+        &[2, 3, 6],
     );
     if nodes.registry == "embedded" {
         text.push_str("\nOne node with an embedded registry (start nodes with --registry postgres://… to run several).");

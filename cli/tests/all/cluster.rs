@@ -316,7 +316,8 @@ async fn three_migrations_at_once_apply_once_and_leave_no_lock() {
     assert_eq!((applied, nothing), (1, 2), "{outputs:?}");
     assert_eq!(
         db.sql("SELECT count(*) FROM _sqlx_migrations WHERE success"),
-        "1"
+        flint_gateway::store::SCHEMA_VERSION.to_string(),
+        "each migration applied once"
     );
     assert_eq!(db.advisory_locks(), 0, "no advisory lock is left behind");
 }
@@ -593,4 +594,78 @@ async fn a_canary_is_refused_on_a_shared_registry_and_blue_green_works_on_every_
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The leader in `server`'s view: (node id, epoch).
+async fn leader(server: &Server) -> Option<(String, u64)> {
+    let view = nodes(server).await;
+    let leaders: Vec<&Value> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["leader"] == true)
+        .collect();
+    assert!(leaders.len() <= 1, "two leaders: {view}");
+    leaders.first().map(|n| {
+        (
+            n["id"].as_str().unwrap().to_string(),
+            view["leader_epoch"].as_u64().unwrap(),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_takes_over_within_a_second_of_the_leader_being_killed() {
+    let db = TestDb::create();
+    migrate(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers: Vec<Server> = (0..3).map(|i| node(&dir, i, &db, &[])).collect();
+    wait_for_live(&servers[0], 3).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (first, epoch) = loop {
+        if let Some(found) = leader(&servers[0]).await {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no node took the lead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut ids = Vec::new();
+    for server in &servers {
+        let view = nodes(server).await;
+        let this = view["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["this"] == true)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ids.push(this);
+    }
+    let at = ids.iter().position(|id| *id == first).unwrap();
+    servers.remove(at).kill();
+    let killed = Instant::now();
+    let (second, next_epoch) = loop {
+        if let Some((id, e)) = leader(&servers[0]).await
+            && id != first
+        {
+            break (id, e);
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no new leader within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = killed.elapsed();
+    println!("leader takeover after SIGKILL: {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(next_epoch, epoch + 1, "one new epoch, one new leader");
+    assert!(ids.contains(&second));
+    // Both survivors agree, and only one holds the lock.
+    for server in &servers {
+        assert_eq!(leader(server).await, Some((second.clone(), next_epoch)));
+    }
+    assert_eq!(db.advisory_locks(), 1, "the leader lock alone");
 }

@@ -57,6 +57,9 @@ pub struct NodeView {
     pub live: bool,
     /// Whether it is the node that answered.
     pub this: bool,
+    /// Whether it leads: the one node that collects garbage in the shared
+    /// blob store.
+    pub leader: bool,
 }
 
 /// The nodes serving the registry.
@@ -69,6 +72,9 @@ pub struct NodesView {
     /// Whether the answering node could read the registry: when it cannot,
     /// `nodes` holds only itself, and says nothing of the others.
     pub registry_reachable: bool,
+    /// The leader's epoch: one more with each change of leader (0 for an
+    /// embedded registry).
+    pub leader_epoch: u64,
     /// Every node with a recent heartbeat.
     pub nodes: Vec<NodeView>,
 }
@@ -79,6 +85,8 @@ pub trait Membership: Send + Sync + 'static {
     fn state(&self) -> NodeState;
     /// The nodes and the registry version, as the registry has them.
     fn nodes(&self) -> BoxFuture<'_, NodesView>;
+    /// Whether this node leads now.
+    fn leads(&self) -> bool;
 }
 
 impl Control {
@@ -103,6 +111,12 @@ impl Control {
         self.s.membership.read().unwrap().clone()
     }
 
+    /// Whether this node does the work only one node may do (a single
+    /// node always does).
+    pub fn leads(&self) -> bool {
+        self.membership().is_none_or(|m| m.leads())
+    }
+
     /// This node's state (`ready` for a single node once it serves).
     pub fn node_state(&self) -> NodeState {
         self.membership().map_or(NodeState::Ready, |m| m.state())
@@ -116,6 +130,7 @@ impl Control {
                 registry_version: 0,
                 registry: "embedded",
                 registry_reachable: true,
+                leader_epoch: 0,
                 nodes: vec![NodeView {
                     id: "local".into(),
                     address: self.s.config.listen.to_string(),
@@ -125,6 +140,7 @@ impl Control {
                     heartbeat_age_ms: 0,
                     live: true,
                     this: true,
+                    leader: true,
                 }],
             },
         }

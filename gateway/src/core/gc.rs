@@ -67,6 +67,8 @@ impl Control {
         let mut report = GcReport::default();
         // A version row whose digest does not parse may name any blob: no
         // blob is known to be unused until `flint doctor` has dealt with it.
+        // The blobs of a shared registry are collected by the leader only;
+        // every node sweeps its own artifact cache.
         if snapshot
             .broken
             .iter()
@@ -75,7 +77,7 @@ impl Control {
             tracing::warn!(
                 "garbage collection skips blobs: a version row of the registry does not parse; run `flint doctor`"
             );
-        } else {
+        } else if self.leads() {
             report.removed = self
                 .s
                 .blobs

@@ -19,7 +19,8 @@ mod sqlite;
 
 pub use blobs::{BlobStore, FsBlobStore};
 pub use postgres::{
-    CHANNEL, Migrated, NodeRow, PgBlobStore, PgRegistry, SCHEMA_VERSION, migrate, redact,
+    CHANNEL, Leadership, Migrated, NodeList, NodeRow, PgBlobStore, PgRegistry, SCHEMA_VERSION,
+    migrate, redact,
 };
 pub use sqlite::SqliteStore;
 

@@ -52,11 +52,21 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The schema's migrations, oldest first. A migration is never edited once
 /// released (its checksum is recorded); a change is a new one, expand then
 /// contract, so that nodes of the previous release keep working.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "registry",
-    include_str!("../../migrations/0001_registry.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "registry",
+        include_str!("../../migrations/0001_registry.sql"),
+    ),
+    (
+        2,
+        "leader",
+        include_str!("../../migrations/0002_leader.sql"),
+    ),
+];
+
+/// The advisory lock whose holder leads (any constant; one per database).
+const LEADER_LOCK: i64 = 0x666c_696e_745f_6c64;
 
 /// The schema version this build needs.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -196,6 +206,30 @@ pub struct PgRegistry {
     url: Arc<str>,
 }
 
+/// This node's leadership: the connection that holds the leader lock, and
+/// the epoch it was granted.
+pub struct Leadership {
+    conn: PgConnection,
+    /// The epoch: one more than the previous leader's.
+    pub epoch: u64,
+}
+
+impl Leadership {
+    /// Whether it still holds: the connection answers and no later epoch
+    /// was granted.
+    pub async fn confirm(&mut self) -> bool {
+        let epoch: Result<i64, _> = sqlx::query_scalar("SELECT epoch FROM leader")
+            .fetch_one(&mut self.conn)
+            .await;
+        matches!(epoch, Ok(e) if e as u64 == self.epoch)
+    }
+
+    /// Gives the leadership up (closing the connection frees the lock).
+    pub async fn resign(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
 /// A node as the `nodes` table holds it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NodeRow {
@@ -209,6 +243,19 @@ pub struct NodeRow {
     pub state: String,
     /// Milliseconds since its last heartbeat, by the database's clock.
     pub heartbeat_age_ms: u64,
+}
+
+/// The nodes, as [`PgRegistry::nodes`] reads them.
+#[derive(Debug, Clone)]
+pub struct NodeList {
+    /// The registry version.
+    pub version: u64,
+    /// The leader's node id (empty before any node led).
+    pub leader: String,
+    /// The leader's epoch.
+    pub epoch: u64,
+    /// The nodes.
+    pub nodes: Vec<NodeRow>,
 }
 
 impl PgRegistry {
@@ -273,6 +320,33 @@ impl PgRegistry {
         Ok(())
     }
 
+    /// Tries to become the leader: on a connection of its own (named for
+    /// `node`), takes the leader lock without waiting; on success bumps the
+    /// epoch and records `node` as leader. The lock lasts as long as the
+    /// connection: a leader that dies or loses the database frees it.
+    pub async fn try_lead(&self, node: &str) -> StoreResult<Option<Leadership>> {
+        let options = options(&self.url, &format!("flint-leader-{node}"))?;
+        let mut conn = PgConnection::connect_with(&options).await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if !locked {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        let epoch: i64 = sqlx::query_scalar(
+            "UPDATE leader SET epoch = epoch + 1, node = $1, since = now() RETURNING epoch",
+        )
+        .bind(node)
+        .fetch_one(&mut conn)
+        .await?;
+        Ok(Some(Leadership {
+            conn,
+            epoch: epoch as u64,
+        }))
+    }
+
     /// Removes a node's row (it stopped cleanly).
     pub async fn leave(&self, node: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM nodes WHERE id = $1")
@@ -282,11 +356,14 @@ impl PgRegistry {
         Ok(())
     }
 
-    /// Every node with a heartbeat younger than `forget_after`, and the
-    /// registry version, read together.
-    pub async fn nodes(&self, forget_after: Duration) -> StoreResult<(u64, Vec<NodeRow>)> {
+    /// Every node with a heartbeat younger than `forget_after`, the
+    /// registry version and the leader, read together.
+    pub async fn nodes(&self, forget_after: Duration) -> StoreResult<NodeList> {
         let mut tx = self.pool.begin().await?;
         let version: i64 = sqlx::query_scalar("SELECT version FROM registry")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (leader, epoch): (String, i64) = sqlx::query_as("SELECT node, epoch FROM leader")
             .fetch_one(&mut *tx)
             .await?;
         let rows: Vec<(String, String, i64, String, f64)> = sqlx::query_as(
@@ -300,9 +377,12 @@ impl PgRegistry {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((
-            version as u64,
-            rows.into_iter()
+        Ok(NodeList {
+            version: version as u64,
+            leader,
+            epoch: epoch as u64,
+            nodes: rows
+                .into_iter()
                 .map(|(id, address, applied, state, age)| NodeRow {
                     id,
                     address,
@@ -311,7 +391,7 @@ impl PgRegistry {
                     heartbeat_age_ms: age.max(0.0) as u64,
                 })
                 .collect(),
-        ))
+        })
     }
 }
 
