@@ -17,8 +17,8 @@
 //!   the database reads.
 
 use crate::config::GatewayConfig;
-use crate::core::{Control, Membership, NodeState, NodeView, NodesView};
-use crate::store::{Leadership, NodeRow, PgRegistry, StoreError};
+use crate::core::{Control, Membership, NodeState, NodeView, NodesView, Totals};
+use crate::store::{Counters, Leadership, NodeRow, PgRegistry, StoreError};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -34,6 +34,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 const LIVE_HEARTBEATS: u32 = 5;
 /// Nodes silent this long are left out of the view altogether.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
+/// Time between publications of a node's canary counters.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 /// Wait between attempts to reach the registry at start.
 const START_RETRY: Duration = Duration::from_secs(1);
 
@@ -145,7 +147,8 @@ pub async fn open(
     tracing::info!(node = %node.id, address = %node.address, version = control.applied_version(), "joined the cluster");
     tokio::spawn(node.clone().listen_and_follow(control.clone()));
     tokio::spawn(node.clone().beat());
-    tokio::spawn(node.clone().campaign());
+    tokio::spawn(node.clone().campaign(control.clone()));
+    tokio::spawn(node.clone().publish(control.clone()));
     Ok((control, node))
 }
 
@@ -225,7 +228,7 @@ impl Node {
     /// dies or loses the database frees the lock with its connection, so
     /// another node takes over within a heartbeat interval of PostgreSQL
     /// noticing.
-    async fn campaign(self: Arc<Self>) {
+    async fn campaign(self: Arc<Self>, control: Arc<Control>) {
         let mut held: Option<Leadership> = None;
         loop {
             if self.left.load(Ordering::Acquire) {
@@ -249,6 +252,9 @@ impl Node {
                     Ok(Some(leadership)) => {
                         tracing::info!(epoch = leadership.epoch, "leads the cluster");
                         self.epoch.store(leadership.epoch, Ordering::Release);
+                        // Whatever the previous leader drove, this one
+                        // continues, and the history says so.
+                        control.lead_canaries(leadership.epoch, true).await;
                         Some(leadership)
                     }
                     Ok(None) => None,
@@ -258,7 +264,38 @@ impl Node {
                     }
                 },
             };
+            if let Some(leadership) = &held {
+                control.lead_canaries(leadership.epoch, false).await;
+            }
             tokio::time::sleep(self.config.heartbeat_interval).await;
+        }
+    }
+
+    /// Publishes this node's counters of versions under a canary, for the
+    /// leader to judge it by, every [`PUBLISH_INTERVAL`].
+    async fn publish(self: Arc<Self>, control: Arc<Control>) {
+        loop {
+            tokio::time::sleep(PUBLISH_INTERVAL).await;
+            if self.left.load(Ordering::Acquire) {
+                return;
+            }
+            let counters: Vec<Counters> = control
+                .canary_counters()
+                .into_iter()
+                .map(|(function, version, totals)| Counters {
+                    function,
+                    version,
+                    requests: totals.requests,
+                    errors: totals.errors,
+                    buckets: totals.buckets,
+                })
+                .collect();
+            if counters.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.registry.publish_counters(&self.id, &counters).await {
+                tracing::debug!(error = %e, "cannot publish canary counters");
+            }
         }
     }
 
@@ -291,6 +328,10 @@ impl Node {
                 }
                 if self.applied.fetch_max(applied, Ordering::AcqRel) < applied {
                     self.report.notify_one();
+                    let epoch = self.epoch.load(Ordering::Acquire);
+                    if epoch != 0 {
+                        control.lead_canaries(epoch, false).await;
+                    }
                 }
             }
             Err(e) => {
@@ -337,8 +378,28 @@ impl Membership for Node {
         state_of(self.state.load(Ordering::Acquire))
     }
 
-    fn leads(&self) -> bool {
-        self.epoch.load(Ordering::Acquire) != 0
+    fn leader_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn counters(&self, function: &str, version: u32) -> BoxFuture<'_, Option<Totals>> {
+        let function = function.to_string();
+        Box::pin(async move {
+            let rows = self.registry.counters(&function, version).await.ok()?;
+            let mut sum = Totals::default();
+            for row in rows {
+                let mut node = Totals {
+                    requests: row.requests,
+                    errors: row.errors,
+                    ..Totals::default()
+                };
+                for (slot, n) in node.buckets.iter_mut().zip(row.buckets) {
+                    *slot = n;
+                }
+                sum.add(&node);
+            }
+            Some(sum)
+        })
     }
 
     fn nodes(&self) -> BoxFuture<'_, NodesView> {
@@ -382,7 +443,7 @@ impl Membership for Node {
                             heartbeat_age_ms: 0,
                             live: true,
                             this: true,
-                            leader: self.leads(),
+                            leader: self.leader_epoch() != 0,
                         }],
                     }
                 }

@@ -552,41 +552,170 @@ async fn a_registry_outage_of_thirty_seconds_under_load_fails_almost_nothing_and
     }
 }
 
+/// The node id of each server, in order.
+async fn ids(servers: &[Server]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for server in servers {
+        let view = nodes(server).await;
+        let this = view["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["this"] == true)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ids.push(this);
+    }
+    ids
+}
+
+/// Waits (bounded) for a leader; returns its index in `servers` and epoch.
+async fn wait_for_leader(servers: &[Server]) -> (usize, u64) {
+    let ids = ids(servers).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some((id, epoch)) = leader(&servers[0]).await
+            && let Some(at) = ids.iter().position(|i| *i == id)
+        {
+            return (at, epoch);
+        }
+        assert!(Instant::now() < deadline, "no node took the lead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `path` to `server` until the canary of `name` ends (bounded);
+/// returns its final state.
+async fn traffic_until_canary_ends(servers: &[&Server], name: &str, path: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for server in servers {
+            for _ in 0..10 {
+                let _ = server.http.get(server.at(path)).send().await;
+            }
+        }
+        let (_, state) = servers[0]
+            .get_json(&format!("/v1/functions/{name}/canary"))
+            .await;
+        if state["status"] != "running" {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "canary still running: {state}");
+    }
+}
+
+async fn post_ok(server: &Server, path: &str, body: Value) -> Value {
+    let (status, text) = server.post(path, body).await;
+    assert!(status.is_success(), "{path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_canary_is_refused_on_a_shared_registry_and_blue_green_works_on_every_node() {
+async fn the_leader_judges_a_canary_by_the_traffic_of_the_other_nodes() {
     let db = TestDb::create();
     migrate(&db);
     let dir = tempfile::tempdir().unwrap();
     let servers = [node(&dir, 0, &db, &[]), node(&dir, 1, &db, &[])];
+    let (lead, _) = wait_for_leader(&servers).await;
+    let other = &servers[1 - lead];
+    other.deploy("cn", artifacts::HELLO).await;
+    // Version 2 answers /status?code=500 with a 500; version 1 ignores it.
+    other.deploy("cn", artifacts::PROBE).await;
+    post_ok(
+        other,
+        "/v1/functions/cn/release",
+        serde_json::json!({"to": 1}),
+    )
+    .await;
+    let started = post_ok(
+        other,
+        "/v1/functions/cn/canary",
+        serde_json::json!({"to": 2, "steps": [50, 100], "interval_ms": 3000, "max_error_rate": 0.01}),
+    )
+    .await;
+    assert_eq!(started["status"], "running", "{started}");
+    // Every call goes to the node that does not lead: the leader sees the
+    // errors only through the counters that node publishes.
+    let done = traffic_until_canary_ends(&[other], "cn", "/fn/cn/status?code=500").await;
+    assert_eq!(done["status"], "rolled_back", "{done}");
+    assert!(
+        done["reason"].as_str().unwrap().contains("error rate"),
+        "{done}"
+    );
+    for server in &servers {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while served_version(server, "cn").await != Some(1) {
+            assert!(Instant::now() < deadline, "{} still serves v2", server.url);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_outlives_its_leader_and_the_history_says_who_continued() {
+    let db = TestDb::create();
+    migrate(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers: Vec<Server> = (0..3).map(|i| node(&dir, i, &db, &[])).collect();
+    let (lead, epoch) = wait_for_leader(&servers).await;
     let hello = artifacts::bytes(artifacts::HELLO);
     for n in 0..2 {
         let (status, body) = servers[0].deploy_bytes("cn", variant(&hello, n)).await;
         assert!(status.is_success(), "{status} {body}");
     }
-    let (status, body) = servers[0]
-        .post("/v1/functions/cn/release", serde_json::json!({"to": 1}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = servers[1]
-        .post(
-            "/v1/functions/cn/canary",
-            serde_json::json!({"to": 2, "steps": [50, 100], "interval_ms": 1000, "max_error_rate": 0.01}),
-        )
-        .await;
-    let message = crate::support::assert_error(status, &body, 409, "release_conflict");
-    assert!(message.contains("cluster mode"), "{message}");
-    // Nothing changed, and both nodes serve the released version.
-    for server in &servers {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while served_version(server, "cn").await != Some(1) {
-            assert!(Instant::now() < deadline, "{} never served v1", server.url);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    post_ok(
+        &servers[0],
+        "/v1/functions/cn/release",
+        serde_json::json!({"to": 1}),
+    )
+    .await;
+    post_ok(
+        &servers[1],
+        "/v1/functions/cn/canary",
+        serde_json::json!({"to": 2, "steps": [20, 50, 100], "interval_ms": 1500, "max_error_rate": 0.01}),
+    )
+    .await;
+    // Once the first step has passed, the leader dies.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all: Vec<&Server> = servers.iter().collect();
+        for server in &all {
+            let _ = server.get("/fn/cn/").await;
         }
+        let (_, state) = servers[0].get_json("/v1/functions/cn/canary").await;
+        if state["step"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the canary did not pass step 1: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = servers[1]
-        .post("/v1/functions/cn/release", serde_json::json!({"to": 2}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    servers.remove(lead).kill();
+    let survivors: Vec<&Server> = servers.iter().collect();
+    let done = traffic_until_canary_ends(&survivors, "cn", "/fn/cn/").await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, next) = wait_for_leader(&servers).await;
+    assert_eq!(next, epoch + 1);
+    let (_, history) = servers[0].get_json("/v1/functions/cn/history").await;
+    let actions: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    let continued = actions
+        .iter()
+        .position(|a| *a == "canary_continued")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(actions.last(), Some(&"canary_succeeded"), "{history}");
+    assert!(
+        actions[continued..].contains(&"canary_step"),
+        "the new leader drove the remaining steps: {actions:?}"
+    );
     for server in &servers {
         let deadline = Instant::now() + Duration::from_secs(5);
         while served_version(server, "cn").await != Some(2) {
@@ -594,6 +723,58 @@ async fn a_canary_is_refused_on_a_shared_registry_and_blue_green_works_on_every_
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_stopped_through_another_node_stays_stopped() {
+    let db = TestDb::create();
+    migrate(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [node(&dir, 0, &db, &[]), node(&dir, 1, &db, &[])];
+    let (lead, _) = wait_for_leader(&servers).await;
+    let other = &servers[1 - lead];
+    let hello = artifacts::bytes(artifacts::HELLO);
+    for n in 0..2 {
+        let (status, body) = other.deploy_bytes("cn", variant(&hello, n)).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    post_ok(
+        other,
+        "/v1/functions/cn/release",
+        serde_json::json!({"to": 1}),
+    )
+    .await;
+    post_ok(
+        other,
+        "/v1/functions/cn/canary",
+        serde_json::json!({"to": 2, "steps": [50, 100], "interval_ms": 1000, "max_error_rate": 0.01}),
+    )
+    .await;
+    // An alias write waits for the canary on every node.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = other
+        .post("/v1/functions/cn/release", serde_json::json!({"to": 2}))
+        .await;
+    crate::support::assert_error(status, &body, 409, "release_conflict");
+    let response = other
+        .http
+        .delete(other.at("/v1/functions/cn/canary"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let (_, state) = servers[lead].get_json("/v1/functions/cn/canary").await;
+    assert_eq!(state["status"], "rolled_back", "{state}");
+    // The leader's driver stops: for longer than a step, nothing moves the
+    // alias off the stable version again.
+    for _ in 0..30 {
+        for server in &servers {
+            assert_eq!(served_version(server, "cn").await, Some(1));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, state) = servers[lead].get_json("/v1/functions/cn/canary").await;
+    assert_eq!(state["status"], "rolled_back", "{state}");
 }
 
 /// The leader in `server`'s view: (node id, epoch).
@@ -629,20 +810,7 @@ async fn a_new_leader_takes_over_within_a_second_of_the_leader_being_killed() {
         assert!(Instant::now() < deadline, "no node took the lead");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let mut ids = Vec::new();
-    for server in &servers {
-        let view = nodes(server).await;
-        let this = view["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["this"] == true)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        ids.push(this);
-    }
+    let ids = ids(&servers).await;
     let at = ids.iter().position(|id| *id == first).unwrap();
     servers.remove(at).kill();
     let killed = Instant::now();

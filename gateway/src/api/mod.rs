@@ -274,7 +274,7 @@ impl App {
                 releases::canary_status(control, name).await
             }
             (&Method::DELETE, ["v1", "functions", name, "canary"]) => {
-                control.abort_canary(name)?;
+                control.abort_canary(name).await?;
                 Ok(no_content())
             }
             (&Method::PUT, ["v1", "functions", name, "shadow"]) => {

@@ -7,12 +7,20 @@
 //! the alias back on the stable target at once and records why; passing the
 //! last step points the alias at the candidate alone.
 //!
-//! A server restart during a canary rolls it back (the stable target is
-//! restored and the reason recorded): the analysis windows lived in memory,
-//! and an unobserved canary must not keep taking traffic.
+//! On one node, a server restart during a canary rolls it back (the stable
+//! target is restored and the reason recorded): the analysis windows lived
+//! in memory, and an unobserved canary must not keep taking traffic.
+//!
+//! In a cluster the leader drives every canary, whichever node started it,
+//! and judges it by the counters every node publishes. A new leader
+//! continues a running canary from its current step and records that it
+//! did. Every write of the driver is fenced by the leader's epoch and by
+//! the canary still running: a leader that was replaced, or a canary that
+//! a user stopped through another node, cannot be written over.
 
 use super::Control;
 use super::functions::FunctionEntry;
+use super::window::Totals;
 use crate::store::ReleaseChange;
 use flint_spec::alias::{AliasTarget, Route};
 use flint_spec::canary::{CanarySpec, CanaryState, CanaryStatus, StepReport};
@@ -46,10 +54,9 @@ fn split(stable: u32, canary: u32, weight: u32) -> AliasTarget {
     }
 }
 
-/// Why the candidate fails the comparison, if it does.
-fn breach(spec: &CanarySpec, entry: &FunctionEntry, stable: u32) -> Option<String> {
-    let canary = entry.windows.get(spec.to);
-    let base = entry.windows.get(stable);
+/// Why the candidate fails the comparison, if it does: `canary` and `base`
+/// are what the candidate and the stable version did during the step.
+fn breach(spec: &CanarySpec, canary: &Totals, base: &Totals, stable: u32) -> Option<String> {
     if canary.requests > 0
         && canary.error_rate() > spec.max_error_rate
         && canary.error_rate() > base.error_rate()
@@ -77,34 +84,73 @@ fn breach(spec: &CanarySpec, entry: &FunctionEntry, stable: u32) -> Option<Strin
     None
 }
 
+/// What a driver's writes are fenced by: in a cluster, the epoch of the
+/// leadership it drives under (`None` on one node: nothing to fence).
+pub(super) type Fence = Option<u64>;
+
 impl Control {
     /// Persists the canary's state (with a history entry, when it has one).
+    /// False when the write was refused or failed: the driver stops.
     async fn save_canary(
         &self,
         function: &str,
         canary: &CanaryState,
         history: Option<HistoryEntry>,
-    ) {
+        fence: Fence,
+    ) -> bool {
         let change = ReleaseChange::SetCanary(canary.clone());
-        if let Err(e) = self.release_write(function, vec![(change, history)]).await {
-            tracing::error!(function, error = %e, "could not record the canary's state");
+        match self
+            .fenced_release_write(function, vec![(change, history)], fence)
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(function, error = %e, "could not record the canary's state");
+                false
+            }
         }
     }
 
     /// Moves the canary's alias (the driver owns it: no canary guard).
+    /// False when the write was refused or failed.
     async fn move_alias(
         &self,
         function: &str,
         alias: &str,
         target: AliasTarget,
         history: HistoryEntry,
-    ) {
+        fence: Fence,
+    ) -> bool {
         let moved = match self.alias_change(function, alias, Some(target), history) {
-            Ok(change) => self.release_write(function, vec![change]).await,
+            Ok(change) => {
+                self.fenced_release_write(function, vec![change], fence)
+                    .await
+            }
             Err(e) => Err(e),
         };
-        if let Err(e) = moved {
+        if let Err(e) = &moved {
             tracing::error!(function, error = %e, "canary could not move the alias");
+        }
+        moved.is_ok()
+    }
+
+    /// What `version` has done so far: on this node alone, or, in a
+    /// cluster, on every node as they published it.
+    async fn counters(&self, entry: &FunctionEntry, function: &str, version: u32) -> Totals {
+        match self.cluster_counters(function, version).await {
+            Some(totals) => totals,
+            None => entry.windows.get(version),
+        }
+    }
+
+    /// Whether the driver may go on: on one node always; in a cluster while
+    /// this node still leads with the same epoch and the canary still runs.
+    fn still_driving(&self, function: &str, fence: Fence) -> bool {
+        match fence {
+            None => true,
+            Some(epoch) => {
+                self.leader_epoch() == epoch && self.canary_running_in_registry(function)
+            }
         }
     }
 
@@ -114,6 +160,7 @@ impl Control {
         function: String,
         mut canary: CanaryState,
         abort: Arc<Notify>,
+        fence: Fence,
     ) {
         let Ok(entry) = self.entry(&function) else {
             self.canary_done(&function);
@@ -130,40 +177,58 @@ impl Control {
                 canary.spec.steps.len(),
                 canary.spec.to
             ));
-            self.move_alias(
-                &function,
-                &alias,
-                split(stable, canary.spec.to, weight),
-                log,
-            )
-            .await;
-            entry.windows.reset();
+            let target = split(stable, canary.spec.to, weight);
+            if !self.move_alias(&function, &alias, target, log, fence).await {
+                self.canary_done(&function);
+                return;
+            }
+            let base = (
+                self.counters(&entry, &function, canary.spec.to).await,
+                self.counters(&entry, &function, stable).await,
+            );
             let deadline =
                 tokio::time::Instant::now() + Duration::from_millis(canary.spec.interval_ms);
+            let mut window = (Totals::default(), Totals::default());
             let failed = loop {
                 tokio::select! {
                     () = tokio::time::sleep(CHECK_EVERY) => {}
                     () = abort.notified() => break Some("aborted by the user".to_string()),
                 }
-                if let Some(reason) = breach(&canary.spec, &entry, stable) {
+                if !self.still_driving(&function, fence) {
+                    tracing::info!(function, "canary left to the current leader");
+                    self.canary_done(&function);
+                    return;
+                }
+                window = (
+                    self.counters(&entry, &function, canary.spec.to)
+                        .await
+                        .since(&base.0),
+                    self.counters(&entry, &function, stable)
+                        .await
+                        .since(&base.1),
+                );
+                if let Some(reason) = breach(&canary.spec, &window.0, &window.1, stable) {
                     break Some(reason);
                 }
                 if tokio::time::Instant::now() >= deadline {
                     break None;
                 }
             };
-            let (c, s) = (entry.windows.get(canary.spec.to), entry.windows.get(stable));
+            let (c, s) = window;
             canary.reports.push(StepReport {
                 weight,
                 canary: (c.requests, c.errors, c.p99_ms()),
                 stable: (s.requests, s.errors, s.p99_ms()),
             });
             if let Some(reason) = failed {
-                self.roll_back(&function, &mut canary, reason).await;
+                self.roll_back(&function, &mut canary, reason, fence).await;
                 return;
             }
             canary.step += 1;
-            self.save_canary(&function, &canary, None).await;
+            if !self.save_canary(&function, &canary, None, fence).await {
+                self.canary_done(&function);
+                return;
+            }
         }
         canary.status = CanaryStatus::Succeeded;
         let mut log = HistoryEntry::now(ACTOR, "canary_succeeded");
@@ -172,21 +237,33 @@ impl Control {
         log.from = Some(canary.stable.clone());
         log.to = Some(AliasTarget::version(canary.spec.to));
         log.reason = Some(format!("all {} steps passed", canary.spec.steps.len()));
-        self.save_canary(&function, &canary, Some(log)).await;
+        self.save_canary(&function, &canary, Some(log), fence).await;
         tracing::info!(function, version = canary.spec.to, "canary succeeded");
         self.canary_done(&function);
     }
 
     /// Puts the alias back on the stable target and records why.
-    async fn roll_back(&self, function: &str, canary: &mut CanaryState, reason: String) {
+    pub(super) async fn roll_back(
+        &self,
+        function: &str,
+        canary: &mut CanaryState,
+        reason: String,
+        fence: Fence,
+    ) {
         tracing::warn!(function, %reason, "canary rolled back");
         let mut log = HistoryEntry::now(ACTOR, "canary_rolled_back");
         log.reason = Some(reason.clone());
-        self.move_alias(function, &canary.spec.alias, canary.stable.clone(), log)
-            .await;
+        self.move_alias(
+            function,
+            &canary.spec.alias,
+            canary.stable.clone(),
+            log,
+            fence,
+        )
+        .await;
         canary.status = CanaryStatus::RolledBack;
         canary.reason = Some(reason);
-        self.save_canary(function, canary, None).await;
+        self.save_canary(function, canary, None, fence).await;
         self.canary_done(function);
     }
 
@@ -197,8 +274,51 @@ impl Control {
             function,
             &mut canary,
             "the server restarted during the canary; rolled back to the stable target".into(),
+            None,
         )
         .await;
+    }
+
+    /// Run by the leader of a cluster (after each registry change and every
+    /// heartbeat): drives every running canary that this node does not
+    /// drive yet, under `epoch`. With `taking_over` (its first call as
+    /// leader) the history records that it continues each one.
+    pub async fn lead_canaries(&self, epoch: u64, taking_over: bool) {
+        let canaries = match self.canaries().await {
+            Ok(canaries) => canaries,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the running canaries");
+                return;
+            }
+        };
+        for (function, canary) in canaries {
+            if canary.status != CanaryStatus::Running || self.canary_driven_here(&function) {
+                continue;
+            }
+            if taking_over {
+                let mut log = HistoryEntry::now(ACTOR, "canary_continued");
+                log.alias = Some(canary.spec.alias.clone());
+                log.reason = Some(format!(
+                    "the leader changed (epoch {epoch}); the new leader continues at step {} of {}",
+                    (canary.step + 1).min(canary.spec.steps.len()),
+                    canary.spec.steps.len()
+                ));
+                let change = ReleaseChange::SetCanary(canary.clone());
+                if let Err(e) = self
+                    .fenced_release_write(&function, vec![(change, Some(log))], Some(epoch))
+                    .await
+                {
+                    tracing::warn!(function, error = %e, "could not take over the canary");
+                    continue;
+                }
+            }
+            tracing::info!(function, epoch, step = canary.step, "driving the canary");
+            let abort = self.canary_abort(&function);
+            tokio::spawn(
+                self.clone()
+                    .drive_canary(function, canary, abort, Some(epoch)),
+            );
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! single node and the view holds only itself.
 
 use super::Control;
+use super::window::Totals;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::sync::Arc;
@@ -85,8 +86,11 @@ pub trait Membership: Send + Sync + 'static {
     fn state(&self) -> NodeState;
     /// The nodes and the registry version, as the registry has them.
     fn nodes(&self) -> BoxFuture<'_, NodesView>;
-    /// Whether this node leads now.
-    fn leads(&self) -> bool;
+    /// The epoch of this node's leadership; 0 while it does not lead.
+    fn leader_epoch(&self) -> u64;
+    /// The sum of every node's published counters of `function`'s
+    /// `version`; `None` when the registry cannot be read.
+    fn counters(&self, function: &str, version: u32) -> BoxFuture<'_, Option<Totals>>;
 }
 
 impl Control {
@@ -114,7 +118,39 @@ impl Control {
     /// Whether this node does the work only one node may do (a single
     /// node always does).
     pub fn leads(&self) -> bool {
-        self.membership().is_none_or(|m| m.leads())
+        self.membership().is_none_or(|m| m.leader_epoch() != 0)
+    }
+
+    /// The epoch of this node's leadership in a cluster (0 when it does
+    /// not lead, and on a single node).
+    pub fn leader_epoch(&self) -> u64 {
+        self.membership().map_or(0, |m| m.leader_epoch())
+    }
+
+    /// In a cluster, every node's counters of `function`'s `version`
+    /// summed; `None` on a single node or when the registry is out of
+    /// reach.
+    pub(super) async fn cluster_counters(&self, function: &str, version: u32) -> Option<Totals> {
+        let membership = self.membership()?;
+        membership.counters(function, version).await
+    }
+
+    /// This node's counters of every version of the functions under a
+    /// running canary: what it publishes for the leader.
+    pub fn canary_counters(&self) -> Vec<(String, u32, Totals)> {
+        let running = self.s.running_canaries.read().unwrap().clone();
+        running
+            .into_iter()
+            .filter_map(|function| self.s.table.get(&function))
+            .flat_map(|entry| {
+                let name = entry.name.clone();
+                entry
+                    .windows
+                    .all()
+                    .into_iter()
+                    .map(move |(version, totals)| (name.clone(), version, totals))
+            })
+            .collect()
     }
 
     /// This node's state (`ready` for a single node once it serves).

@@ -46,6 +46,7 @@ pub use views::{
     Aliases, ComponentUpload, DEFAULT_LOG_LIMIT, Deployed, DisabledFunction, FunctionInfo,
     FunctionSummary, LogLineView, MAX_LOG_LIMIT, VersionInfo,
 };
+pub use window::{BUCKETS, Totals};
 
 use crate::config::{AdminToken, GatewayConfig};
 use crate::limits::RequestLimits;
@@ -94,6 +95,9 @@ struct State {
     applied: AtomicU64,
     /// The cluster adapter, in cluster mode.
     membership: RwLock<Option<Arc<dyn Membership>>>,
+    /// The functions whose canary the registry says is running, as memory
+    /// last read it (whichever node drives it).
+    running_canaries: RwLock<std::collections::BTreeSet<String>>,
     /// Serialises the storage-cap check with the write it allows, so that
     /// two uploads cannot both fit in the same free space.
     storing: tokio::sync::Mutex<()>,
@@ -116,7 +120,7 @@ impl Control {
     /// artifact cache.
     pub async fn open_on(
         config: GatewayConfig,
-        shared: Option<(Arc<dyn Store>, Arc<dyn BlobStore>)>,
+        shared_storage: Option<(Arc<dyn Store>, Arc<dyn BlobStore>)>,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir)
@@ -133,7 +137,8 @@ impl Control {
         // slot) and opening the registry are independent: a restart waits
         // for the longer of the two, not their sum.
         let engine = tokio::task::spawn_blocking(move || Runtime::new(&runtime_config));
-        let (store, blobs) = match shared {
+        let shared = shared_storage.is_some();
+        let (store, blobs) = match shared_storage {
             Some(shared) => shared,
             None => {
                 let store = SqliteStore::open(&dir.join("registry.db"))
@@ -144,7 +149,7 @@ impl Control {
             }
         };
         let runtime = engine.await?.context("cannot start the Wasm runtime")?;
-        Self::with_storage(config, Arc::new(runtime), store, blobs).await
+        Self::build(config, Arc::new(runtime), store, blobs, shared).await
     }
 
     /// Builds the core on the given storage and loads memory from it. A
@@ -155,6 +160,18 @@ impl Control {
         runtime: Arc<Runtime>,
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
+    ) -> anyhow::Result<Arc<Self>> {
+        Self::build(config, runtime, store, blobs, false).await
+    }
+
+    /// Builds the core; on `shared` storage a running canary is left to the
+    /// cluster's leader, which continues it.
+    async fn build(
+        config: GatewayConfig,
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        shared: bool,
     ) -> anyhow::Result<Arc<Self>> {
         let metrics = Arc::new(Metrics::default());
         let secrets = Arc::new(Secrets::load(config.secrets_file.as_deref())?);
@@ -183,6 +200,7 @@ impl Control {
                 mirroring: tokio::sync::Mutex::new(()),
                 applied: AtomicU64::new(0),
                 membership: RwLock::new(None),
+                running_canaries: RwLock::default(),
                 storing: tokio::sync::Mutex::new(()),
                 canaries: Mutex::default(),
                 broker: RwLock::new(None),
@@ -195,8 +213,10 @@ impl Control {
             data_dir = %control.s.config.data_dir.display(),
             "registry restored"
         );
-        for (function, canary) in interrupted {
-            control.roll_back_interrupted(&function, canary).await;
+        if !shared {
+            for (function, canary) in interrupted {
+                control.roll_back_interrupted(&function, canary).await;
+            }
         }
         control.s.table.preload_live();
         Ok(control)

@@ -6,6 +6,7 @@
 //! alias), and every change is recorded with its history entry in the same
 //! transaction.
 
+use super::canary::Fence;
 use super::sync::Components;
 use super::{Aliases, Control, CoreError, CoreResult};
 use crate::store::{Change, ReleaseChange, ReleaseRow};
@@ -34,9 +35,29 @@ impl Control {
         function: &str,
         changes: Vec<(ReleaseChange, Option<HistoryEntry>)>,
     ) -> CoreResult<()> {
-        let changes = changes
+        self.fenced_release_write(function, changes, None).await
+    }
+
+    /// As [`Control::release_write`], refused by the store unless `fence`'s
+    /// epoch still leads and the function's canary still runs (a canary
+    /// driver's writes in a cluster).
+    pub(super) async fn fenced_release_write(
+        &self,
+        function: &str,
+        changes: Vec<(ReleaseChange, Option<HistoryEntry>)>,
+        fence: Fence,
+    ) -> CoreResult<()> {
+        let fence = fence.map(|epoch| Change::Fence {
+            epoch,
+            function: function.to_string(),
+        });
+        let changes = fence
             .into_iter()
-            .map(|(change, history)| Change::release(function, change, history))
+            .chain(
+                changes
+                    .into_iter()
+                    .map(|(change, history)| Change::release(function, change, history)),
+            )
             .collect();
         self.write(changes, &Components::new()).await.map(drop)
     }
@@ -264,15 +285,6 @@ impl Control {
         stable: AliasTarget,
         actor: &str,
     ) -> CoreResult<CanaryState> {
-        // A canary's analysis must see every node's traffic, and its driver
-        // must survive the node that runs it: neither holds across nodes
-        // yet, so a shared registry refuses canaries rather than judge one
-        // by a share of the traffic.
-        if self.in_cluster() {
-            return Err(CoreError::ReleaseConflict(format!(
-                "`{name}`: canary releases are not available in cluster mode yet; release with `flint release` (blue-green) or a weighted alias instead"
-            )));
-        }
         let record = CanaryState {
             spec,
             stable,
@@ -292,31 +304,48 @@ impl Control {
             vec![(ReleaseChange::SetCanary(record.clone()), Some(log))],
         )
         .await?;
-        let abort = self.canary_abort(name);
-        tokio::spawn(
-            self.clone()
-                .drive_canary(name.to_string(), record.clone(), abort),
-        );
+        if self.in_cluster() {
+            // The leader drives it, whichever node that is.
+            let epoch = self.leader_epoch();
+            if epoch != 0 {
+                self.lead_canaries(epoch, false).await;
+            }
+        } else {
+            let abort = self.canary_abort(name);
+            tokio::spawn(
+                self.clone()
+                    .drive_canary(name.to_string(), record.clone(), abort, None),
+            );
+        }
         Ok(record)
     }
 
-    /// Stops a running canary; it rolls back.
-    pub fn abort_canary(&self, name: &str) -> CoreResult<()> {
+    /// Stops a running canary; it rolls back. In a cluster, a canary that
+    /// another node drives is rolled back from here, and its driver, whose
+    /// writes are fenced on the canary running, stops.
+    pub async fn abort_canary(&self, name: &str) -> CoreResult<()> {
         self.entry(name)?;
         let abort = self.s.canaries.lock().unwrap().get(name).cloned();
-        match abort {
-            Some(abort) => {
-                abort.notify_one();
-                Ok(())
-            }
-            None => Err(CoreError::CanaryNotFound(format!(
-                "no canary of `{name}` is running"
-            ))),
+        if let Some(abort) = abort {
+            abort.notify_one();
+            return Ok(());
         }
+        let not_running = || CoreError::CanaryNotFound(format!("no canary of `{name}` is running"));
+        if !self.in_cluster() {
+            return Err(not_running());
+        }
+        let _writing = self.s.writes.lock().await;
+        let mut canary = self.canary_status(name).await?;
+        if canary.status != CanaryStatus::Running {
+            return Err(not_running());
+        }
+        self.roll_back(name, &mut canary, "aborted by the user".into(), None)
+            .await;
+        Ok(())
     }
 
     /// Registers a running canary; returns its abort signal.
-    fn canary_abort(&self, function: &str) -> Arc<Notify> {
+    pub(super) fn canary_abort(&self, function: &str) -> Arc<Notify> {
         self.s
             .canaries
             .lock()
@@ -326,9 +355,21 @@ impl Control {
             .clone()
     }
 
-    /// Whether this process drives a canary of `function`.
+    /// Whether a canary of `function` runs: driven here, or (in a
+    /// cluster) by the leader, as the registry says.
     pub(super) fn canary_running(&self, function: &str) -> bool {
+        self.canary_driven_here(function) || self.canary_running_in_registry(function)
+    }
+
+    /// Whether this process drives a canary of `function`.
+    pub(super) fn canary_driven_here(&self, function: &str) -> bool {
         self.s.canaries.lock().unwrap().contains_key(function)
+    }
+
+    /// Whether the registry, as memory last read it, has a running canary
+    /// of `function`.
+    pub(super) fn canary_running_in_registry(&self, function: &str) -> bool {
+        self.s.running_canaries.read().unwrap().contains(function)
     }
 
     /// Forgets a finished canary.

@@ -10,7 +10,7 @@ use super::functions::FunctionEntry;
 use super::functions::Releases;
 use super::{Control, CoreError, CoreResult, State};
 use crate::metrics::LoadSource;
-use crate::store::{Change, FunctionRecord, Outcome, ReleaseRow};
+use crate::store::{Change, FunctionRecord, Outcome, ReleaseChange, ReleaseRow};
 use flint_runtime::Component;
 use flint_spec::Digest;
 use flint_spec::canary::{CanaryState, CanaryStatus};
@@ -183,6 +183,7 @@ impl Control {
                 }
             }
         }
+        *s.running_canaries.write().unwrap() = running.iter().map(|(f, _)| f.clone()).collect();
         for entry in s.table.list() {
             *entry.releases.write().unwrap() = releases.remove(&entry.name).unwrap_or_default();
             if entry.disabled().is_none() {
@@ -269,6 +270,13 @@ impl State {
                 self.bindings.set(function, spec.clone());
             }
             (Change::Release(release), _) => {
+                if let ReleaseChange::SetCanary(canary) = &release.change {
+                    let mut running = self.running_canaries.write().unwrap();
+                    match canary.status {
+                        CanaryStatus::Running => running.insert(release.function.clone()),
+                        _ => running.remove(&release.function),
+                    };
+                }
                 if let Some(entry) = self.table.get(&release.function) {
                     entry.releases.write().unwrap().apply(&release.change);
                     // The versions the default alias reaches may have changed.
@@ -283,6 +291,7 @@ impl State {
     /// Drops what memory holds of a function: its table entry, trigger and
     /// metrics series.
     fn forget(&self, name: &str) -> Option<Arc<FunctionEntry>> {
+        self.running_canaries.write().unwrap().remove(name);
         let entry = self.table.remove(name)?;
         self.bindings.set(name, None);
         tracing::info!(function = name, "deleted");

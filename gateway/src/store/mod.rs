@@ -19,8 +19,8 @@ mod sqlite;
 
 pub use blobs::{BlobStore, FsBlobStore};
 pub use postgres::{
-    CHANNEL, Leadership, Migrated, NodeList, NodeRow, PgBlobStore, PgRegistry, SCHEMA_VERSION,
-    migrate, redact,
+    CHANNEL, Counters, Leadership, Migrated, NodeList, NodeRow, PgBlobStore, PgRegistry,
+    SCHEMA_VERSION, migrate, redact,
 };
 pub use sqlite::SqliteStore;
 
@@ -218,6 +218,16 @@ pub enum Change {
         /// The token's name.
         name: String,
     },
+    /// Refuses the whole transaction (a [`StoreError::Conflict`]) unless
+    /// `epoch` is the leader's epoch and `function`'s canary is running: the
+    /// fence of a canary driver's writes in a cluster. The embedded
+    /// registry has one node and nothing to fence.
+    Fence {
+        /// The leadership the writer drives under.
+        epoch: u64,
+        /// The function whose canary it drives.
+        function: String,
+    },
     /// Records when a token was last used.
     TokenUsed {
         /// The token's name.
@@ -245,7 +255,9 @@ impl Change {
             Self::AddVersion { name, .. }
             | Self::SetConfig { name, .. }
             | Self::DeleteFunction { name } => Some(name),
-            Self::SetTrigger { function, .. } | Self::SetRoutes { function, .. } => Some(function),
+            Self::SetTrigger { function, .. }
+            | Self::SetRoutes { function, .. }
+            | Self::Fence { function, .. } => Some(function),
             Self::Release(release) => Some(&release.function),
             Self::AddToken(_) | Self::RevokeToken { .. } | Self::TokenUsed { .. } => None,
         }

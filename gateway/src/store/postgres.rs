@@ -347,13 +347,65 @@ impl PgRegistry {
         }))
     }
 
-    /// Removes a node's row (it stopped cleanly).
+    /// Removes a node's row and its published counters (it stopped
+    /// cleanly).
     pub async fn leave(&self, node: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(node)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM canary_counters WHERE node = $1")
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Publishes `node`'s counters of versions under a canary.
+    pub async fn publish_counters(&self, node: &str, counters: &[Counters]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for c in counters {
+            let buckets: Vec<i64> = c.buckets.iter().map(|&n| n as i64).collect();
+            sqlx::query(
+                "INSERT INTO canary_counters (function, version, node, requests, errors, buckets)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (function, version, node) DO UPDATE SET requests = excluded.requests,
+                     errors = excluded.errors, buckets = excluded.buckets, updated_at = now()",
+            )
+            .bind(&c.function)
+            .bind(c.version as i32)
+            .bind(node)
+            .bind(c.requests as i64)
+            .bind(c.errors as i64)
+            .bind(buckets)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every node's published counters of `function`'s `version`.
+    pub async fn counters(&self, function: &str, version: u32) -> StoreResult<Vec<Counters>> {
+        let rows: Vec<(i64, i64, Vec<i64>)> = sqlx::query_as(
+            "SELECT requests, errors, buckets FROM canary_counters WHERE function = $1 AND version = $2",
+        )
+        .bind(function)
+        .bind(version as i32)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(requests, errors, buckets)| Counters {
+                function: function.to_string(),
+                version,
+                requests: requests as u64,
+                errors: errors as u64,
+                buckets: buckets.into_iter().map(|n| n as u64).collect(),
+            })
+            .collect())
     }
 
     /// Every node with a heartbeat younger than `forget_after`, the
@@ -393,6 +445,21 @@ impl PgRegistry {
                 .collect(),
         })
     }
+}
+
+/// One node's counters of one version under a canary, as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// The function.
+    pub function: String,
+    /// The version.
+    pub version: u32,
+    /// Requests finished.
+    pub requests: u64,
+    /// Of which errors.
+    pub errors: u64,
+    /// The latency histogram's counts.
+    pub buckets: Vec<u64>,
 }
 
 async fn latest_version(
@@ -631,6 +698,24 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             .execute(&mut **tx)
             .await?
             .rows_affected(),
+        Change::Fence { epoch, function } => {
+            let holds: bool = sqlx::query_scalar(
+                "SELECT (SELECT epoch FROM leader) = $1 AND EXISTS (
+                     SELECT 1 FROM release_state
+                     WHERE function = $2 AND kind = $3 AND value::jsonb ->> 'status' = 'running')",
+            )
+            .bind(*epoch as i64)
+            .bind(function)
+            .bind(CANARY)
+            .fetch_one(&mut **tx)
+            .await?;
+            if !holds {
+                return Err(StoreError::Conflict(format!(
+                    "the canary of `{function}` is no longer driven under leader epoch {epoch}: another leader drives it, or it was stopped"
+                )));
+            }
+            1
+        }
         Change::TokenUsed { name, at } => {
             sqlx::query("UPDATE tokens SET last_used_at_ms = $2 WHERE name = $1")
                 .bind(name)

@@ -341,6 +341,7 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
         Change::RevokeToken { name } => {
             tx.execute("DELETE FROM tokens WHERE name = ?1", params![name])?
         }
+        Change::Fence { .. } => 1,
         Change::TokenUsed { name, at } => tx.execute(
             "UPDATE tokens SET last_used_at_ms = ?2 WHERE name = ?1",
             params![name, to_ms(*at)],

@@ -189,7 +189,7 @@ async fn releases_move_the_default_alias_and_a_canary_owns_its_alias() {
         assert_eq!(error.code(), "release_conflict", "{error}");
     }
 
-    control.abort_canary("f").unwrap();
+    control.abort_canary("f").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = control.canary_status("f").await.unwrap();
@@ -201,7 +201,7 @@ async fn releases_move_the_default_alias_and_a_canary_owns_its_alias() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        control.abort_canary("f").unwrap_err().code(),
+        control.abort_canary("f").await.unwrap_err().code(),
         "canary_not_found"
     );
     assert_eq!(

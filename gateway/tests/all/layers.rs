@@ -32,6 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("triggers", &["core", "config", "limits", "metrics"]),
     ("reconcile", &["core"]),
+    ("cluster", &["config", "core", "store"]),
     ("connection", &["config"]),
     (
         "server",
