@@ -1325,3 +1325,89 @@ async fn trigger_specs_are_validated() {
     let (_, list) = server.get_json("/v1/triggers").await;
     assert_eq!(list, json!({"broker": "disabled", "triggers": []}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_nodes_of_a_cluster_share_a_queue_and_a_killed_node_loses_no_message() {
+    let db = flint_test_artifacts::postgres::TestDb::create();
+    let migrated = std::process::Command::new(crate::support::FLINT)
+        .args(["migrate", "--registry", &db.url])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let data = dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        Server::start_with(
+            &data,
+            &[
+                "--amqp-url",
+                AMQP_URL,
+                "--registry",
+                &db.url,
+                "--registry-poll",
+                "1s",
+                "--heartbeat",
+                "200ms",
+            ],
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    a.deploy("shared", artifacts::QUEUE_PROBE).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique("shared");
+    broker.declare(&queue).await;
+    assert_eq!(
+        bind(&a, "shared", json!({"queue": queue, "concurrency": 4})).await,
+        200
+    );
+    // The binding reaches the other node through the registry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.get("/v1/functions/shared/triggers").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the binding never reached node b"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replies_to = reply_queue(&mut broker).await;
+    publish_each(
+        &broker,
+        &queue,
+        (0..60).map(|i| format!("s-{i}")),
+        json!({"mode": "ok", "sleep_ms": 100}),
+        Some(&replies_to),
+    )
+    .await;
+    let first = broker
+        .replies(&replies_to, Duration::from_secs(30), |r| r.len() >= 10)
+        .await;
+    assert!(first.len() >= 10);
+    // Both nodes consume; then one dies with messages in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acked(&b, "shared", &queue).await == 0 || acked(&a, "shared", &queue).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "both nodes should consume the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.kill();
+    let mut seen: HashSet<String> = first
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let rest = broker
+        .replies(&replies_to, Duration::from_secs(60), |r| {
+            let mut all = seen.clone();
+            all.extend(r.iter().map(|v| v["id"].as_str().unwrap().to_string()));
+            all.len() == 60
+        })
+        .await;
+    seen.extend(rest.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+    assert_eq!(
+        seen.len(),
+        60,
+        "every confirmed message processed at least once"
+    );
+}
