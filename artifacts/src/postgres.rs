@@ -7,19 +7,25 @@ use std::process::Command;
 /// The server the scratch databases live on.
 pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
+/// psql on `database`, running `sql`, unaligned and without a header.
+fn command(database: &str, sql: &str) -> Command {
+    let mut command = Command::new("psql");
+    command.args([
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        database,
+        "-XtAc",
+        sql,
+    ]);
+    command
+}
+
 /// Runs `sql` on `database` with psql; returns its unaligned output.
 pub fn psql(database: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-XtAc",
-            sql,
-        ])
+    let out = command(database, sql)
         .output()
         .expect("psql, which comes with PostgreSQL");
     assert!(
@@ -76,20 +82,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-XtAc",
-            ])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = command("postgres", &drop).output();
     }
 }

@@ -81,6 +81,22 @@ async fn served_version(server: &Server, name: &str) -> Option<u64> {
         .ok()
 }
 
+/// Waits (up to 10 s) until every one of `servers` answers `name` with
+/// `version`.
+async fn wait_served(servers: &[Server], name: &str, version: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for server in servers {
+        while served_version(server, name).await != Some(version) {
+            assert!(
+                Instant::now() < deadline,
+                "{} does not serve {name} version {version}",
+                server.url
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 async fn nodes(server: &Server) -> Value {
     let (status, body) = server.get_json("/v1/nodes").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -543,13 +559,7 @@ async fn a_registry_outage_of_thirty_seconds_under_load_fails_almost_nothing_and
     }
     let (status, body) = servers[1].deploy_bytes("hello", variant(&hello, 1)).await;
     assert!(status.is_success(), "{status} {body}");
-    for server in &servers {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while served_version(server, "hello").await != Some(2) {
-            assert!(Instant::now() < deadline, "{} did not resync", server.url);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    wait_served(&servers, "hello", 2).await;
 }
 
 /// The node id of each server, in order.
@@ -612,6 +622,28 @@ async fn post_ok(server: &Server, path: &str, body: Value) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
+/// Deploys two versions of `cn` (the same behaviour) through `via`,
+/// releases the first and starts a canary to the second.
+async fn canary_to_v2(via: &Server, steps: &[u32], interval_ms: u64) {
+    let hello = artifacts::bytes(artifacts::HELLO);
+    for n in 0..2 {
+        let (status, body) = via.deploy_bytes("cn", variant(&hello, n)).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    post_ok(
+        via,
+        "/v1/functions/cn/release",
+        serde_json::json!({"to": 1}),
+    )
+    .await;
+    post_ok(
+        via,
+        "/v1/functions/cn/canary",
+        serde_json::json!({"to": 2, "steps": steps, "interval_ms": interval_ms, "max_error_rate": 0.01}),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_leader_judges_a_canary_by_the_traffic_of_the_other_nodes() {
     let db = TestDb::create();
@@ -644,13 +676,7 @@ async fn the_leader_judges_a_canary_by_the_traffic_of_the_other_nodes() {
         done["reason"].as_str().unwrap().contains("error rate"),
         "{done}"
     );
-    for server in &servers {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while served_version(server, "cn").await != Some(1) {
-            assert!(Instant::now() < deadline, "{} still serves v2", server.url);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    wait_served(&servers, "cn", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -660,23 +686,7 @@ async fn a_canary_outlives_its_leader_and_the_history_says_who_continued() {
     let dir = tempfile::tempdir().unwrap();
     let mut servers: Vec<Server> = (0..3).map(|i| node(&dir, i, &db, &[])).collect();
     let (lead, epoch) = wait_for_leader(&servers).await;
-    let hello = artifacts::bytes(artifacts::HELLO);
-    for n in 0..2 {
-        let (status, body) = servers[0].deploy_bytes("cn", variant(&hello, n)).await;
-        assert!(status.is_success(), "{status} {body}");
-    }
-    post_ok(
-        &servers[0],
-        "/v1/functions/cn/release",
-        serde_json::json!({"to": 1}),
-    )
-    .await;
-    post_ok(
-        &servers[1],
-        "/v1/functions/cn/canary",
-        serde_json::json!({"to": 2, "steps": [20, 50, 100], "interval_ms": 1500, "max_error_rate": 0.01}),
-    )
-    .await;
+    canary_to_v2(&servers[1], &[20, 50, 100], 1500).await;
     // Once the first step has passed, the leader dies.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -716,13 +726,7 @@ async fn a_canary_outlives_its_leader_and_the_history_says_who_continued() {
         actions[continued..].contains(&"canary_step"),
         "the new leader drove the remaining steps: {actions:?}"
     );
-    for server in &servers {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while served_version(server, "cn").await != Some(2) {
-            assert!(Instant::now() < deadline, "{} never served v2", server.url);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    wait_served(&servers, "cn", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -733,23 +737,7 @@ async fn a_canary_stopped_through_another_node_stays_stopped() {
     let servers = [node(&dir, 0, &db, &[]), node(&dir, 1, &db, &[])];
     let (lead, _) = wait_for_leader(&servers).await;
     let other = &servers[1 - lead];
-    let hello = artifacts::bytes(artifacts::HELLO);
-    for n in 0..2 {
-        let (status, body) = other.deploy_bytes("cn", variant(&hello, n)).await;
-        assert!(status.is_success(), "{status} {body}");
-    }
-    post_ok(
-        other,
-        "/v1/functions/cn/release",
-        serde_json::json!({"to": 1}),
-    )
-    .await;
-    post_ok(
-        other,
-        "/v1/functions/cn/canary",
-        serde_json::json!({"to": 2, "steps": [50, 100], "interval_ms": 1000, "max_error_rate": 0.01}),
-    )
-    .await;
+    canary_to_v2(other, &[50, 100], 1000).await;
     // An alias write waits for the canary on every node.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = other
@@ -765,10 +753,26 @@ async fn a_canary_stopped_through_another_node_stays_stopped() {
     assert!(response.status().is_success(), "{}", response.status());
     let (_, state) = servers[lead].get_json("/v1/functions/cn/canary").await;
     assert_eq!(state["status"], "rolled_back", "{state}");
-    // The leader's driver stops: for longer than a step, nothing moves the
-    // alias off the stable version again.
+    // Every node follows the rollback; then, for longer than a step, the
+    // leader's driver moves the alias off the stable version nowhere.
+    let stable = serde_json::json!({"routes": [{"version": 1, "weight": 100}]});
+    let prod = |server: &Server| {
+        let (http, url) = (server.http.clone(), server.at("/v1/functions/cn/aliases"));
+        async move {
+            let aliases: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            aliases["aliases"]["prod"].clone()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for server in &servers {
+        while prod(server).await != stable {
+            assert!(Instant::now() < deadline, "{} kept the split", server.url);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     for _ in 0..30 {
         for server in &servers {
+            assert_eq!(prod(server).await, stable, "{}", server.url);
             assert_eq!(served_version(server, "cn").await, Some(1));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

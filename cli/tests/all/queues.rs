@@ -1169,19 +1169,29 @@ async fn triggers_survive_restart_and_sigkill_loses_no_message() {
     let (status, binding) = server.get_json("/v1/functions/durable/triggers").await;
     assert_eq!(status, 200, "{binding}");
     assert_eq!(binding["queue"], queue.as_str());
-    let mut seen: HashSet<String> = first
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
+    let seen = replied_ids(&broker, &replies_to, &first, 40).await;
+    assert_eq!(seen.len(), 40, "every message processed at least once");
+}
+
+/// The ids of `first` and of the replies that follow on `replies_to`,
+/// collected until `n` distinct ids have replied (bounded).
+async fn replied_ids(
+    broker: &Broker,
+    replies_to: &str,
+    first: &[Value],
+    n: usize,
+) -> HashSet<String> {
+    let id = |r: &Value| r["id"].as_str().unwrap().to_string();
+    let mut seen: HashSet<String> = first.iter().map(id).collect();
     let rest = broker
-        .replies(&replies_to, Duration::from_secs(60), |r| {
+        .replies(replies_to, Duration::from_secs(60), |r| {
             let mut all = seen.clone();
-            all.extend(r.iter().map(|v| v["id"].as_str().unwrap().to_string()));
-            all.len() == 40
+            all.extend(r.iter().map(id));
+            all.len() == n
         })
         .await;
-    seen.extend(rest.iter().map(|r| r["id"].as_str().unwrap().to_string()));
-    assert_eq!(seen.len(), 40, "every message processed at least once");
+    seen.extend(rest.iter().map(id));
+    seen
 }
 
 fn flint_connection_pids(server_pid_name: &str) -> Vec<String> {
@@ -1393,18 +1403,7 @@ async fn the_nodes_of_a_cluster_share_a_queue_and_a_killed_node_loses_no_message
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     b.kill();
-    let mut seen: HashSet<String> = first
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
-    let rest = broker
-        .replies(&replies_to, Duration::from_secs(60), |r| {
-            let mut all = seen.clone();
-            all.extend(r.iter().map(|v| v["id"].as_str().unwrap().to_string()));
-            all.len() == 60
-        })
-        .await;
-    seen.extend(rest.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+    let seen = replied_ids(&broker, &replies_to, &first, 60).await;
     assert_eq!(
         seen.len(),
         60,

@@ -15,12 +15,12 @@
 //!   PostgreSQL's advisory lock, each migration in its own transaction.
 
 use super::rows::{
-    self, ALIAS, CANARY, DEFAULT, RawFunction, RawRelease, RawToken, RawVersion, SHADOW, from_ms,
-    now_ms, to_ms,
+    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawToken, RawVersion,
+    SHADOW, from_ms, now_ms, to_ms,
 };
 use super::{
-    AddedVersion, BlobStore, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store,
-    StoreError, StoreResult, VersionRecord,
+    BlobStore, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store, StoreError,
+    StoreResult, VersionRecord,
 };
 use bytes::Bytes;
 use flint_runtime::fsutil::Swept;
@@ -568,23 +568,10 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             default_config,
             expected,
         } => {
-            let latest = latest_version(tx, name).await?;
-            if let Some(latest) = &latest
-                && &latest.digest == digest
-            {
-                return Ok(Outcome::Version(AddedVersion {
-                    record: latest.clone(),
-                    created: false,
-                }));
-            }
-            let version = latest.map_or(1, |l| l.version + 1);
-            if let Some(expected) = expected
-                && *expected != version
-            {
-                return Err(StoreError::Conflict(format!(
-                    "`{name}` would get version {version}, not the planned {expected}: it changed meanwhile"
-                )));
-            }
+            let version = match rows::next_version(name, latest_version(tx, name).await?, digest, *expected)? {
+                NextVersion::Same(outcome) => return Ok(outcome),
+                NextVersion::New(version) => version,
+            };
             sqlx::query(
                 "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $3)
                  ON CONFLICT (name) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
@@ -606,16 +593,7 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             .bind(now)
             .execute(&mut **tx)
             .await?;
-            return Ok(Outcome::Version(AddedVersion {
-                record: VersionRecord {
-                    version,
-                    digest: digest.clone(),
-                    size_bytes: *size_bytes,
-                    compile_ms: *compile_ms,
-                    created_at: from_ms(now),
-                },
-                created: true,
-            }));
+            return Ok(rows::added(version, digest, *size_bytes, *compile_ms, now));
         }
         Change::SetConfig { name, config } => sqlx::query(
             "UPDATE functions SET config = $2, updated_at_ms = $3 WHERE name = $1",
@@ -1068,16 +1046,7 @@ mod tests {
     use flint_spec::FunctionConfig;
     use flint_test_artifacts::postgres::TestDb;
 
-    fn add(name: &str, digest: &Digest, expected: Option<u32>) -> Change {
-        Change::AddVersion {
-            name: name.into(),
-            digest: digest.clone(),
-            size_bytes: 1,
-            compile_ms: 1.0,
-            default_config: Box::default(),
-            expected,
-        }
-    }
+    use crate::store::rows::add_version as add;
 
     async fn migrated() -> (TestDb, PgRegistry) {
         let db = TestDb::create();

@@ -3,7 +3,8 @@
 //! that does not parse becomes a [`BrokenRow`] against its function.
 
 use super::{
-    BrokenKind, BrokenRow, FunctionRecord, ReleaseRow, StoreResult, TokenRecord, VersionRecord,
+    AddedVersion, BrokenKind, BrokenRow, FunctionRecord, Outcome, ReleaseRow, StoreError,
+    StoreResult, TokenRecord, VersionRecord,
 };
 use flint_spec::{Digest, FunctionConfig, TriggerSpec};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -185,4 +186,72 @@ fn token(raw: RawToken) -> Result<TokenRecord, String> {
         expires_at: expires.map(from_ms),
         last_used_at: used.map(from_ms),
     })
+}
+
+/// What adding `digest` to `name` makes, given its latest version.
+pub(super) enum NextVersion {
+    /// The bytes are the latest version's: nothing to add.
+    Same(Outcome),
+    /// A new version with this number.
+    New(u32),
+}
+
+/// Decides what [`super::Change::AddVersion`] adds: nothing for the latest
+/// version's bytes, else the next number, which must be the one a plan
+/// promised (`expected`), if it promised one.
+pub(super) fn next_version(
+    name: &str,
+    latest: Option<VersionRecord>,
+    digest: &Digest,
+    expected: Option<u32>,
+) -> StoreResult<NextVersion> {
+    if let Some(latest) = latest.as_ref().filter(|l| &l.digest == digest) {
+        return Ok(NextVersion::Same(Outcome::Version(AddedVersion {
+            record: latest.clone(),
+            created: false,
+        })));
+    }
+    let version = latest.map_or(1, |l| l.version + 1);
+    if let Some(expected) = expected
+        && expected != version
+    {
+        return Err(StoreError::Conflict(format!(
+            "`{name}` would get version {version}, not the planned {expected}: it changed meanwhile"
+        )));
+    }
+    Ok(NextVersion::New(version))
+}
+
+/// The outcome of a version just recorded.
+pub(super) fn added(
+    version: u32,
+    digest: &Digest,
+    size_bytes: u64,
+    compile_ms: f64,
+    at_ms: i64,
+) -> Outcome {
+    Outcome::Version(AddedVersion {
+        record: VersionRecord {
+            version,
+            digest: digest.clone(),
+            size_bytes,
+            compile_ms,
+            created_at: from_ms(at_ms),
+        },
+        created: true,
+    })
+}
+
+/// A [`super::Change::AddVersion`] of `digest` to `name`, for the stores'
+/// tests.
+#[cfg(test)]
+pub(super) fn add_version(name: &str, digest: &Digest, expected: Option<u32>) -> super::Change {
+    super::Change::AddVersion {
+        name: name.into(),
+        digest: digest.clone(),
+        size_bytes: 1,
+        compile_ms: 1.0,
+        default_config: Box::default(),
+        expected,
+    }
 }

@@ -9,12 +9,12 @@
 //! sharing a file serialise instead of failing half-way.
 
 use super::rows::{
-    self, ALIAS, CANARY, DEFAULT, RawFunction, RawRelease, RawToken, RawVersion, SHADOW, from_ms,
-    now_ms, to_ms,
+    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawToken, RawVersion,
+    SHADOW, from_ms, now_ms, to_ms,
 };
 use super::{
-    AddedVersion, BrokenRow, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store,
-    StoreError, StoreResult, TokenRecord, VersionRecord,
+    BrokenRow, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store, StoreError,
+    StoreResult, TokenRecord, VersionRecord,
 };
 use flint_spec::Digest;
 use flint_spec::history::HistoryEntry;
@@ -245,23 +245,10 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
             default_config,
             expected,
         } => {
-            let latest = latest_version(tx, name)?;
-            if let Some(latest) = &latest
-                && &latest.digest == digest
-            {
-                return Ok(Outcome::Version(AddedVersion {
-                    record: latest.clone(),
-                    created: false,
-                }));
-            }
-            let version = latest.map_or(1, |l| l.version + 1);
-            if let Some(expected) = expected
-                && *expected != version
-            {
-                return Err(StoreError::Conflict(format!(
-                    "`{name}` would get version {version}, not the planned {expected}: it changed meanwhile"
-                )));
-            }
+            let version = match rows::next_version(name, latest_version(tx, name)?, digest, *expected)? {
+                NextVersion::Same(outcome) => return Ok(outcome),
+                NextVersion::New(version) => version,
+            };
             tx.execute(
                 "INSERT INTO functions (name, config, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)
                  ON CONFLICT(name) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
@@ -274,16 +261,7 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![name, version, digest.to_string(), *size_bytes as i64, compile_ms, now],
             )?;
-            return Ok(Outcome::Version(AddedVersion {
-                record: VersionRecord {
-                    version,
-                    digest: digest.clone(),
-                    size_bytes: *size_bytes,
-                    compile_ms: *compile_ms,
-                    created_at: from_ms(now),
-                },
-                created: true,
-            }));
+            return Ok(rows::added(version, digest, *size_bytes, *compile_ms, now));
         }
         Change::SetConfig { name, config } => tx.execute(
             "UPDATE functions SET config = ?2, updated_at_ms = ?3 WHERE name = ?1",
@@ -485,19 +463,11 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AddedVersion;
     use flint_spec::FunctionConfig;
     use flint_spec::alias::AliasTarget;
 
-    fn add(name: &str, digest: &Digest, expected: Option<u32>) -> Change {
-        Change::AddVersion {
-            name: name.into(),
-            digest: digest.clone(),
-            size_bytes: 1,
-            compile_ms: 1.0,
-            default_config: Box::default(),
-            expected,
-        }
-    }
+    use crate::store::rows::add_version as add;
 
     async fn version(store: &SqliteStore, change: Change) -> StoreResult<AddedVersion> {
         match store.commit(vec![change]).await?.pop() {
