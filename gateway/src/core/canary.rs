@@ -292,9 +292,13 @@ impl Control {
             }
         };
         for (function, canary) in canaries {
-            if canary.status != CanaryStatus::Running || self.canary_driven_here(&function) {
+            if canary.status != CanaryStatus::Running {
                 continue;
             }
+            // Claimed before any wait, so that two calls never both drive it.
+            let Some(abort) = self.claim_canary(&function) else {
+                continue;
+            };
             if taking_over {
                 let mut log = HistoryEntry::now(ACTOR, "canary_continued");
                 log.alias = Some(canary.spec.alias.clone());
@@ -309,11 +313,11 @@ impl Control {
                     .await
                 {
                     tracing::warn!(function, error = %e, "could not take over the canary");
+                    self.canary_done(&function);
                     continue;
                 }
             }
             tracing::info!(function, epoch, step = canary.step, "driving the canary");
-            let abort = self.canary_abort(&function);
             tokio::spawn(
                 self.clone()
                     .drive_canary(function, canary, abort, Some(epoch)),

@@ -345,7 +345,7 @@ impl Control {
     }
 
     /// Registers a running canary; returns its abort signal.
-    pub(super) fn canary_abort(&self, function: &str) -> Arc<Notify> {
+    fn canary_abort(&self, function: &str) -> Arc<Notify> {
         self.s
             .canaries
             .lock()
@@ -353,6 +353,18 @@ impl Control {
             .entry(function.to_string())
             .or_default()
             .clone()
+    }
+
+    /// Registers this process as the driver of `function`'s canary, unless
+    /// it already drives it; returns the abort signal of a new claim.
+    pub(super) fn claim_canary(&self, function: &str) -> Option<Arc<Notify>> {
+        let mut canaries = self.s.canaries.lock().unwrap();
+        if canaries.contains_key(function) {
+            return None;
+        }
+        let abort = Arc::new(Notify::new());
+        canaries.insert(function.to_string(), abort.clone());
+        Some(abort)
     }
 
     /// Whether a canary of `function` runs: driven here, or (in a

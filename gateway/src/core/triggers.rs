@@ -140,12 +140,18 @@ impl Control {
         self.s.bindings.changed.clone()
     }
 
-    /// Messages a binding of `function` may have in flight: its
-    /// concurrency, never above the function's `max_concurrency`. `None`
-    /// when the function is gone.
+    /// Messages a binding of `function` may have in flight on this node:
+    /// its concurrency, never above the function's `max_concurrency` nor
+    /// the node's instance slots. Each node of a cluster consumes with its
+    /// own prefetch, so the broker hands a node no more than it can run.
+    /// `None` when the function is gone.
     pub fn prefetch(&self, function: &str, spec: &TriggerSpec) -> Option<u32> {
         let entry = self.s.table.get(function)?;
-        Some(spec.concurrency.min(entry.config().max_concurrency))
+        Some(
+            spec.concurrency
+                .min(entry.config().max_concurrency)
+                .min(self.s.config.max_instances),
+        )
     }
 
     /// Every binding as shown to callers.
