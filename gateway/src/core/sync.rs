@@ -81,12 +81,23 @@ impl Control {
 
     /// Follows a shared registry: builds memory from it when it is newer
     /// than what memory reflects. Returns the version memory now reflects.
+    ///
+    /// Only the functions that the changes since touched are read, when the
+    /// registry can say which (a token change, say, needs a whole read).
     pub async fn follow_registry(&self) -> anyhow::Result<u64> {
         let _mirroring = self.s.mirroring.lock().await;
-        let snapshot = self.s.store.load().await?;
         let applied = self.s.applied.load(Ordering::Acquire);
-        if snapshot.version > applied {
-            self.apply_snapshot(snapshot);
+        match self.s.store.load_since(applied).await? {
+            Some(changed) if changed.snapshot.version > applied => {
+                self.apply_snapshot(changed.snapshot, Some(&changed.functions));
+            }
+            Some(_) => {}
+            None => {
+                let snapshot = self.s.store.load().await?;
+                if snapshot.version > applied {
+                    self.apply_snapshot(snapshot, None);
+                }
+            }
         }
         Ok(self.s.applied.load(Ordering::Acquire))
     }
@@ -118,13 +129,19 @@ impl Control {
 
     async fn load_registry(&self) -> anyhow::Result<Vec<(String, CanaryState)>> {
         let snapshot = self.s.store.load().await?;
-        Ok(self.apply_snapshot(snapshot))
+        Ok(self.apply_snapshot(snapshot, None))
     }
 
-    /// Builds memory from `snapshot`; the caller holds `mirroring`.
-    fn apply_snapshot(&self, snapshot: crate::store::Snapshot) -> Vec<(String, CanaryState)> {
+    /// Builds memory from `snapshot`: all of memory, or (with `scope`) what
+    /// memory holds of those functions only. The caller holds `mirroring`.
+    fn apply_snapshot(
+        &self,
+        snapshot: crate::store::Snapshot,
+        scope: Option<&BTreeSet<String>>,
+    ) -> Vec<(String, CanaryState)> {
         let s = &self.s;
         let version = snapshot.version;
+        let in_scope = |name: &str| scope.is_none_or(|scope| scope.contains(name));
         let mut broken: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for row in snapshot.broken {
             broken.entry(row.function).or_default().push(row.reason);
@@ -162,7 +179,7 @@ impl Control {
             entry.set_disabled(reason);
         }
         for entry in s.table.list() {
-            if !names.contains(&entry.name) {
+            if in_scope(&entry.name) && !names.contains(&entry.name) {
                 s.forget(&entry.name);
             }
         }
@@ -183,8 +200,15 @@ impl Control {
                 }
             }
         }
-        *s.running_canaries.write().unwrap() = running.iter().map(|(f, _)| f.clone()).collect();
+        {
+            let mut set = s.running_canaries.write().unwrap();
+            set.retain(|function| !in_scope(function));
+            set.extend(running.iter().map(|(f, _)| f.clone()));
+        }
         for entry in s.table.list() {
+            if !in_scope(&entry.name) {
+                continue;
+            }
             *entry.releases.write().unwrap() = releases.remove(&entry.name).unwrap_or_default();
             if entry.disabled().is_none() {
                 s.table.keep_warm(&entry);
@@ -195,19 +219,29 @@ impl Control {
                 .get(function)
                 .is_some_and(|e| e.disabled().is_some())
         };
-        s.bindings.replace(
-            snapshot
-                .triggers
-                .into_iter()
-                .filter(|(function, _)| !disabled(function))
-                .collect(),
-        );
+        let triggers = snapshot
+            .triggers
+            .into_iter()
+            .filter(|(function, _)| !disabled(function));
         let mut by_function: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        match scope {
+            None => {
+                s.bindings.replace(triggers.collect());
+                s.tokens.replace(snapshot.tokens);
+            }
+            Some(scope) => {
+                let mut triggers: BTreeMap<String, _> = triggers.collect();
+                for function in scope {
+                    s.bindings.set(function, triggers.remove(function));
+                }
+                by_function = s.routes.by_function();
+                by_function.retain(|function, _| !scope.contains(function));
+            }
+        }
         for (function, pattern) in snapshot.routes {
             by_function.entry(function).or_default().push(pattern);
         }
         s.replace_routes(by_function);
-        s.tokens.replace(snapshot.tokens);
         s.applied.fetch_max(version, Ordering::AcqRel);
         running
     }

@@ -132,6 +132,17 @@ pub struct Snapshot {
     pub broken: Vec<BrokenRow>,
 }
 
+/// What changed in a shared registry after a version: the functions the
+/// changes touched, as they are now (see [`Store::load_since`]).
+#[derive(Debug, Clone)]
+pub struct Changed {
+    /// Those functions (the ones still there) with their versions,
+    /// triggers, release state and routes; no tokens.
+    pub snapshot: Snapshot,
+    /// The functions the changes touched, deleted ones included.
+    pub functions: std::collections::BTreeSet<String>,
+}
+
 /// A stored row that did not parse (a config, a version's digest, a
 /// trigger or a release-state row), reported against its function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +335,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Everything, read in one transaction.
     fn load(&self) -> BoxFuture<'_, StoreResult<Snapshot>>;
+    /// What changed after `version`, when every change since touched only
+    /// functions and is still recorded; `None` when only a whole
+    /// [`Store::load`] will do (always, for the embedded registry).
+    fn load_since(&self, version: u64) -> BoxFuture<'_, StoreResult<Option<Changed>>> {
+        let _ = version;
+        Box::pin(async { Ok(None) })
+    }
     /// Every release-state row, by function (canary states among them).
     fn releases(&self) -> BoxFuture<'_, StoreResult<Vec<(String, ReleaseRow)>>>;
     /// Whether any version of any function uses `digest`.

@@ -19,7 +19,7 @@ use super::rows::{
     SHADOW, from_ms, now_ms, to_ms,
 };
 use super::{
-    BlobStore, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store, StoreError,
+    BlobStore, Change, Changed, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store, StoreError,
     StoreResult, VersionRecord,
 };
 use bytes::Bytes;
@@ -708,37 +708,58 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
 
 async fn releases(
     tx: &mut Transaction<'_, Postgres>,
+    scope: Option<Vec<String>>,
     broken: &mut Vec<super::BrokenRow>,
 ) -> StoreResult<Vec<(String, ReleaseRow)>> {
     let raw: Vec<RawRelease> = sqlx::query_as(
-        "SELECT function, kind, key, value FROM release_state ORDER BY function, kind, key",
+        "SELECT function, kind, key, value FROM release_state
+         WHERE $1::TEXT[] IS NULL OR function = ANY($1) ORDER BY function, kind, key",
     )
+    .bind(scope)
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows::releases(raw, broken))
 }
 
-async fn load(pool: &PgPool) -> StoreResult<Snapshot> {
+/// Opens a consistent, read-only view of the registry.
+async fn read_transaction(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
+    Ok(tx)
+}
+
+async fn registry_version(tx: &mut Transaction<'_, Postgres>) -> StoreResult<u64> {
+    let version: i64 = sqlx::query_scalar("SELECT version FROM registry")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(version as u64)
+}
+
+/// Reads every function, or only those of `scope` (then without tokens),
+/// with their versions, triggers, release state and routes.
+async fn read(
+    tx: &mut Transaction<'_, Postgres>,
+    scope: Option<Vec<String>>,
+) -> StoreResult<Snapshot> {
     let mut snapshot = Snapshot {
-        version: sqlx::query_scalar::<_, i64>("SELECT version FROM registry")
-            .fetch_one(&mut *tx)
-            .await? as u64,
+        version: registry_version(tx).await?,
         ..Snapshot::default()
     };
     let functions: Vec<RawFunction> = sqlx::query_as(
-        "SELECT name, config, created_at_ms, updated_at_ms FROM functions ORDER BY name",
+        "SELECT name, config, created_at_ms, updated_at_ms FROM functions
+         WHERE $1::TEXT[] IS NULL OR name = ANY($1) ORDER BY name",
     )
-    .fetch_all(&mut *tx)
+    .bind(&scope)
+    .fetch_all(&mut **tx)
     .await?;
     let all_versions: Vec<(String, i32, String, i64, f64, i64)> = sqlx::query_as(
         "SELECT function, version, digest, size_bytes, compile_ms, created_at_ms FROM versions
-         ORDER BY function, version",
+         WHERE $1::TEXT[] IS NULL OR function = ANY($1) ORDER BY function, version",
     )
-    .fetch_all(&mut *tx)
+    .bind(&scope)
+    .fetch_all(&mut **tx)
     .await?;
     let mut by_function: BTreeMap<String, Vec<RawVersion>> = BTreeMap::new();
     for (function, version, digest, size, compile_ms, created) in all_versions {
@@ -756,25 +777,63 @@ async fn load(pool: &PgPool) -> StoreResult<Snapshot> {
         let list = rows::versions(&record.name, raw, &mut snapshot.broken);
         snapshot.functions.push((record, list));
     }
-    let triggers: Vec<(String, String)> =
-        sqlx::query_as("SELECT function, spec FROM triggers ORDER BY function")
-            .fetch_all(&mut *tx)
-            .await?;
-    snapshot.triggers = rows::triggers(triggers, &mut snapshot.broken);
-    snapshot.releases = releases(&mut tx, &mut snapshot.broken).await?;
-    snapshot.routes =
-        sqlx::query_as("SELECT function, pattern FROM routes ORDER BY function, pattern")
-            .fetch_all(&mut *tx)
-            .await?;
-    let tokens: Vec<RawToken> = sqlx::query_as(
-        "SELECT name, hash, scope, functions, secrets, created_at_ms, expires_at_ms, last_used_at_ms
-         FROM tokens ORDER BY name",
+    let triggers: Vec<(String, String)> = sqlx::query_as(
+        "SELECT function, spec FROM triggers
+         WHERE $1::TEXT[] IS NULL OR function = ANY($1) ORDER BY function",
     )
-    .fetch_all(&mut *tx)
+    .bind(&scope)
+    .fetch_all(&mut **tx)
     .await?;
-    snapshot.tokens = rows::tokens(tokens);
+    snapshot.triggers = rows::triggers(triggers, &mut snapshot.broken);
+    snapshot.releases = releases(tx, scope.clone(), &mut snapshot.broken).await?;
+    snapshot.routes = sqlx::query_as(
+        "SELECT function, pattern FROM routes
+         WHERE $1::TEXT[] IS NULL OR function = ANY($1) ORDER BY function, pattern",
+    )
+    .bind(&scope)
+    .fetch_all(&mut **tx)
+    .await?;
+    if scope.is_none() {
+        let tokens: Vec<RawToken> = sqlx::query_as(
+            "SELECT name, hash, scope, functions, secrets, created_at_ms, expires_at_ms, last_used_at_ms
+             FROM tokens ORDER BY name",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        snapshot.tokens = rows::tokens(tokens);
+    }
+    Ok(snapshot)
+}
+
+async fn load(pool: &PgPool) -> StoreResult<Snapshot> {
+    let mut tx = read_transaction(pool).await?;
+    let snapshot = read(&mut tx, None).await?;
     tx.commit().await?;
     Ok(snapshot)
+}
+
+/// What changed after `version`: the functions the changes touched, read
+/// as they are now. `None` when a change touched more than functions (a
+/// token), so that only a whole read will do.
+async fn load_since(pool: &PgPool, version: u64) -> StoreResult<Option<Changed>> {
+    let mut tx = read_transaction(pool).await?;
+    let now = registry_version(&mut tx).await?;
+    let changes: Vec<Vec<String>> = sqlx::query_scalar(
+        "SELECT functions FROM registry_changes WHERE version > $1 ORDER BY version",
+    )
+    .bind(version as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    if changes.len() as u64 != now.saturating_sub(version) || changes.iter().any(Vec::is_empty) {
+        return Ok(None);
+    }
+    let functions: BTreeSet<String> = changes.into_iter().flatten().collect();
+    let snapshot = read(&mut tx, Some(functions.iter().cloned().collect())).await?;
+    tx.commit().await?;
+    Ok(Some(Changed {
+        snapshot,
+        functions,
+    }))
 }
 
 async fn commit(pool: &PgPool, changes: Vec<Change>) -> StoreResult<Vec<Outcome>> {
@@ -819,10 +878,14 @@ impl Store for PgRegistry {
         Box::pin(load(&self.pool))
     }
 
+    fn load_since(&self, version: u64) -> BoxFuture<'_, StoreResult<Option<Changed>>> {
+        Box::pin(load_since(&self.pool, version))
+    }
+
     fn releases(&self) -> BoxFuture<'_, StoreResult<Vec<(String, ReleaseRow)>>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            let rows = releases(&mut tx, &mut Vec::new()).await?;
+            let rows = releases(&mut tx, None, &mut Vec::new()).await?;
             tx.commit().await?;
             Ok(rows)
         })
@@ -1111,6 +1174,50 @@ mod tests {
         );
         assert!(!store.digest_in_use(a).await.unwrap());
         assert_eq!(store.version().await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn what_changed_since_a_version_is_read_by_function_until_a_token_changes() {
+        let (_db, store) = migrated().await;
+        store
+            .commit(vec![add("f", &Digest::of(b"f"), None)])
+            .await
+            .unwrap();
+        let seen = store.version().await.unwrap();
+        store
+            .commit(vec![add("g", &Digest::of(b"g"), None)])
+            .await
+            .unwrap();
+        store
+            .commit(vec![Change::DeleteFunction { name: "f".into() }])
+            .await
+            .unwrap();
+        let changed = store.load_since(seen).await.unwrap().unwrap();
+        assert_eq!(changed.snapshot.version, seen + 2);
+        assert_eq!(
+            changed.functions.iter().collect::<Vec<_>>(),
+            ["f", "g"],
+            "the deleted one too"
+        );
+        let names: Vec<_> = changed
+            .snapshot
+            .functions
+            .iter()
+            .map(|(f, _)| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["g"]);
+        let nothing = store.load_since(seen + 2).await.unwrap().unwrap();
+        assert!(nothing.functions.is_empty());
+        store
+            .commit(vec![Change::RevokeToken {
+                name: "nobody".into(),
+            }])
+            .await
+            .unwrap();
+        assert!(
+            store.load_since(seen + 2).await.unwrap().is_none(),
+            "a token change needs a whole read"
+        );
     }
 
     #[tokio::test]
