@@ -28,6 +28,9 @@ use std::time::Duration;
 const MIN_GC_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest pause between two sweeps.
 const MAX_GC_INTERVAL: Duration = Duration::from_secs(60);
+/// Age past which a shared registry's change log and the rows of silent
+/// nodes are removed (by the leader).
+const PRUNE_AFTER: Duration = Duration::from_secs(3600);
 
 /// What one sweep removed.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +87,15 @@ impl Control {
                 .sweep(referenced.clone(), grace)
                 .await
                 .map_err(CoreError::internal)?;
+        }
+        if self.leads() {
+            match self.s.store.prune(PRUNE_AFTER).await {
+                Ok(0) => {}
+                Ok(rows) => {
+                    tracing::info!(rows, "pruned the registry's change log and silent nodes")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not prune the registry's bookkeeping"),
+            }
         }
         let runtime = self.s.runtime.clone();
         let artifacts =

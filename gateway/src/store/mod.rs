@@ -353,6 +353,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a consistent copy of the whole registry to the file `to`
     /// while the store stays in use.
     fn backup(&self, to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>>;
+    /// Removes bookkeeping older than `age` that nothing needs any more:
+    /// a shared registry's change log and the rows of nodes silent that
+    /// long. Returns the rows removed (always 0 for the embedded registry).
+    fn prune(&self, age: std::time::Duration) -> BoxFuture<'_, StoreResult<u64>> {
+        let _ = age;
+        Box::pin(async { Ok(0) })
+    }
     /// The registry version now (see [`Snapshot::version`]); 0 for a
     /// registry that only this process writes.
     fn version(&self) -> BoxFuture<'_, StoreResult<u64>> {

@@ -927,6 +927,29 @@ impl Store for PgRegistry {
         })
     }
 
+    fn prune(&self, age: Duration) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            // A node further behind than the change log reaches reads the
+            // whole registry instead (see `load_since`).
+            let mut tx = self.pool.begin().await?;
+            let mut removed = 0;
+            for sql in [
+                "DELETE FROM registry_changes WHERE at < now() - make_interval(secs => $1)",
+                "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => $1)",
+                "DELETE FROM canary_counters c WHERE updated_at < now() - make_interval(secs => $1)
+                     AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = c.node)",
+            ] {
+                removed += sqlx::query(sql)
+                    .bind(age.as_secs_f64())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(removed)
+        })
+    }
+
     fn backup(&self, _to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async {
             Err(StoreError::Backend(
@@ -1217,6 +1240,61 @@ mod tests {
         assert!(
             store.load_since(seen + 2).await.unwrap().is_none(),
             "a token change needs a whole read"
+        );
+    }
+
+    #[tokio::test]
+    async fn pruning_removes_old_bookkeeping_and_a_lagging_node_then_reads_everything() {
+        let (db, store) = migrated().await;
+        for name in ["f", "g"] {
+            store
+                .commit(vec![add(name, &Digest::of(name.as_bytes()), None)])
+                .await
+                .unwrap();
+        }
+        store
+            .heartbeat(&NodeRow {
+                id: "gone".into(),
+                address: "127.0.0.1:1".into(),
+                applied_version: 0,
+                state: "ready".into(),
+                heartbeat_age_ms: 0,
+            })
+            .await
+            .unwrap();
+        store
+            .publish_counters(
+                "gone",
+                &[Counters {
+                    function: "f".into(),
+                    version: 1,
+                    requests: 3,
+                    errors: 0,
+                    buckets: vec![0; 4],
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.prune(Duration::from_secs(3600)).await.unwrap(), 0);
+        db.sql(
+            "UPDATE registry_changes SET at = now() - interval '2 hours' WHERE version = 1;
+             UPDATE nodes SET heartbeat_at = now() - interval '2 hours';
+             UPDATE canary_counters SET updated_at = now() - interval '2 hours';",
+        );
+        assert_eq!(store.prune(Duration::from_secs(3600)).await.unwrap(), 3);
+        assert!(store.load_since(1).await.unwrap().is_some(), "still logged");
+        assert!(
+            store.load_since(0).await.unwrap().is_none(),
+            "behind the log: a whole read"
+        );
+        assert_eq!(store.counters("f", 1).await.unwrap(), []);
+        assert!(
+            store
+                .nodes(Duration::from_secs(86_400))
+                .await
+                .unwrap()
+                .nodes
+                .is_empty()
         );
     }
 
