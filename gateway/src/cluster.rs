@@ -429,23 +429,14 @@ impl Membership for Node {
                 },
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot read the node list");
-                    NodesView {
-                        registry_version: 0,
-                        registry: "shared",
-                        registry_reachable: false,
-                        leader_epoch: 0,
-                        nodes: vec![NodeView {
-                            id: self.id.clone(),
-                            address: self.address.clone(),
-                            applied_version: self.applied.load(Ordering::Acquire),
-                            lag: 0,
-                            state: self.state().as_str().into(),
-                            heartbeat_age_ms: 0,
-                            live: true,
-                            this: true,
-                            leader: self.leader_epoch() != 0,
-                        }],
-                    }
+                    NodesView::only_this(
+                        "shared",
+                        false,
+                        (self.id.clone(), self.address.clone()),
+                        self.applied.load(Ordering::Acquire),
+                        self.state(),
+                        self.leader_epoch() != 0,
+                    )
                 }
             }
         })

@@ -80,6 +80,39 @@ pub struct NodesView {
     pub nodes: Vec<NodeView>,
 }
 
+impl NodesView {
+    /// A view that holds only the answering node: a single node, or one
+    /// that cannot read the shared registry (and so says nothing of the
+    /// others).
+    pub fn only_this(
+        registry: &'static str,
+        registry_reachable: bool,
+        node: (String, String),
+        applied_version: u64,
+        state: NodeState,
+        leader: bool,
+    ) -> Self {
+        let (id, address) = node;
+        Self {
+            registry_version: 0,
+            registry,
+            registry_reachable,
+            leader_epoch: 0,
+            nodes: vec![NodeView {
+                id,
+                address,
+                applied_version,
+                lag: 0,
+                state: state.as_str().into(),
+                heartbeat_age_ms: 0,
+                live: true,
+                this: true,
+                leader,
+            }],
+        }
+    }
+}
+
 /// What the cluster adapter tells the core.
 pub trait Membership: Send + Sync + 'static {
     /// This node's state.
@@ -162,23 +195,14 @@ impl Control {
     pub async fn nodes(&self) -> NodesView {
         match self.membership() {
             Some(membership) => membership.nodes().await,
-            None => NodesView {
-                registry_version: 0,
-                registry: "embedded",
-                registry_reachable: true,
-                leader_epoch: 0,
-                nodes: vec![NodeView {
-                    id: "local".into(),
-                    address: self.s.config.listen.to_string(),
-                    applied_version: 0,
-                    lag: 0,
-                    state: NodeState::Ready.as_str().into(),
-                    heartbeat_age_ms: 0,
-                    live: true,
-                    this: true,
-                    leader: true,
-                }],
-            },
+            None => NodesView::only_this(
+                "embedded",
+                true,
+                ("local".into(), self.s.config.listen.to_string()),
+                0,
+                NodeState::Ready,
+                true,
+            ),
         }
     }
 }
