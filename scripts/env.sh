@@ -57,6 +57,15 @@ ensure_wrk() {
   fi
 }
 
+# The HTML report test of `flint bench` loads its page in headless Chromium
+# (Debian's package) and reads the DOM and console it leaves.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "installing chromium"
+    apt-get update -qq && apt-get install -y -qq chromium
+  fi
+}
+
 # `cargo deny` checks licences, bans, sources and advisories (deny.toml).
 ensure_cargo_deny() {
   if ! command -v cargo-deny >/dev/null 2>&1; then

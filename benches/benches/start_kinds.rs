@@ -71,7 +71,7 @@ struct NoObserver;
 
 impl InvocationObserver for NoObserver {
     fn started(&self, _: &str, _: u32, _: StartKind) {}
-    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration) {}
+    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration, _: usize) {}
 }
 
 fn request() -> http::Request<HyperIncomingBody> {

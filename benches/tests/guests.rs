@@ -16,7 +16,7 @@ struct NoObserver;
 
 impl InvocationObserver for NoObserver {
     fn started(&self, _: &str, _: u32, _: StartKind) {}
-    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration) {}
+    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration, _: usize) {}
 }
 
 async fn get(pool: &Arc<InstancePool>, gate: &ConcurrencyGate, path: &str) -> (String, String) {
@@ -126,7 +126,7 @@ impl InvocationObserver for Counts {
             self.cold.fetch_add(1, Ordering::Relaxed);
         }
     }
-    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration) {
+    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration, _: usize) {
         self.finished.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -139,6 +139,16 @@ pub enum Command {
     /// body, then exits with status 1.
     Invoke(commands::invoke::InvokeArgs),
 
+    /// Measure what each start kind of a function costs on its server
+    ///
+    /// Times one sample request in the server under every start kind (compile, disk,
+    /// cold, warm, reuse) with p50, p90 and p99 and the instance's memory, checks that a
+    /// reused instance answers as a fresh one, and says what the figures suggest
+    /// (min_instances, max_requests_per_instance, memory_mb). --load adds a run over
+    /// HTTP, fresh-instance and reuse modes side by side; --html writes a page with the
+    /// charts. Needs an admin token when the server has tokens.
+    Bench(commands::bench::BenchArgs),
+
     /// List the deployed functions.
     ///
     /// One line per function with its latest version, the short digest and size of that
@@ -323,6 +333,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => commands::init::run(args),
         Command::Deploy(args) => commands::deploy::run(&context()?, args).await,
         Command::Invoke(args) => commands::invoke::run(&context()?, args).await,
+        Command::Bench(args) => commands::bench::run(&context()?, args).await,
         Command::Ls(args) => commands::ls::run(&context()?, args).await,
         Command::Info(args) => commands::info::run(&context()?, args).await,
         Command::Config(args) => commands::config::run(&context()?, args).await,

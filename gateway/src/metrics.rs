@@ -57,6 +57,8 @@ pub struct Metrics {
     broker_connected: Gauge,
     shadow: Family<OutcomeOnly, Counter>,
     drift: Family<KindLabels, Counter>,
+    bench_invocations: Family<OutcomeOnly, Counter>,
+    bench_starts: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -117,8 +119,22 @@ impl Default for Metrics {
             "Changes made outside the manifest that the reconciler put back, by function and kind (the apply action)",
             drift.clone(),
         );
+        let bench_invocations = Family::<OutcomeOnly, Counter>::default();
+        registry.register(
+            "bench_invocations",
+            "Invocations that benchmarks ran (flint bench), by function and result (ok or the error code); never counted in flint_invocations",
+            bench_invocations.clone(),
+        );
+        let bench_starts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "bench_starts",
+            "Starts of benchmark invocations by kind (cold, warm); never counted in flint_starts",
+            bench_starts.clone(),
+        );
         Self {
             registry,
+            bench_invocations,
+            bench_starts,
             drift,
             shadow,
             messages,
@@ -232,6 +248,27 @@ pub struct FunctionStats {
     cold_starts: AtomicU64,
     disk_loads: AtomicU64,
     compiles: AtomicU64,
+    bench: BenchStats,
+}
+
+/// Counters of the invocations benchmarks ran, kept apart from the live
+/// ones.
+#[derive(Debug, Default)]
+struct BenchStats {
+    invocations: AtomicU64,
+    errors: AtomicU64,
+    warm_starts: AtomicU64,
+    cold_starts: AtomicU64,
+}
+
+/// A snapshot of the bench counters.
+#[derive(Debug, Clone, Serialize)]
+#[expect(missing_docs, reason = "self-explanatory counters")]
+pub struct BenchSnapshot {
+    pub invocations: u64,
+    pub errors: u64,
+    pub warm_starts: u64,
+    pub cold_starts: u64,
 }
 
 /// A snapshot of [`FunctionStats`] plus the live gauges.
@@ -247,6 +284,8 @@ pub struct StatsSnapshot {
     pub cold_starts: u64,
     pub disk_loads: u64,
     pub compiles: u64,
+    /// What benchmarks ran: never part of the counters above.
+    pub bench: BenchSnapshot,
 }
 
 impl FunctionStats {
@@ -271,6 +310,12 @@ impl FunctionStats {
             cold_starts: self.cold_starts.load(Ordering::Relaxed),
             disk_loads: self.disk_loads.load(Ordering::Relaxed),
             compiles: self.compiles.load(Ordering::Relaxed),
+            bench: BenchSnapshot {
+                invocations: self.bench.invocations.load(Ordering::Relaxed),
+                errors: self.bench.errors.load(Ordering::Relaxed),
+                warm_starts: self.bench.warm_starts.load(Ordering::Relaxed),
+                cold_starts: self.bench.cold_starts.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -347,6 +392,7 @@ impl InvocationObserver for FunctionObserver {
         version: u32,
         outcome: Result<(), &InvokeError>,
         elapsed: Duration,
+        _memory_bytes: usize,
     ) {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         match outcome {
@@ -384,7 +430,59 @@ impl InvocationObserver for FunctionObserver {
 /// An observer that records nothing (shadow runs keep their own counters).
 pub struct Unobserved;
 
+/// Feeds the invocations of a benchmark into the function's bench counters
+/// and `flint_bench_invocations`, never into its live counters.
+pub struct BenchObserver {
+    stats: Arc<FunctionStats>,
+    metrics: Arc<Metrics>,
+}
+
+impl BenchObserver {
+    /// An observer counting into `stats`' bench counters and `metrics`.
+    pub fn new(stats: Arc<FunctionStats>, metrics: Arc<Metrics>) -> Self {
+        Self { stats, metrics }
+    }
+}
+
+impl InvocationObserver for BenchObserver {
+    fn started(&self, function: &str, _version: u32, start: StartKind) {
+        match start {
+            StartKind::Cold => &self.stats.bench.cold_starts,
+            StartKind::Warm => &self.stats.bench.warm_starts,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .bench_starts
+            .get_or_create(&KindLabels {
+                function: function.into(),
+                kind: start.as_str().into(),
+            })
+            .inc();
+    }
+
+    fn finished(
+        &self,
+        function: &str,
+        _version: u32,
+        outcome: Result<(), &InvokeError>,
+        _elapsed: Duration,
+        _memory_bytes: usize,
+    ) {
+        self.stats.bench.invocations.fetch_add(1, Ordering::Relaxed);
+        if outcome.is_err() {
+            self.stats.bench.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics
+            .bench_invocations
+            .get_or_create(&OutcomeOnly {
+                function: function.into(),
+                result: outcome.err().map_or("ok", InvokeError::code).into(),
+            })
+            .inc();
+    }
+}
+
 impl InvocationObserver for Unobserved {
     fn started(&self, _: &str, _: u32, _: StartKind) {}
-    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration) {}
+    fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration, _: usize) {}
 }

@@ -37,6 +37,13 @@ pub(crate) struct MemoryCap {
     pub(crate) hit: bool,
 }
 
+impl MemoryCap {
+    /// The instance's linear memories together, in bytes.
+    pub(crate) fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+}
+
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,

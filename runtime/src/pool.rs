@@ -51,14 +51,16 @@ impl StartKind {
 pub trait InvocationObserver: Send + Sync {
     /// An invocation got its instance.
     fn started(&self, function: &str, version: u32, start: StartKind);
-    /// An invocation ended: `Ok` or the error code, and its duration
-    /// (response body included).
+    /// An invocation ended: `Ok` or the error code, its duration (response
+    /// body included) and the linear memory its instance held at the end (0
+    /// when no instance started).
     fn finished(
         &self,
         function: &str,
         version: u32,
         outcome: Result<(), &InvokeError>,
         elapsed: Duration,
+        memory_bytes: usize,
     );
 }
 
@@ -198,6 +200,18 @@ impl InstancePool {
         });
     }
 
+    /// Instantiates one instance into the pool now, so the next invocation
+    /// starts warm, and says why when instantiation fails (a benchmark's warm
+    /// start; [`InstancePool::fill`] keeps `min_instances` in the background).
+    pub async fn prewarm(&self) -> Result<(), InvokeError> {
+        let instance = self.instantiate().await?;
+        self.idle.lock().unwrap().push(Idle {
+            instance,
+            since: Instant::now(),
+        });
+        Ok(())
+    }
+
     /// Drops pooled instances idle longer than `max_idle`, keeping
     /// `min_instances`.
     pub fn trim(&self, max_idle: Duration) {
@@ -258,6 +272,7 @@ impl InstancePool {
                         self.version,
                         Err(&e),
                         started.elapsed(),
+                        0,
                     );
                     return Err(e);
                 }
@@ -286,8 +301,14 @@ impl InstancePool {
             Ok(pair) => pair,
             Err(e) => {
                 let e = InvokeError::Internal(format!("{e:#}"));
-                self.observer
-                    .finished(&self.function, self.version, Err(&e), started.elapsed());
+                let memory = instance.store.data().memory.used_bytes();
+                self.observer.finished(
+                    &self.function,
+                    self.version,
+                    Err(&e),
+                    started.elapsed(),
+                    memory,
+                );
                 return Err(e);
             }
         };
@@ -323,6 +344,7 @@ impl InstancePool {
                 pool.version,
                 outcome.as_ref().map(|_| ()),
                 started.elapsed(),
+                instance.store.data().memory.used_bytes(),
             );
             if outcome.is_ok() {
                 pool.give_back(instance);

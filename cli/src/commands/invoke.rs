@@ -69,7 +69,7 @@ pub enum Data {
 
 impl Data {
     /// Reads the body.
-    async fn read(&self) -> anyhow::Result<Vec<u8>> {
+    pub(crate) async fn read(&self) -> anyhow::Result<Vec<u8>> {
         match self {
             Self::Literal(text) => Ok(text.clone().into_bytes()),
             Self::File(path) => tokio::fs::read(path)

@@ -2,6 +2,7 @@
 //! `--help`) and a `run` function.
 
 pub mod backup;
+pub mod bench;
 pub mod cluster;
 pub mod compile_worker;
 pub mod config;

@@ -2,6 +2,7 @@
 //! loopback port, real components built from `functions/`.
 
 mod backup;
+mod bench;
 mod cli;
 mod cluster;
 mod deploy;

@@ -269,3 +269,157 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// What a real headless Chromium made of a page.
+pub struct RenderedPage {
+    /// The DOM once the page's scripts (and timers, within a virtual 5 s) ran,
+    /// serialised by `--dump-dom`.
+    pub dom: String,
+    /// Every console message and uncaught exception of the page, as its text
+    /// (an exception as `Uncaught Error: …`). Chromium logs a web page's
+    /// `console.log`, `.warn` and `.error` alike (at INFO, as `CONSOLE`), so
+    /// all of them are here: a page under test should say nothing.
+    pub console_errors: Vec<String>,
+}
+
+/// Chromium's switches for a headless run that reaches nothing but loopback:
+/// no background, update, sync, metrics, safe-browsing or DNS traffic.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--dump-dom",
+    // Lets timers run (in virtual time) before the DOM is dumped.
+    "--virtual-time-budget=5000",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-domain-reliability",
+    // Gone from recent Chromium (ignored there); kept for older ones.
+    "--disable-client-side-phishing-detection",
+    "--no-pings",
+    "--metrics-recording-only",
+    "--disable-features=OptimizationHints,MediaRouter,Translate",
+    // Every host name fails to resolve, without a DNS query, but localhost.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+    "--no-proxy-server",
+];
+
+/// Loads `page` (a local file) in headless Chromium, lets it run, and returns
+/// the DOM it built and any console errors or uncaught exceptions.
+///
+/// Panics, with Chromium's stderr, if Chromium is missing, fails, prints no
+/// DOM or takes over 60 s (then its whole process group is killed).
+pub fn render_in_chromium(page: &std::path::Path) -> RenderedPage {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let page = std::fs::canonicalize(page).expect("the page to render");
+    let url: String = (page.to_str().expect("a UTF-8 path").chars())
+        .map(|c| match c {
+            '%' | ' ' | '#' | '?' => format!("%{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("/usr/bin/chromium")
+        .args(CHROMIUM_FLAGS)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{url}"))
+        // Whatever Chromium writes under $HOME goes to the throwaway profile.
+        .env("HOME", profile.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills its helpers too.
+        .process_group(0)
+        .spawn()
+        .expect("spawning /usr/bin/chromium (scripts/env.sh's ensure_chromium installs it)");
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        });
+        rx
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let group = format!("-{}", child.id());
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .status();
+            let _ = child.wait();
+            let err = stderr
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            panic!(
+                "chromium took over 60 s on {}; its stderr:\n{err}",
+                page.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Helpers may hold the pipes a moment after the browser exits.
+    let err = stderr
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    let dom = stdout
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    if !status.success() || dom.trim().is_empty() {
+        panic!(
+            "chromium failed ({status}) on {}; its stderr:\n{err}",
+            page.display()
+        );
+    }
+    RenderedPage {
+        dom,
+        console_errors: console_messages(&err),
+    }
+}
+
+/// The console messages in Chromium's stderr log. Each is logged as
+/// `[pid:tid:time:INFO:CONSOLE:LINE] "TEXT", source: URL (LINE)` (older
+/// versions: `CONSOLE(LINE)`), TEXT running on over lines of its own if it
+/// has newlines, up to the next log line.
+fn console_messages(stderr: &str) -> Vec<String> {
+    let is_log_line =
+        |l: &str| l.starts_with('[') && l[1..].starts_with(|c: char| c.is_ascii_digit());
+    let mut messages = Vec::new();
+    let mut lines = stderr.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(end) = line.find("] ").filter(|_| is_log_line(line)) else {
+            continue;
+        };
+        let Some(first) = line[end + 2..]
+            .strip_prefix('"')
+            .filter(|_| line[..end].contains(":CONSOLE"))
+        else {
+            continue;
+        };
+        let mut text = first.to_string();
+        while let Some(more) = lines.next_if(|l| !is_log_line(l)) {
+            text.push('\n');
+            text.push_str(more);
+        }
+        // The last `", source: ` ends the text: the text may contain one too.
+        text.truncate(text.rfind("\", source: ").unwrap_or(text.len()));
+        messages.push(text);
+    }
+    messages
+}

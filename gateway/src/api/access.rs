@@ -78,6 +78,7 @@ pub(super) fn need<'a>(method: &Method, segments: &[&'a str], public_metrics: bo
         ["metrics"] if public_metrics => Need::Nothing,
         ["metrics"] => Need::Scope(Scope::Read),
         ["v1", "tokens", ..] | ["v1", "backup" | "doctor"] => Need::Scope(Scope::Admin),
+        ["v1", "functions", name, "bench", ..] => Need::Function(Scope::Admin, name),
         ["v1", "functions", name, ..] if read => Need::Function(Scope::Read, name),
         ["v1", "functions", name, ..] => Need::Function(Scope::Deploy, name),
         ["v1", "plan" | "apply" | "components"] if !read => Need::Scope(Scope::Deploy),

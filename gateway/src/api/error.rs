@@ -42,9 +42,10 @@ fn status(error: &CoreError) -> StatusCode {
         CoreError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
         CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
-        CoreError::ReleaseConflict(_) | CoreError::ComponentMissing(_) | CoreError::Conflict(_) => {
-            StatusCode::CONFLICT
-        }
+        CoreError::ReleaseConflict(_)
+        | CoreError::ComponentMissing(_)
+        | CoreError::Conflict(_)
+        | CoreError::ConfirmationRequired(_) => StatusCode::CONFLICT,
         CoreError::BrokerDisabled(_)
         | CoreError::BrokerUnavailable(_)
         | CoreError::FunctionDisabled { .. } => StatusCode::SERVICE_UNAVAILABLE,

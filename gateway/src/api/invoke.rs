@@ -62,7 +62,7 @@ pub(super) async fn routed(
     run(app, request, function, Target::Default, &path).await
 }
 
-async fn run(
+pub(super) async fn run(
     app: &App,
     request: Request<impl RequestBody>,
     name: &str,

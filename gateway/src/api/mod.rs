@@ -9,6 +9,7 @@
 
 mod access;
 mod admin;
+mod bench;
 mod desired;
 mod error;
 mod invoke;
@@ -139,7 +140,10 @@ impl App {
         let path = request.uri().path().to_string();
         let result = match self.admit(&mut request, &path) {
             Ok(()) => {
-                if !matches!(*request.method(), Method::GET | Method::HEAD) && is_admin(&path) {
+                if !matches!(*request.method(), Method::GET | Method::HEAD)
+                    && is_admin(&path)
+                    && !bench::is_bench(&path)
+                {
                     self.control.catch_up().await;
                 }
                 self.route(request, &path).await
@@ -206,6 +210,12 @@ impl App {
             }
             access::check_invoke(control, &request, name)?;
             return triggers::enqueue(control, name, request).await;
+        }
+        if let Some((name, version, mode, rest)) = path
+            .strip_prefix("/v1/functions/")
+            .and_then(bench::load_path)
+        {
+            return bench::load_call(self, request, name, version, mode, rest).await;
         }
         let method = request.method().clone();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -287,6 +297,10 @@ impl App {
                 control.stop_shadow(name, &actor(&request)).await?;
                 Ok(no_content())
             }
+            (&Method::POST, ["v1", "functions", name, "bench"]) => {
+                bench::run(control, name, request).await
+            }
+            (&Method::DELETE, ["v1", "functions", name, "bench"]) => bench::end(control, name),
             (&Method::GET, ["v1", "functions", name, "triggers"]) => {
                 Ok(json(StatusCode::OK, &control.trigger(name)?))
             }

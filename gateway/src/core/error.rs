@@ -125,6 +125,10 @@ pub enum CoreError {
     /// running canary, nothing to roll back to).
     #[error("{0}")]
     ReleaseConflict(String),
+    /// The operation could have effects outside Flint and the caller has not
+    /// confirmed it.
+    #[error("{0}")]
+    ConfirmationRequired(String),
     /// Apply needs a component the server does not hold.
     #[error("{0}")]
     ComponentMissing(String),
@@ -181,6 +185,7 @@ impl CoreError {
             Self::TooLarge { .. } => "payload_too_large",
             Self::RequestTimeout(_) => "request_timeout",
             Self::ReleaseConflict(_) => "release_conflict",
+            Self::ConfirmationRequired(_) => "confirmation_required",
             Self::ComponentMissing(_) => "component_missing",
             Self::Conflict(_) => "conflict",
             Self::Unauthorized(_) => "unauthorized",

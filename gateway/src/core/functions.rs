@@ -9,11 +9,13 @@
 //! `min_instances`. At start the live versions of the first
 //! [`PRELOAD_MAX`] functions load in the background.
 
+use super::bench::{BENCH_POOLS_IDLE, BenchPools};
 use super::shadow::ShadowState;
 use super::window::Windows;
-use crate::metrics::{FunctionObserver, FunctionStats, LoadSource, Metrics};
+use crate::metrics::{BenchObserver, FunctionObserver, FunctionStats, LoadSource, Metrics};
 use crate::secrets::Secrets;
 use crate::store::{BlobStore, FunctionRecord, ReleaseChange, VersionRecord};
+use flint_runtime::InvocationObserver;
 use flint_runtime::{
     Component, ConcurrencyGate, DEFAULT_LOG_LINES, Digest, FunctionConfig, GuestLog, InstancePool,
     Runtime,
@@ -22,7 +24,7 @@ use flint_spec::LATEST;
 use flint_spec::alias::AliasTarget;
 use flint_spec::shadow::ShadowSpec;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 /// Shadow calls of one function in flight at most.
@@ -60,6 +62,15 @@ impl VersionEntry {
     /// gone.
     pub fn broken(&self) -> Option<String> {
         self.broken.read().unwrap().clone()
+    }
+
+    /// The pre-linked component, if the version is loaded.
+    pub fn component(&self) -> Option<Component> {
+        self.loaded
+            .read()
+            .unwrap()
+            .as_ref()
+            .map(|l| l.component.clone())
     }
 
     /// Records (`Some`) or clears (`None`) why the version cannot load.
@@ -136,6 +147,10 @@ pub struct FunctionEntry {
     /// Counters since start.
     pub stats: Arc<FunctionStats>,
     observer: Arc<FunctionObserver>,
+    /// Counts what benchmarks run, apart from live calls.
+    pub bench_observer: Arc<BenchObserver>,
+    /// The pools a load benchmark over HTTP drives, while one runs.
+    pub bench_pools: Mutex<Option<BenchPools>>,
     load_lock: tokio::sync::Mutex<()>,
     /// Aliases, default alias and shadow run.
     pub releases: RwLock<Releases>,
@@ -278,7 +293,9 @@ impl FunctionTable {
             versions: RwLock::default(),
             log: Arc::new(GuestLog::new(&record.name, DEFAULT_LOG_LINES)),
             stats: stats.clone(),
-            observer: Arc::new(FunctionObserver::new(stats, self.metrics.clone())),
+            observer: Arc::new(FunctionObserver::new(stats.clone(), self.metrics.clone())),
+            bench_observer: Arc::new(BenchObserver::new(stats, self.metrics.clone())),
+            bench_pools: Mutex::default(),
             load_lock: tokio::sync::Mutex::new(()),
             releases: RwLock::default(),
             windows: Windows::default(),
@@ -320,19 +337,7 @@ impl FunctionTable {
         version: u32,
         component: Component,
     ) -> anyhow::Result<Loaded> {
-        let config = self
-            .secrets
-            .resolve(&entry.config())
-            .map_err(|e| anyhow::anyhow!("function `{}`: {e}", entry.name))?;
-        let pool = InstancePool::new(
-            &self.runtime,
-            &entry.name,
-            version,
-            &component,
-            Arc::new(config),
-            entry.log.clone(),
-            entry.observer.clone(),
-        )?;
+        let pool = self.pool_with(entry, version, &component, |_| {}, entry.observer.clone())?;
         Ok(Loaded { component, pool })
     }
 
@@ -370,6 +375,7 @@ impl FunctionTable {
             }
             *v.shadow.write().unwrap() = None;
         }
+        entry.bench_pools.lock().unwrap().take();
         self.keep_warm(entry);
         Ok(())
     }
@@ -457,29 +463,52 @@ impl FunctionTable {
         }
         self.pool(entry, version).await?;
         let component = version
-            .loaded
-            .read()
-            .unwrap()
-            .as_ref()
-            .map(|l| l.component.clone())
+            .component()
             .ok_or_else(|| anyhow::anyhow!("version {} was unloaded", version.record.version))?;
-        let mut config = self
-            .secrets
-            .resolve(&entry.config())
-            .map_err(|e| anyhow::anyhow!("function `{}`: {e}", entry.name))?;
-        config.allowed_outbound_hosts.clear();
-        config.min_instances = 0;
-        let pool = InstancePool::new(
-            &self.runtime,
-            &entry.name,
+        let pool = self.pool_with(
+            entry,
             version.record.version,
             &component,
-            Arc::new(config),
-            entry.log.clone(),
+            |config| {
+                config.allowed_outbound_hosts.clear();
+                config.min_instances = 0;
+            },
             Arc::new(crate::metrics::Unobserved),
         )?;
         *version.shadow.write().unwrap() = Some(pool.clone());
         Ok(pool)
+    }
+
+    /// A pool of `component` (version `version` of `entry`) apart from the
+    /// live one: the function's configuration with its secrets resolved and
+    /// then `edit`ed, reporting to `observer`.
+    pub fn pool_with(
+        &self,
+        entry: &FunctionEntry,
+        version: u32,
+        component: &Component,
+        edit: impl FnOnce(&mut FunctionConfig),
+        observer: Arc<dyn InvocationObserver>,
+    ) -> anyhow::Result<Arc<InstancePool>> {
+        let mut config = self
+            .secrets
+            .resolve(&entry.config())
+            .map_err(|e| anyhow::anyhow!("function `{}`: {e}", entry.name))?;
+        edit(&mut config);
+        InstancePool::new(
+            &self.runtime,
+            &entry.name,
+            version,
+            component,
+            Arc::new(config),
+            entry.log.clone(),
+            observer,
+        )
+    }
+
+    /// The runtime the pools run on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     /// Loads the live versions of up to [`PRELOAD_MAX`] functions in the
@@ -571,6 +600,14 @@ impl FunctionTable {
             } else {
                 Vec::new()
             };
+            let mut bench = entry.bench_pools.lock().unwrap();
+            if bench
+                .as_ref()
+                .is_some_and(|b| b.idle_past(BENCH_POOLS_IDLE))
+            {
+                bench.take();
+            }
+            drop(bench);
             for v in entry.versions() {
                 let Some(pool) = v.pool() else { continue };
                 pool.trim(instance_idle);

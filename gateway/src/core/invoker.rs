@@ -3,6 +3,7 @@
 //! -> the version's pool. Shadow copies and the per-version windows of
 //! canary analysis hang off this path too.
 
+use super::bench::{BenchMode, bench_pool};
 use super::functions::{FunctionEntry, MissingComponent, VersionEntry};
 use super::shadow::Answer;
 use super::{CoreError, CoreResult, State};
@@ -25,6 +26,10 @@ pub enum Target<'a> {
     Alias(&'a str),
     /// A pinned version.
     Version(u32),
+    /// A pinned version on a benchmark's own pools (a load run of `flint
+    /// bench`): counted as a bench run, never in live counters or canary
+    /// windows, and never shadowed.
+    Bench(u32, BenchMode),
 }
 
 /// A function's answer and what produced it.
@@ -44,14 +49,14 @@ pub struct Invoker {
 }
 
 /// Picks the version a call goes to, at its start.
-fn resolve(
+pub(super) fn resolve(
     entry: &FunctionEntry,
     target: Target<'_>,
     headers: &http::HeaderMap,
 ) -> CoreResult<u32> {
     let releases = entry.releases.read().unwrap();
     let alias = match target {
-        Target::Version(n) => return Ok(n),
+        Target::Version(n) | Target::Bench(n, _) => return Ok(n),
         Target::Alias(a) => a,
         Target::Default => releases.default_alias(),
     };
@@ -104,8 +109,19 @@ impl Invoker {
                 version: number,
                 latest: entry.latest().map(|l| l.record.version),
             })?;
+        if let Target::Bench(_, mode) = target {
+            let permit = entry.gate().acquire().await?;
+            let pool = bench_pool(&self.s, &entry, &version, mode).await?;
+            let request_id = next_request_id();
+            let response = pool.invoke(permit, request_id, request).await?;
+            return Ok(Invoked {
+                response,
+                request_id,
+                version: number,
+            });
+        }
         let shadow = match target {
-            Target::Version(_) => None,
+            Target::Version(_) | Target::Bench(..) => None,
             _ => entry.releases.read().unwrap().shadow.clone(),
         }
         .filter(|s| s.candidate != number && flint_spec::alias::percent_roll() < s.sample_percent);

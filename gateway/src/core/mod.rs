@@ -17,6 +17,7 @@
 
 mod auth;
 mod backup;
+mod bench;
 mod canary;
 mod cluster;
 mod deploy;
@@ -35,6 +36,10 @@ mod window;
 
 pub use auth::{BOOTSTRAP_TOKEN_NAME, Caller, CreatedToken, Grant, Need, TokenView};
 pub use backup::BackupSummary;
+pub use bench::{
+    BENCH_POOLS_IDLE, BenchFailure, BenchKind, BenchMode, BenchReport, BenchRequest, ConfigSummary,
+    KindReport, MAX_BENCH_SAMPLES, MAX_BENCH_TIME, RequestSummary, ResponseSummary, ReuseCheck,
+};
 pub use cluster::{Membership, NodeState, NodeView, NodesView};
 pub use desired::{Op as PlanOp, Plan, PlanChange};
 pub use doctor::{DoctorProblem, DoctorRepair, DoctorReport};
