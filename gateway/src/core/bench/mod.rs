@@ -196,8 +196,9 @@ impl Run<'_> {
         request
     }
 
-    /// Runs one invocation on `pool`, counted from `started`; `None` when the
-    /// pool is a fresh disk one whose artifact is gone.
+    /// Runs one invocation on `pool` and reads its whole answer; the sample
+    /// counts from `started` to the end of the guest's call, as the pool
+    /// reports it.
     async fn invoke(
         &mut self,
         kind: BenchKind,
@@ -275,6 +276,88 @@ impl Run<'_> {
         let started = Instant::now();
         self.invoke(kind, pool, permit, started).await
     }
+
+    /// Takes samples of every kind in turn until enough, the time is up or
+    /// one fails.
+    async fn rounds(&mut self, component: &Component) -> CoreResult<Gathered> {
+        let cold_pool = self.pool(component, fresh_config)?;
+        let warm_pool = self.pool(component, fresh_config)?;
+        let reuse_pool = self.pool(component, reuse_config)?;
+
+        let began = Instant::now();
+        let mut figures: [Figures; 4] = Default::default();
+        let (mut fresh, mut reused) = (Vec::new(), Vec::new());
+        let mut failure = None;
+        let mut stopped_by = "samples";
+        // The reuse pool's first request makes the instance the others
+        // reuse; it answers as a fresh instance.
+        match self.timed(BenchKind::Reuse, &reuse_pool).await {
+            Ok(sample) => fresh.push(sample.answer),
+            Err(failed) => failure = Some(failed),
+        }
+        'rounds: for _ in 0..self.request.samples {
+            if failure.is_some() {
+                break;
+            }
+            if began.elapsed() >= self.request.max_time {
+                stopped_by = "time";
+                break;
+            }
+            for (i, kind) in KINDS.into_iter().enumerate() {
+                let sample = match kind {
+                    BenchKind::Disk if figures[i].skipped.is_some() => continue,
+                    BenchKind::Disk => self.disk().await,
+                    BenchKind::Cold => self.timed(kind, &cold_pool).await.map(Some),
+                    BenchKind::Warm => self.timed(kind, &warm_pool).await.map(Some),
+                    BenchKind::Reuse => self.timed(kind, &reuse_pool).await.map(Some),
+                };
+                match sample {
+                    Ok(Some(sample)) if kind == BenchKind::Reuse => {
+                        // A retired instance makes the next request cold.
+                        if sample.start == Some(StartKind::Warm) {
+                            figures[i].add(sample.us, sample.memory_bytes);
+                            reused.push(sample.answer);
+                        } else {
+                            fresh.push(sample.answer);
+                        }
+                    }
+                    Ok(Some(sample)) => {
+                        figures[i].add(sample.us, sample.memory_bytes);
+                        fresh.push(sample.answer);
+                    }
+                    Ok(None) => {
+                        figures[i].skipped =
+                            Some("this node has no compiled artifact of the version".into());
+                    }
+                    Err(failed) => {
+                        failure = Some(failed);
+                        break 'rounds;
+                    }
+                }
+            }
+        }
+        if failure.is_some() {
+            stopped_by = "failure";
+        }
+        Ok(Gathered {
+            figures,
+            fresh,
+            reused,
+            failure,
+            stopped_by,
+        })
+    }
+}
+
+/// What the rounds of a benchmark gathered.
+struct Gathered {
+    figures: [Figures; 4],
+    /// The answers of fresh instances (disk, cold, warm, a reuse pool's first).
+    fresh: Vec<Answer>,
+    /// The answers of reused instances.
+    reused: Vec<Answer>,
+    failure: Option<Failed>,
+    stopped_by: &'static str,
 }
 
 impl Control {
@@ -319,65 +402,14 @@ impl Control {
             events,
             wait_limit: Duration::from_millis(config.timeout_ms) + Duration::from_secs(5),
         };
-        let cold_pool = run.pool(&component, fresh_config)?;
-        let warm_pool = run.pool(&component, fresh_config)?;
-        let reuse_pool = run.pool(&component, reuse_config)?;
-
         let began = Instant::now();
-        let mut figures: [Figures; 4] = Default::default();
-        let (mut fresh, mut reused) = (Vec::new(), Vec::new());
-        let mut failure = None;
-        let mut stopped_by = "samples";
-        // The reuse pool's first request makes the instance the others
-        // reuse; it answers as a fresh instance.
-        match run.timed(BenchKind::Reuse, &reuse_pool).await {
-            Ok(sample) => fresh.push(sample.answer),
-            Err(failed) => failure = Some(failed),
-        }
-        'rounds: for _ in 0..request.samples {
-            if failure.is_some() {
-                break;
-            }
-            if began.elapsed() >= request.max_time {
-                stopped_by = "time";
-                break;
-            }
-            for (i, kind) in KINDS.into_iter().enumerate() {
-                let sample = match kind {
-                    BenchKind::Disk if figures[i].skipped.is_some() => continue,
-                    BenchKind::Disk => run.disk().await,
-                    BenchKind::Cold => run.timed(kind, &cold_pool).await.map(Some),
-                    BenchKind::Warm => run.timed(kind, &warm_pool).await.map(Some),
-                    BenchKind::Reuse => run.timed(kind, &reuse_pool).await.map(Some),
-                };
-                match sample {
-                    Ok(Some(sample)) if kind == BenchKind::Reuse => {
-                        // A retired instance makes the next request cold.
-                        if sample.start == Some(StartKind::Warm) {
-                            figures[i].add(sample.us, sample.memory_bytes);
-                            reused.push(sample.answer);
-                        } else {
-                            fresh.push(sample.answer);
-                        }
-                    }
-                    Ok(Some(sample)) => {
-                        figures[i].add(sample.us, sample.memory_bytes);
-                        fresh.push(sample.answer);
-                    }
-                    Ok(None) => {
-                        figures[i].skipped =
-                            Some("this node has no compiled artifact of the version".into());
-                    }
-                    Err(failed) => {
-                        failure = Some(failed);
-                        break 'rounds;
-                    }
-                }
-            }
-        }
-        if failure.is_some() {
-            stopped_by = "failure";
-        }
+        let Gathered {
+            figures,
+            fresh,
+            reused,
+            failure,
+            stopped_by,
+        } = run.rounds(&component).await?;
         Ok(BenchReport {
             function: entry.name.clone(),
             version: version.record.version,
