@@ -5,9 +5,9 @@
 //! guest: `disk` (map the cached artifact, pre-link, instantiate, handle),
 //! `cold` (instantiate from the pre-linked component, handle), `warm`
 //! (handle on a pre-instantiated instance) and `reuse` (handle on an
-//! instance that has already served). Rounds take one sample of each kind
-//! in turn, so that whatever else the machine does weighs on every kind
-//! alike. A load run over HTTP drives [`BenchPools`] through
+//! instance that has already served). Rounds take a short block of
+//! samples of each kind in turn, so that whatever else the machine does
+//! weighs on every kind alike. A load run over HTTP drives [`BenchPools`] through
 //! `Target::Bench`.
 //!
 //! Benchmarks leave no state behind: they run on pools of their own, built
@@ -42,6 +42,12 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// Samples of one kind a round takes back to back: enough that caches hold
+/// what that kind touches, as they do when one kind serves many calls in a
+/// row, and few enough that rounds alternate quickly and the noise of a
+/// busy machine weighs on every kind alike.
+const BLOCK: usize = 10;
 
 /// Most samples of each start kind one benchmark takes.
 pub const MAX_BENCH_SAMPLES: u32 = 2000;
@@ -295,44 +301,50 @@ impl Run<'_> {
             Ok(sample) => fresh.push(sample.answer),
             Err(failed) => failure = Some(failed),
         }
-        'rounds: for _ in 0..self.request.samples {
-            if failure.is_some() {
-                break;
-            }
+        let samples = self.request.samples as usize;
+        'rounds: while figures
+            .iter()
+            .any(|f| f.len() < samples && f.skipped.is_none())
+        {
             if began.elapsed() >= self.request.max_time {
                 stopped_by = "time";
                 break;
             }
             for (i, kind) in KINDS.into_iter().enumerate() {
-                let sample = match kind {
-                    BenchKind::Disk if figures[i].skipped.is_some() => continue,
-                    BenchKind::Disk => self.disk().await,
-                    BenchKind::Cold => self.timed(kind, &cold_pool).await.map(Some),
-                    BenchKind::Warm => self.timed(kind, &warm_pool).await.map(Some),
-                    BenchKind::Reuse => self.timed(kind, &reuse_pool).await.map(Some),
-                };
-                match sample {
-                    Ok(Some(sample)) if kind == BenchKind::Reuse => {
-                        // A retired instance makes the next request cold.
-                        if sample.start == Some(StartKind::Warm) {
+                let block = samples.saturating_sub(figures[i].len()).min(BLOCK);
+                for _ in 0..block {
+                    if failure.is_some() || figures[i].skipped.is_some() {
+                        break;
+                    }
+                    let sample = match kind {
+                        BenchKind::Disk => self.disk().await,
+                        BenchKind::Cold => self.timed(kind, &cold_pool).await.map(Some),
+                        BenchKind::Warm => self.timed(kind, &warm_pool).await.map(Some),
+                        BenchKind::Reuse => self.timed(kind, &reuse_pool).await.map(Some),
+                    };
+                    match sample {
+                        Ok(Some(sample)) if kind == BenchKind::Reuse => {
+                            // A retired instance makes the next request cold.
+                            if sample.start == Some(StartKind::Warm) {
+                                figures[i].add(sample.us, sample.memory_bytes);
+                                reused.push(sample.answer);
+                            } else {
+                                fresh.push(sample.answer);
+                            }
+                        }
+                        Ok(Some(sample)) => {
                             figures[i].add(sample.us, sample.memory_bytes);
-                            reused.push(sample.answer);
-                        } else {
                             fresh.push(sample.answer);
                         }
+                        Ok(None) => {
+                            figures[i].skipped =
+                                Some("this node has no compiled artifact of the version".into());
+                        }
+                        Err(failed) => failure = Some(failed),
                     }
-                    Ok(Some(sample)) => {
-                        figures[i].add(sample.us, sample.memory_bytes);
-                        fresh.push(sample.answer);
-                    }
-                    Ok(None) => {
-                        figures[i].skipped =
-                            Some("this node has no compiled artifact of the version".into());
-                    }
-                    Err(failed) => {
-                        failure = Some(failed);
-                        break 'rounds;
-                    }
+                }
+                if failure.is_some() {
+                    break 'rounds;
                 }
             }
         }

@@ -149,6 +149,11 @@ impl Figures {
         self.memory_bytes = self.memory_bytes.max(Some(memory_bytes));
     }
 
+    /// Samples so far.
+    pub(super) fn len(&self) -> usize {
+        self.samples.len()
+    }
+
     /// The figures of `kind`.
     pub(super) fn report(self, kind: BenchKind) -> KindReport {
         let mut sorted = self.samples.clone();
