@@ -66,6 +66,26 @@ ensure_chromium() {
   fi
 }
 
+# The metrics test lints a real scrape with promtool (Debian's prometheus
+# package; its server is not started).
+ensure_promtool() {
+  if ! command -v promtool >/dev/null 2>&1; then
+    echo "installing promtool (Debian's prometheus package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+  fi
+}
+
+# The API contract test runs schemathesis (from PyPI) against a real server,
+# from a venv of its own.
+ensure_schemathesis() {
+  local venv="$HOME/.cache/flint/venv-st"
+  if [ ! -x "$venv/bin/st" ]; then
+    echo "installing schemathesis into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "schemathesis==4.32.5"
+  fi
+}
+
 # `cargo deny` checks licences, bans, sources and advisories (deny.toml).
 ensure_cargo_deny() {
   if ! command -v cargo-deny >/dev/null 2>&1; then

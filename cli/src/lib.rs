@@ -287,6 +287,15 @@ pub enum Command {
     ///
     /// Lists releases, rollbacks, alias changes, canary steps and outcomes, and shadow runs.
     History(commands::release::HistoryArgs),
+
+    /// Print shell completions for bash, zsh or fish
+    ///
+    /// The completions know every command, flag and value list of this flint; the
+    /// examples below say where each shell looks for them.
+    Completions(commands::shell::CompletionsArgs),
+
+    /// Print the manual page (or write one per command with --out-dir)
+    Man(commands::shell::ManArgs),
 }
 
 /// What a subcommand that talks to a server needs: the client and the output mode.
@@ -334,6 +343,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => commands::deploy::run(&context()?, args).await,
         Command::Invoke(args) => commands::invoke::run(&context()?, args).await,
         Command::Bench(args) => commands::bench::run(&context()?, args).await,
+        Command::Completions(args) => commands::shell::completions(&args),
+        Command::Man(args) => commands::shell::man(&args),
         Command::Ls(args) => commands::ls::run(&context()?, args).await,
         Command::Info(args) => commands::info::run(&context()?, args).await,
         Command::Config(args) => commands::config::run(&context()?, args).await,

@@ -220,13 +220,74 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus/OpenMetrics text exposition.
-    pub fn encode(&self) -> String {
+    /// The metrics in `format`.
+    pub fn encode(&self, format: Exposition) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
-        out
+        match format {
+            Exposition::OpenMetrics => out,
+            Exposition::Prometheus => to_prometheus_text(&out),
+        }
     }
+}
+
+/// The two text formats a scrape can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`), what Prometheus
+    /// asks for first.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain`), for every other
+    /// client (curl, promtool, older scrapers).
+    Prometheus,
+}
+
+impl Exposition {
+    /// The format an `Accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::Prometheus,
+        }
+    }
+
+    /// Its `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format: a counter family's HELP
+/// and TYPE name its samples (`flint_starts_total`, where OpenMetrics names
+/// the family `flint_starts`), and there is no `# EOF`.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Where a version's compiled component came from.
@@ -354,6 +415,37 @@ impl FunctionObserver {
         }
     }
 
+    /// Counts one call by its outcome: `ok`, or the error's code (every
+    /// error counts in `errors`).
+    fn count(&self, function: &str, version: u32, outcome: Result<(), &InvokeError>) {
+        self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                // A read lock on the hot path; the entry (a write lock) once.
+                if let Some(counter) = self.series.ok.get(&version) {
+                    counter.inc();
+                } else {
+                    self.series
+                        .ok
+                        .entry(version)
+                        .or_insert_with(|| self.invocations(function, version, "ok"))
+                        .inc();
+                }
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.invocations(function, version, e.code()).inc();
+            }
+        }
+    }
+
+    /// Counts a call refused before it got an instance (over
+    /// `max_concurrency` and its queue): an error of the function like any
+    /// other, with no duration.
+    pub fn rejected(&self, function: &str, version: u32, error: &InvokeError) {
+        self.count(function, version, Err(error));
+    }
+
     fn invocations(&self, function: &str, version: u32, outcome: &str) -> Counter {
         self.metrics
             .invocations
@@ -394,25 +486,7 @@ impl InvocationObserver for FunctionObserver {
         elapsed: Duration,
         _memory_bytes: usize,
     ) {
-        self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-        match outcome {
-            Ok(()) => {
-                // A read lock on the hot path; the entry (a write lock) once.
-                if let Some(counter) = self.series.ok.get(&version) {
-                    counter.inc();
-                } else {
-                    self.series
-                        .ok
-                        .entry(version)
-                        .or_insert_with(|| self.invocations(function, version, "ok"))
-                        .inc();
-                }
-            }
-            Err(e) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                self.invocations(function, version, e.code()).inc();
-            }
-        }
+        self.count(function, version, outcome);
         self.series
             .duration
             .get_or_init(|| {
@@ -485,4 +559,39 @@ impl InvocationObserver for BenchObserver {
 impl InvocationObserver for Unobserved {
     fn started(&self, _: &str, _: u32, _: StartKind) {}
     fn finished(&self, _: &str, _: u32, _: Result<(), &InvokeError>, _: Duration, _: usize) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prometheus_format_names_counters_by_their_samples() {
+        let openmetrics = "# HELP flint_starts Starts.\n# TYPE flint_starts counter\n\
+            flint_starts_total{function=\"f\",kind=\"cold\"} 1\n\
+            # HELP flint_in_flight Running.\n# TYPE flint_in_flight gauge\n\
+            flint_in_flight{function=\"f\"} 0\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(openmetrics),
+            "# HELP flint_starts_total Starts.\n# TYPE flint_starts_total counter\n\
+            flint_starts_total{function=\"f\",kind=\"cold\"} 1\n\
+            # HELP flint_in_flight Running.\n# TYPE flint_in_flight gauge\n\
+            flint_in_flight{function=\"f\"} 0\n"
+        );
+    }
+
+    #[test]
+    fn a_scrape_gets_the_format_it_asks_for() {
+        let metrics = Metrics::default();
+        metrics.set_broker_connected(true);
+        let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        let open = metrics.encode(Exposition::from_accept(Some(accept)));
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let text = metrics.encode(Exposition::from_accept(None));
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE flint_broker_connected gauge"),
+            "{text}"
+        );
+    }
 }

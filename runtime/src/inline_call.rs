@@ -72,16 +72,18 @@ pub(crate) enum First<R, T> {
 }
 
 /// Polls the call until the response arrives on `response` or the call ends,
-/// whichever is first.
+/// whichever is first. The call is polled first: what it sends in that poll
+/// is seen in the same one, and a call that ended may have sent its response
+/// too (its caller then finds it on `response`).
 pub(crate) async fn until_response<R, T: Send + 'static>(
     call: &mut InlineCall<T>,
     response: &mut (impl Future<Output = R> + Unpin),
 ) -> First<R, T> {
     std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = Pin::new(&mut *response).poll(cx) {
-            return Poll::Ready(First::Response(r));
+        if let Poll::Ready(ended) = call.poll_call(cx) {
+            return Poll::Ready(First::Ended(ended));
         }
-        call.poll_call(cx).map(First::Ended)
+        Pin::new(&mut *response).poll(cx).map(First::Response)
     })
     .await
 }

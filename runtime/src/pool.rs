@@ -9,7 +9,7 @@
 //! out or hit its memory cap or host-resource budget is dropped, never
 //! reused, and an instance never leaves the pool of its version.
 
-use crate::budget::HostLimit;
+use crate::budget::{HostLimit, Tripwire};
 use crate::gate::GatePermit;
 use crate::guest_log::GuestLog;
 use crate::host::{HostState, Sandbox, Sinks, new_store};
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, ResourceTableError};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
 
@@ -86,6 +86,78 @@ struct Instance {
 struct Idle {
     instance: Instance,
     since: Instant,
+}
+
+/// What the guest answers through its response outparam, on its way to the
+/// caller of [`InstancePool::invoke`].
+struct Head {
+    /// What the outparam sends.
+    receiver: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+    /// To the caller, until the head is forwarded.
+    sender: Option<tokio::sync::oneshot::Sender<Result<InvokeResponse, InvokeError>>>,
+    /// How the guest answered, once it did: `Ok` for a response, the error
+    /// for an error code or a declared body over `max_response_bytes`.
+    answered: Option<Result<(), InvokeError>>,
+}
+
+impl Head {
+    /// Forwards the head if the guest has set it.
+    fn poll_forward(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        pool: &InstancePool,
+        tripwire: &Arc<Tripwire>,
+    ) {
+        if self.sender.is_some()
+            && let std::task::Poll::Ready(set) = std::pin::Pin::new(&mut self.receiver).poll(cx)
+        {
+            self.forward(set.ok(), pool, tripwire);
+        }
+    }
+
+    /// Forwards a head that is ready, without waiting.
+    fn forward_ready(&mut self, pool: &InstancePool, tripwire: &Arc<Tripwire>) {
+        if self.sender.is_some() {
+            let set = self.receiver.try_recv().ok();
+            self.forward(set, pool, tripwire);
+        }
+    }
+
+    /// Checks what the guest set (`None`: it dropped its outparam unset, or
+    /// has not set it yet at the call's end) and passes it on.
+    fn forward(
+        &mut self,
+        set: Option<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+        pool: &InstancePool,
+        tripwire: &Arc<Tripwire>,
+    ) {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        let Some(set) = set else {
+            // Dropping the sender tells the caller there is no head.
+            return;
+        };
+        let answer = match set {
+            Err(code) => Err(InvokeError::Guest(format!("{code:?}"))),
+            Ok(head) => {
+                let max = pool.sandbox.config.max_response_bytes;
+                let declared = head
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if declared.is_some_and(|len| len > max) {
+                    let limit = HostLimit::ResponseBytes(max);
+                    drop(tripwire.trip(limit));
+                    Err(InvokeError::ResourceLimitExceeded(limit))
+                } else {
+                    Ok(head.map(|body| GuestBody::new(body, max, tripwire.clone()).boxed()))
+                }
+            }
+        };
+        self.answered = Some(answer.as_ref().map(|_| ()).map_err(Clone::clone));
+        let _ = sender.send(answer);
+    }
 }
 
 /// The warm pool and pre-linked component of one function version.
@@ -290,9 +362,12 @@ impl InstancePool {
         instance.store.data().budget.reset();
         instance.store.set_epoch_deadline(1);
         let tripwire = instance.store.data().budget.tripwire.clone();
-        let max_response_bytes = self.sandbox.config.max_response_bytes;
 
-        let (sender, mut receiver) = tokio::sync::oneshot::channel();
+        // The guest's outparam sends on `receiver`; the call forwards what it
+        // sets, checked, on `head` to this caller. So the call itself knows
+        // whether and how it answered, and reports the outcome once.
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (head_tx, mut head_rx) = tokio::sync::oneshot::channel();
         let mut http = instance.store.data_mut().http();
         let prepared = http
             .new_incoming_request(Scheme::Http, request)
@@ -316,12 +391,27 @@ impl InstancePool {
         let pool = self.clone();
         let mut call = InlineCall::new(async move {
             let _permit = permit;
-            let call = instance.proxy.wasi_http_incoming_handler().call_handle(
-                &mut instance.store,
-                req,
-                out,
-            );
-            let outcome = match tokio::time::timeout(timeout, call).await {
+            let mut head = Head {
+                receiver,
+                sender: Some(head_tx),
+                answered: None,
+            };
+            let ended = {
+                let call = instance.proxy.wasi_http_incoming_handler().call_handle(
+                    &mut instance.store,
+                    req,
+                    out,
+                );
+                let mut call = std::pin::pin!(tokio::time::timeout(timeout, call));
+                std::future::poll_fn(|cx| {
+                    head.poll_forward(cx, &pool, &tripwire);
+                    call.as_mut().poll(cx)
+                })
+                .await
+            };
+            // A head set in the call's last poll.
+            head.forward_ready(&pool, &tripwire);
+            let outcome = match ended {
                 Err(_elapsed) => Err(InvokeError::Timeout {
                     limit_ms: pool.sandbox.config.timeout_ms,
                 }),
@@ -330,7 +420,7 @@ impl InstancePool {
                 // response body, say) still crossed it.
                 Ok(Ok(())) => match instance.store.data().budget.tripwire.tripped() {
                     Some(limit) => Err(InvokeError::ResourceLimitExceeded(limit)),
-                    None => Ok(()),
+                    None => head.answered.unwrap_or(Err(InvokeError::NoResponse)),
                 },
             };
             if outcome.is_err() {
@@ -352,29 +442,18 @@ impl InstancePool {
             outcome
         });
 
-        let head = match until_response(&mut call, &mut receiver).await {
+        match until_response(&mut call, &mut head_rx).await {
             // Dropping `call` runs the rest of it (the body's tail) as a task.
-            First::Response(Ok(head)) => head,
+            First::Response(Ok(answer)) => answer,
             // The handler dropped its outparam unset: its end says why.
             First::Response(Err(_)) => {
-                return Err(call.finish().await.err().unwrap_or(InvokeError::NoResponse));
+                Err(call.finish().await.err().unwrap_or(InvokeError::NoResponse))
             }
-            First::Ended(outcome) => match receiver.try_recv() {
-                Ok(head) => head,
-                Err(_) => return Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
+            First::Ended(outcome) => match head_rx.try_recv() {
+                Ok(answer) => answer,
+                Err(_) => Err(outcome.err().unwrap_or(InvokeError::NoResponse)),
             },
-        };
-        let head = head.map_err(|code| InvokeError::Guest(format!("{code:?}")))?;
-        let declared = head
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > max_response_bytes) {
-            let limit = HostLimit::ResponseBytes(max_response_bytes);
-            drop(tripwire.trip(limit));
-            return Err(InvokeError::ResourceLimitExceeded(limit));
         }
-        Ok(head.map(|body| GuestBody::new(body, max_response_bytes, tripwire).boxed()))
     }
 
     fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> InvokeError {

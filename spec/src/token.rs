@@ -16,6 +16,9 @@ use std::str::FromStr;
 pub const TOKEN_PREFIX: &str = "flint_";
 /// Most globs of one kind on a token.
 pub const MAX_GLOBS: usize = 64;
+/// The longest a token may live: ten years. Longer ones would be as good as
+/// never expiring, and far enough out overflow the clock.
+pub const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
 /// Longest glob.
 pub const MAX_GLOB_LEN: usize = 128;
 
@@ -168,8 +171,12 @@ impl TokenSpec {
                 ));
             }
         }
-        if self.expires_in_secs == Some(0) {
-            return Err("expires_in_secs must be at least 1".into());
+        if let Some(secs) = self.expires_in_secs
+            && !(1..=MAX_EXPIRES_IN_SECS).contains(&secs)
+        {
+            return Err(format!(
+                "expires_in_secs must be 1..={MAX_EXPIRES_IN_SECS} (ten years), not {secs}; leave it out for a token that never expires"
+            ));
         }
         Ok(())
     }
@@ -219,6 +226,16 @@ mod tests {
         let bad: Result<TokenSpec, _> =
             serde_json::from_str(r#"{"name":"ci","scope":"deploy","functions":["a/b"]}"#);
         assert!(bad.unwrap_err().to_string().contains("invalid glob"));
+        for secs in [0, MAX_EXPIRES_IN_SECS + 1, u64::MAX] {
+            let spec = TokenSpec {
+                expires_in_secs: Some(secs),
+                ..spec.clone()
+            };
+            assert!(
+                spec.validate().unwrap_err().contains("expires_in_secs"),
+                "{secs}"
+            );
+        }
         let spec = TokenSpec {
             name: "Bad Name".into(),
             ..spec

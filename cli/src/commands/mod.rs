@@ -18,6 +18,7 @@ pub mod new;
 pub mod release;
 pub mod rm;
 pub mod serve;
+pub mod shell;
 pub mod token;
 pub mod trigger;
 

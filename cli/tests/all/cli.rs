@@ -233,3 +233,69 @@ async fn release_commands_drive_aliases_canaries_and_shadows() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn completions_generate_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F _flint"),
+        ("zsh", "#compdef flint"),
+        ("fish", "complete -c flint"),
+    ] {
+        let out = flint("http://127.0.0.1:9", &["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["deploy", "bench", "invoke", "completions"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    // bash parses what it would source.
+    let script = stdout(&flint("http://127.0.0.1:9", &["completions", "bash"]));
+    let checked = std::process::Command::new("bash")
+        .args(["-n", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{checked:?}");
+    let unknown = flint("http://127.0.0.1:9", &["completions", "tcsh"]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("bash") && stderr.contains("fish"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_manual_covers_every_command() {
+    let out = flint("http://127.0.0.1:9", &["man"]);
+    assert!(out.status.success(), "{out:?}");
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH flint 1"),
+        "{page}"
+    );
+    assert!(page.contains("bench"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = flint(
+        "http://127.0.0.1:9",
+        &["man", "--out-dir", dir.path().to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "flint.1",
+        "flint-bench.1",
+        "flint-deploy.1",
+        "flint-alias-set.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
+    // The hidden compile worker is no command of the user's.
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!pages.iter().any(|p| p.contains("__compile")), "{pages:?}");
+    assert!(pages.len() > 30, "{pages:?}");
+}

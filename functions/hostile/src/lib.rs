@@ -15,13 +15,15 @@
 //! | `huge` | streams a response body without end | cut at `max_response_bytes` |
 //! | `huge?declared` | declares a Content-Length of 1 TiB | `resource_limit_exceeded` |
 //! | `recurse` | recurses without end | `trap` (stack overflow) |
+//! | `error-code` | answers with a `wasi:http` error code instead of a response | `function_error` |
+//! | `silent` | returns without setting a response | `no_response` |
 //!
 //! The several-memories case is a component of its own, `multi-memory.wat`.
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
 
@@ -45,6 +47,11 @@ impl Guest for Hostile {
             "recurse" => {
                 recurse(0);
             }
+            "error-code" => ResponseOutparam::set(
+                out,
+                Err(ErrorCode::InternalError(Some("deliberately failed".into()))),
+            ),
+            "silent" => drop(out),
             _ => respond(out, 404, b"no such route\n"),
         }
     }

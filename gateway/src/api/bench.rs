@@ -124,6 +124,14 @@ pub(super) fn is_bench(path: &str) -> bool {
         == Some("bench")
 }
 
+/// Whether `path` (after `/v1/functions/`) is below a function's bench
+/// resource: a call of a load run, or a mistaken one.
+pub(super) fn is_load_path(path: &str) -> bool {
+    let mut segments = path.splitn(3, '/');
+    segments.next();
+    segments.next() == Some("bench") && segments.next().is_some_and(|rest| !rest.is_empty())
+}
+
 /// Splits `{name}/bench/{version}/{mode}/{rest}` (the path after
 /// `/v1/functions/`) into its parts.
 pub(super) fn load_path(path: &str) -> Option<(&str, u32, BenchMode, &str)> {
@@ -167,6 +175,11 @@ mod tests {
         assert_eq!(load_path("hello/bench/x/fresh/"), None);
         assert_eq!(load_path("hello/bench/1/other/"), None);
         assert_eq!(load_path("hello/config"), None);
+        assert!(is_load_path("hello/bench/1/fresh/a"));
+        assert!(is_load_path("hello/bench/x"));
+        assert!(!is_load_path("hello/bench"));
+        assert!(!is_load_path("hello/bench/"));
+        assert!(!is_load_path("hello/config/x"));
     }
 
     #[test]

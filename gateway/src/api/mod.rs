@@ -22,6 +22,7 @@ pub use error::ApiError;
 
 use crate::core::{BrokerState, Caller, Control, Invoker, Need, NodeState};
 use crate::limits::Limit;
+use crate::metrics::Exposition;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
@@ -211,11 +212,21 @@ impl App {
             access::check_invoke(control, &request, name)?;
             return triggers::enqueue(control, name, request).await;
         }
-        if let Some((name, version, mode, rest)) = path
-            .strip_prefix("/v1/functions/")
-            .and_then(bench::load_path)
+        if let Some(under) = path.strip_prefix("/v1/functions/")
+            && bench::is_load_path(under)
         {
-            return bench::load_call(self, request, name, version, mode, rest).await;
+            return match bench::load_path(under) {
+                Some((name, version, mode, rest)) => {
+                    bench::load_call(self, request, name, version, mode, rest).await
+                }
+                None => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "no route for {path}; a load run calls /v1/functions/NAME/bench/VERSION/fresh/PATH or .../reuse/PATH"
+                    ),
+                )),
+            };
         }
         let method = request.method().clone();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -312,12 +323,16 @@ impl App {
                 Ok(no_content())
             }
             (&Method::GET, ["metrics"]) => {
-                let mut response = Response::new(full(control.encode_metrics()));
+                let format = Exposition::from_accept(
+                    request
+                        .headers()
+                        .get(http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok()),
+                );
+                let mut response = Response::new(full(control.encode_metrics(format)));
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
-                    HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
+                    HeaderValue::from_static(format.content_type()),
                 );
                 Ok(response)
             }

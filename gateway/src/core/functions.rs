@@ -228,6 +228,11 @@ impl FunctionEntry {
         }
     }
 
+    /// Counts a call of `version` that the concurrency gate refused.
+    pub fn rejected(&self, version: u32, error: &flint_runtime::InvokeError) {
+        self.observer.rejected(&self.name, version, error);
+    }
+
     /// Instances waiting in the pools of all loaded versions.
     pub fn warm_instances(&self) -> usize {
         self.versions()

@@ -147,7 +147,13 @@ impl Invoker {
         version: &Arc<VersionEntry>,
         request: http::Request<HyperIncomingBody>,
     ) -> CoreResult<Invoked> {
-        let permit = entry.gate().acquire().await?;
+        let permit = match entry.gate().acquire().await {
+            Ok(permit) => permit,
+            Err(e) => {
+                entry.rejected(version.record.version, &e);
+                return Err(e.into());
+            }
+        };
         let pool = self.s.table.pool(entry, version).await.map_err(|e| {
             match e.downcast::<MissingComponent>() {
                 Ok(missing) => CoreError::FunctionDisabled {

@@ -248,9 +248,9 @@ impl Control {
     }
 
     /// The metrics in OpenMetrics text, gauges refreshed first.
-    pub fn encode_metrics(&self) -> String {
+    pub fn encode_metrics(&self, format: crate::metrics::Exposition) -> String {
         self.s.table.refresh_gauges();
-        self.s.metrics.encode()
+        self.s.metrics.encode(format)
     }
 
     /// Periodic upkeep: trims idle instances and unloads idle versions

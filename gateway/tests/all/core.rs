@@ -443,7 +443,7 @@ async fn warm_instances_follow_the_default_alias_not_the_latest_version() {
     );
     assert!(
         control
-            .encode_metrics()
+            .encode_metrics(flint_gateway::metrics::Exposition::Prometheus)
             .contains("flint_starts_total{function=\"f\",kind=\"warm\"}"),
         "warm starts are counted in the metrics"
     );

@@ -1,0 +1,133 @@
+//! The API contract as its users' tools check it: schemathesis (from PyPI,
+//! installed by the test command) generates requests for every operation of
+//! the served OpenAPI document, binary uploads included, and checks that each
+//! answer is no server error and has a documented status, content type and
+//! schema.
+
+use crate::support::Server;
+use flint_test_artifacts as artifacts;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Where the test command installs schemathesis (`FLINT_SCHEMATHESIS`
+/// overrides).
+fn schemathesis() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLINT_SCHEMATHESIS") {
+        return path.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME");
+    PathBuf::from(home).join(".cache/flint/venv-st/bin/st")
+}
+
+const TOKEN: &str = "flint_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[tokio::test]
+async fn every_operation_answers_as_the_document_says() {
+    let st = schemathesis();
+    assert!(
+        st.exists(),
+        "{} is missing: scripts/test installs schemathesis (scripts/env.sh's ensure_schemathesis)",
+        st.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(dir.path(), &[], &[("FLINT_ADMIN_TOKEN", TOKEN)]);
+    for (name, component) in [
+        ("hello", artifacts::HELLO),
+        ("echo", artifacts::ECHO),
+        ("probe", artifacts::PROBE),
+    ] {
+        let response = server
+            .http
+            .put(server.at(&format!("/v1/functions/{name}")))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/wasm")
+            .body(artifacts::bytes(component))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    let reports = dir.path().join("schemathesis");
+    // Most generated calls name a deployed function, so they reach the
+    // operation's own logic and not only its 404.
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        "[dictionaries.functions]\nvalues = [\"hello\", \"echo\", \"probe\"]\n\n\
+         [parameters]\n\"path.name\" = { dictionary = \"functions\", probability = 0.7 }\n",
+    )
+    .unwrap();
+    let url = server.at("/v1/openapi.json");
+    // Deleting the functions (a pruning apply, DELETE /v1/functions/NAME)
+    // comes last, so that everything else meets them.
+    let destructive = [
+        "--include-path",
+        "/v1/apply",
+        "--include-path",
+        "/v1/functions/{name}",
+    ];
+    let others = [
+        "--exclude-path",
+        "/v1/apply",
+        "--exclude-path",
+        "/v1/functions/{name}",
+    ];
+    let mut tested = 0;
+    for filters in [others, destructive] {
+        let (st, config, url, reports) = (st.clone(), config.clone(), url.clone(), reports.clone());
+        let workdir = dir.path().to_path_buf();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(&st)
+                // Its caches go there, not into the source tree.
+                .current_dir(&workdir)
+                .arg("--config-file")
+                .arg(&config)
+                .args(["run", &url])
+                .args(filters)
+                .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+                .args([
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                ])
+                // Bounded and repeatable: a fixed number of cases per
+                // operation from a fixed seed.
+                .args(["--phases", "examples,coverage,fuzzing"])
+                .args(["--max-examples", "30", "--seed", "1", "--generation-deterministic"])
+                .args(["--request-timeout", "20", "--no-color"])
+                .arg("--report-dir")
+                .arg(&reports)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "schemathesis found answers the document does not describe:\n{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let count = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Tested: "))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no count of tested operations: {text}"));
+        tested += count;
+    }
+    // Every operation was run, uploads included (schemathesis leaves out
+    // the document's own GET).
+    let (_, doc) = server.get_json("/v1/openapi.json").await;
+    let methods = ["get", "put", "post", "delete", "patch"];
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| {
+            let item = item.as_object().unwrap();
+            item.keys()
+                .filter(|k| methods.contains(&k.as_str()))
+                .count()
+        })
+        .sum();
+    assert_eq!(tested, operations - 1, "every operation tested");
+}
