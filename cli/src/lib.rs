@@ -295,6 +295,9 @@ pub enum Command {
     Completions(commands::shell::CompletionsArgs),
 
     /// Print the manual page (or write one per command with --out-dir)
+    ///
+    /// The pages are made from the same definitions as --help, so they describe this
+    /// flint exactly: flint.1 for the whole tool, flint-COMMAND.1 for each command.
     Man(commands::shell::ManArgs),
 }
 
