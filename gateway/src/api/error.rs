@@ -122,3 +122,73 @@ impl ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The snake_case string literals in `text`.
+    fn literals(text: &str) -> impl Iterator<Item = &str> {
+        text.split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    }
+
+    /// Every error code the server can answer with, read from the code that
+    /// makes them: the `code()` of the core's and the runtime's errors, and
+    /// the adapter's own `ApiError::new` calls (the code is their first
+    /// string literal).
+    fn codes_in_source() -> BTreeSet<&'static str> {
+        let mut codes = BTreeSet::new();
+        for source in [
+            include_str!("../core/error.rs"),
+            include_str!("../../../runtime/src/error.rs"),
+        ] {
+            let body = &source[source.find("pub fn code(&self)").unwrap()..];
+            let body = &body[..body.find("\n    }\n").unwrap()];
+            codes.extend(literals(body));
+        }
+        for source in [
+            include_str!("mod.rs"),
+            include_str!("access.rs"),
+            include_str!("admin.rs"),
+            include_str!("bench.rs"),
+            include_str!("desired.rs"),
+            include_str!("invoke.rs"),
+            include_str!("releases.rs"),
+            include_str!("tokens.rs"),
+            include_str!("triggers.rs"),
+        ] {
+            let code = source.split("#[cfg(test)]").next().unwrap();
+            for call in code.split("ApiError::new(").skip(1) {
+                codes.extend(literals(call).next());
+            }
+        }
+        codes
+    }
+
+    #[test]
+    fn the_document_lists_every_error_code_the_server_answers_with() {
+        let doc: serde_json::Value = serde_json::from_str(super::super::OPENAPI).unwrap();
+        let listed: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]
+            ["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let made = codes_in_source();
+        assert!(made.len() > 30, "{made:?}");
+        assert_eq!(
+            listed.difference(&made).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "listed in openapi.json, made nowhere"
+        );
+        assert_eq!(
+            made.difference(&listed).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "made by the server, missing from openapi.json's Error enum"
+        );
+    }
+}
