@@ -56,16 +56,7 @@ async fn every_operation_answers_as_the_document_says() {
         ("echo", artifacts::ECHO),
         ("probe", artifacts::PROBE),
     ] {
-        let response = server
-            .http
-            .put(server.at(&format!("/v1/functions/{name}")))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/wasm")
-            .body(artifacts::bytes(component))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "{}", response.status());
+        server.deploy_as(TOKEN, name, component).await;
     }
     let reports = dir.path().join("schemathesis");
     let config = dir.path().join("schemathesis.toml");

@@ -73,19 +73,6 @@ async fn create_token(server: &Server, spec: Value) -> String {
     token
 }
 
-async fn deploy_as(server: &Server, token: &str, name: &str, component: &str) {
-    let response = server
-        .http
-        .put(server.at(&format!("/v1/functions/{name}")))
-        .bearer_auth(token)
-        .header("content-type", "application/wasm")
-        .body(artifacts::bytes(component))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-}
-
 /// One operation of the OpenAPI document.
 struct Operation {
     method: Method,
@@ -147,8 +134,12 @@ fn allowed(scope: &str, needed: &str, function: Option<&str>) -> bool {
 async fn every_operation_checks_tokens_scopes_and_globs() {
     let dir = tempfile::tempdir().unwrap();
     let server = secured(&dir, &[]);
-    deploy_as(&server, BOOTSTRAP, "orders-api", artifacts::HELLO).await;
-    deploy_as(&server, BOOTSTRAP, "payments", artifacts::HELLO).await;
+    server
+        .deploy_as(BOOTSTRAP, "orders-api", artifacts::HELLO)
+        .await;
+    server
+        .deploy_as(BOOTSTRAP, "payments", artifacts::HELLO)
+        .await;
     let mut tokens = Vec::new();
     for scope in ["read", "invoke", "deploy", "admin"] {
         let token = create_token(
@@ -535,8 +526,12 @@ async fn token_requests_are_validated() {
 async fn functions_that_ask_for_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let server = secured(&dir, &[]);
-    deploy_as(&server, BOOTSTRAP, "orders-api", artifacts::HELLO).await;
-    deploy_as(&server, BOOTSTRAP, "public", artifacts::HELLO).await;
+    server
+        .deploy_as(BOOTSTRAP, "orders-api", artifacts::HELLO)
+        .await;
+    server
+        .deploy_as(BOOTSTRAP, "public", artifacts::HELLO)
+        .await;
     let patch = json!({"invoke_auth": "token"});
     let path = "/v1/functions/orders-api/config";
     let (status, _) = call(&server, Method::PATCH, path, BOOTSTRAP, Some(&patch)).await;
@@ -627,7 +622,9 @@ async fn secrets_need_a_token_whose_globs_cover_them() {
         json!({"name": "orders", "scope": "deploy", "functions": ["orders-*"], "secrets": ["orders-*"]}),
     )
     .await;
-    deploy_as(&server, &orders, "orders-api", artifacts::HELLO).await;
+    server
+        .deploy_as(&orders, "orders-api", artifacts::HELLO)
+        .await;
     let config = "/v1/functions/orders-api/config";
     let patch = |env: Value| json!({ "env": env });
     let (status, body) = call(

@@ -154,6 +154,20 @@ impl Server {
         body
     }
 
+    /// Deploys a built function with `token` and asserts success.
+    pub async fn deploy_as(&self, token: &str, name: &str, component: &str) {
+        let response = self
+            .http
+            .put(self.at(&format!("/v1/functions/{name}")))
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(artifacts::bytes(component))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
     /// GET returning status and text.
     pub async fn get(&self, path: &str) -> (StatusCode, String) {
         let response = self.http.get(self.at(path)).send().await.unwrap();

@@ -48,6 +48,32 @@ pub struct Invoker {
     s: Arc<State>,
 }
 
+/// The function `name`, if it exists and is not disabled.
+pub(super) fn callable(s: &State, name: &str) -> CoreResult<Arc<FunctionEntry>> {
+    let entry = s
+        .table
+        .get(name)
+        .ok_or_else(|| CoreError::FunctionNotFound(name.into()))?;
+    match entry.disabled() {
+        Some(reason) => Err(CoreError::FunctionDisabled {
+            function: name.into(),
+            reason,
+        }),
+        None => Ok(entry),
+    }
+}
+
+/// Version `number` of `entry`.
+pub(super) fn version_of(entry: &FunctionEntry, number: u32) -> CoreResult<Arc<VersionEntry>> {
+    entry
+        .version(number)
+        .ok_or_else(|| CoreError::VersionNotFound {
+            function: entry.name.clone(),
+            version: number,
+            latest: entry.latest().map(|l| l.record.version),
+        })
+}
+
 /// Picks the version a call goes to, at its start.
 pub(super) fn resolve(
     entry: &FunctionEntry,
@@ -90,25 +116,9 @@ impl Invoker {
         target: Target<'_>,
         request: http::Request<HyperIncomingBody>,
     ) -> CoreResult<Invoked> {
-        let entry = self
-            .s
-            .table
-            .get(name)
-            .ok_or_else(|| CoreError::FunctionNotFound(name.into()))?;
-        if let Some(reason) = entry.disabled() {
-            return Err(CoreError::FunctionDisabled {
-                function: name.into(),
-                reason,
-            });
-        }
+        let entry = callable(&self.s, name)?;
         let number = resolve(&entry, target, request.headers())?;
-        let version = entry
-            .version(number)
-            .ok_or_else(|| CoreError::VersionNotFound {
-                function: name.into(),
-                version: number,
-                latest: entry.latest().map(|l| l.record.version),
-            })?;
+        let version = version_of(&entry, number)?;
         if let Target::Bench(_, mode) = target {
             let permit = entry.gate().acquire().await?;
             let pool = bench_pool(&self.s, &entry, &version, mode).await?;

@@ -27,7 +27,7 @@ pub use report::{
 };
 
 use super::functions::{FunctionEntry, VersionEntry};
-use super::invoker::resolve;
+use super::invoker::{callable, resolve, version_of};
 use super::{Control, CoreError, CoreResult, State, Target};
 use crate::metrics::BenchObserver;
 use bytes::Bytes;
@@ -467,17 +467,7 @@ impl Control {
         target: Target<'_>,
         headers: &http::HeaderMap,
     ) -> CoreResult<(Arc<FunctionEntry>, Arc<VersionEntry>)> {
-        let entry = self
-            .s
-            .table
-            .get(name)
-            .ok_or_else(|| CoreError::FunctionNotFound(name.into()))?;
-        if let Some(reason) = entry.disabled() {
-            return Err(CoreError::FunctionDisabled {
-                function: name.into(),
-                reason,
-            });
-        }
+        let entry = callable(&self.s, name)?;
         if matches!(target, Target::Alias(_) | Target::Default) {
             let releases = entry.releases.read().unwrap();
             let alias = match target {
@@ -502,13 +492,7 @@ impl Control {
             }
         }
         let number = resolve(&entry, target, headers)?;
-        let version = entry
-            .version(number)
-            .ok_or_else(|| CoreError::VersionNotFound {
-                function: name.into(),
-                version: number,
-                latest: entry.latest().map(|l| l.record.version),
-            })?;
+        let version = version_of(&entry, number)?;
         Ok((entry, version))
     }
 }
