@@ -39,6 +39,7 @@ pub use backup::BackupSummary;
 pub use bench::{
     BENCH_POOLS_IDLE, BenchFailure, BenchKind, BenchMode, BenchReport, BenchRequest, ConfigSummary,
     KindReport, MAX_BENCH_SAMPLES, MAX_BENCH_TIME, RequestSummary, ResponseSummary, ReuseCheck,
+    nearest_rank,
 };
 pub use cluster::{Membership, NodeState, NodeView, NodesView};
 pub use desired::{Op as PlanOp, Plan, PlanChange};

@@ -19,6 +19,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
 
+use flint_gateway::core::nearest_rank;
+
 use super::human_us;
 use crate::Context;
 use crate::output;
@@ -264,11 +266,7 @@ async fn run_mode(ctx: &Context, plan: &Plan, mode: &'static str) -> anyhow::Res
     }
     let after = starts(ctx, &plan.name).await?;
     seen.latencies_us.sort_unstable();
-    let rank = |q: f64| {
-        let n = seen.latencies_us.len();
-        (n > 0)
-            .then(|| f64::from(seen.latencies_us[((q * n as f64).ceil() as usize).clamp(1, n) - 1]))
-    };
+    let rank = |q: f64| nearest_rank(&seen.latencies_us, q).map(f64::from);
     let requests = shared.requests.load(Ordering::Relaxed);
     let timeline = shared
         .buckets

@@ -23,7 +23,7 @@ pub(super) use load::bench_pool;
 pub use load::{BENCH_POOLS_IDLE, BenchMode, BenchPools};
 pub use report::{
     BenchFailure, BenchReport, ConfigSummary, KindReport, RequestSummary, ResponseSummary,
-    ReuseCheck,
+    ReuseCheck, nearest_rank,
 };
 
 use super::functions::{FunctionEntry, VersionEntry};

@@ -158,16 +158,12 @@ impl Figures {
     pub(super) fn report(self, kind: BenchKind) -> KindReport {
         let mut sorted = self.samples.clone();
         sorted.sort_by(f64::total_cmp);
-        let rank = |q: f64| {
-            let n = sorted.len();
-            (n > 0).then(|| sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
-        };
         KindReport {
             kind,
             samples: self.samples.len(),
-            p50_us: rank(0.50),
-            p90_us: rank(0.90),
-            p99_us: rank(0.99),
+            p50_us: nearest_rank(&sorted, 0.50),
+            p90_us: nearest_rank(&sorted, 0.90),
+            p99_us: nearest_rank(&sorted, 0.99),
             min_us: sorted.first().copied(),
             max_us: sorted.last().copied(),
             memory_bytes: self.memory_bytes,
@@ -175,6 +171,13 @@ impl Figures {
             skipped: self.skipped,
         }
     }
+}
+
+/// The `q` quantile (0 < q <= 1) of `sorted` by nearest rank: the smallest
+/// sample at or above that share of all; `None` without samples.
+pub fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let n = sorted.len();
+    (n > 0).then(|| sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
 }
 
 /// Compares the answers of reused instances with those of fresh ones.
