@@ -393,6 +393,54 @@ async fn a_healthy_canary_completes_the_release() {
     assert_eq!(version_of(&server, "/fn/ok/", &[]).await, 1);
 }
 
+/// A call the function's gate refuses counts as an error of the version it
+/// was routed to, as it does in the metrics and `flint info`.
+#[tokio::test]
+async fn an_overloaded_call_counts_against_its_version_in_the_canary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("ov", artifacts::HELLO).await;
+    server.deploy("ov", artifacts::PROBE).await;
+    post(&server, "/v1/functions/ov/release", json!({"to": 1})).await;
+    server
+        .configure("ov", json!({"max_concurrency": 1, "max_queue": 0}))
+        .await;
+    let (status, started) = post(
+        &server,
+        "/v1/functions/ov/canary",
+        json!({"to": 2, "steps": [50, 100], "interval_ms": 1500, "max_error_rate": 1.0}),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let slow = server.http.get(server.at("/fn/ov@2/sleep?ms=800")).send();
+    let rejected = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            let response = server.http.get(server.at("/fn/ov/")).send().await.unwrap();
+            statuses.push(response.status().as_u16());
+        }
+        statuses
+    };
+    let (slow, statuses) = tokio::join!(slow, rejected);
+    assert_eq!(slow.unwrap().status(), 200);
+    assert_eq!(statuses, [429; 10]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let (_, canary) = server.get_json("/v1/functions/ov/canary").await;
+        if let Some(first) = canary["reports"].get(0) {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "no step report: {canary}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let count = |side: &str, i: usize| report[side][i].as_u64().unwrap();
+    assert_eq!(count("canary", 1) + count("stable", 1), 10, "{report}");
+    assert_eq!(count("canary", 0) + count("stable", 0), 11, "{report}");
+    let (_, info) = server.get_json("/v1/functions/ov").await;
+    assert_eq!(info["stats"]["errors"], 10, "{info}");
+}
+
 #[tokio::test]
 async fn shadow_runs_compare_without_touching_live_calls() {
     let dir = tempfile::tempdir().unwrap();

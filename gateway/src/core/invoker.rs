@@ -141,13 +141,11 @@ impl Invoker {
             Some(spec) => self.with_shadow(&entry, &version, spec, request).await,
             None => self.run(&entry, &version, request).await,
         };
-        let server_error = match &result {
+        let error = match &result {
             Ok(invoked) => invoked.response.status().is_server_error(),
-            Err(e) => is_server_error(e),
+            Err(e) => failed(e),
         };
-        entry
-            .windows
-            .record(number, server_error, started.elapsed());
+        entry.windows.record(number, error, started.elapsed());
         result
     }
 
@@ -289,16 +287,17 @@ impl Invoker {
     }
 }
 
-/// Whether a failed call counts as a server error (5xx) in canary analysis.
-fn is_server_error(error: &CoreError) -> bool {
-    use flint_runtime::InvokeError;
-    match error {
-        CoreError::Invoke(InvokeError::Overloaded { .. } | InvokeError::NoInstanceSlot { .. }) => {
-            false
-        }
-        CoreError::Invoke(_) | CoreError::Internal(_) => true,
-        _ => false,
-    }
+/// Whether a call that got no answer from its function counts as an error
+/// of its version in canary analysis: every failure of the call counts, as
+/// in the metrics and `flint info`. That includes `overloaded`: the gate is
+/// the function's, so a rejection lands on each version by its share of
+/// traffic, and the analysis judges the candidate against the stable side.
+/// A request the caller got wrong does not.
+fn failed(error: &CoreError) -> bool {
+    matches!(
+        error,
+        CoreError::Invoke(_) | CoreError::Internal(_) | CoreError::FunctionDisabled { .. }
+    )
 }
 
 fn full_body(bytes: Bytes) -> HyperIncomingBody {
