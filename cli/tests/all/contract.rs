@@ -2,7 +2,7 @@
 //! installed by the test command) generates requests for every operation of
 //! the served OpenAPI document, binary uploads included, and checks that each
 //! answer is no server error and has a documented status, content type and
-//! schema.
+//! schema; and every example in the document fits its schema.
 
 use crate::support::Server;
 use flint_test_artifacts as artifacts;
@@ -134,4 +134,27 @@ async fn every_operation_answers_as_the_document_says() {
         })
         .sum();
     assert_eq!(tested, operations - 1, "every operation tested");
+
+    // Every example, of parameters, requests and answers, fits its schema.
+    let served = dir.path().join("openapi.json");
+    std::fs::write(&served, doc.to_string()).unwrap();
+    let python = st.with_file_name("python");
+    let check = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/all/examples_conform.py");
+    let output = Command::new(&python)
+        .arg(check)
+        .arg(&served)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "examples that do not fit their schema:\n{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let checked: usize = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of examples: {text}"));
+    assert!(checked > operations, "{text}");
 }

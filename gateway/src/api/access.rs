@@ -11,7 +11,7 @@ use super::ApiError;
 use crate::core::{Caller, Control, Need};
 use flint_spec::{HostPattern, Scope};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, Request};
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -138,7 +138,6 @@ pub(super) fn check_host<B>(request: &Request<B>, allowed: &[HostPattern]) -> Re
         return Ok(());
     }
     Err(ApiError::new(
-        StatusCode::FORBIDDEN,
         "forbidden_host",
         format!(
             "this server listens on a loopback address and serves only localhost, 127.0.0.1 and [::1], not {text:?}; add the name with `flint serve --allowed-host NAME`"
@@ -158,7 +157,6 @@ pub(super) fn check_browser<B>(request: &Request<B>, tls: bool) -> Result<(), Ap
         let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
         if own.as_deref() != Some(origin.as_str()) {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
                 "forbidden_origin",
                 format!(
                     "requests from web pages of another origin ({origin:?}) may not use the admin API"
@@ -189,7 +187,6 @@ pub(super) fn check_browser<B>(request: &Request<B>, tls: bool) -> Result<(), Ap
         None if !has_body(request.headers()) => Ok(()),
         Some(media) if accepted.contains(&media.as_str()) => Ok(()),
         _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
                 "{} {path} takes a body of type {}, not {}",

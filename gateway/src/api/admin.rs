@@ -52,8 +52,7 @@ pub(super) async fn patch_config(
 
 /// Parses a config patch; a bad value is reported with its field's name.
 fn parse_patch(body: &[u8]) -> Result<ConfigPatch, ApiError> {
-    let invalid =
-        |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", message);
+    let invalid = |message: String| ApiError::new("invalid_config", message);
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
     let Some(fields) = value.as_object() else {
@@ -85,7 +84,6 @@ pub(super) fn logs(
         let number = || {
             value.parse::<u64>().map_err(|_| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
                     "bad_request",
                     format!("`{key}` must be a number, got {value:?}"),
                 )
@@ -96,7 +94,6 @@ pub(super) fn logs(
             "after" => after = Some(number()?),
             _ => {
                 return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
                     "bad_request",
                     format!("unknown query parameter `{key}`; use limit and after"),
                 ));
@@ -113,7 +110,7 @@ pub(super) async fn doctor(
     control: &Control,
     query: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+    let bad = |message: String| ApiError::new("bad_request", message);
     let mut repair = true;
     for pair in query
         .unwrap_or_default()

@@ -1,9 +1,9 @@
 //! The one error shape of the API, `{"error": {"code": ..., "message": ...}}`,
-//! and the one place where a core error becomes an HTTP status.
+//! and the list of its codes, the one place where a code gets its HTTP
+//! status.
 
 use super::{Body, full};
 use crate::core::CoreError;
-use flint_runtime::InvokeError;
 use http::{HeaderValue, Response, StatusCode};
 
 /// An error answered to a caller.
@@ -19,52 +19,229 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-/// The HTTP status of a core error.
-fn status(error: &CoreError) -> StatusCode {
-    match error {
-        CoreError::FunctionNotFound(_)
-        | CoreError::VersionNotFound { .. }
-        | CoreError::AliasNotFound(_)
-        | CoreError::CanaryNotFound(_)
-        | CoreError::TriggerNotFound(_)
-        | CoreError::TokenNotFound(_) => StatusCode::NOT_FOUND,
-        CoreError::InvalidName(_)
-        | CoreError::InvalidConfig(_)
-        | CoreError::InvalidTrigger(_)
-        | CoreError::InvalidRelease(_)
-        | CoreError::InvalidComponent(_)
-        | CoreError::CompileTimeout { .. }
-        | CoreError::InvalidDesiredState(_)
-        | CoreError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        CoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-        CoreError::CompilerBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-        CoreError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
-        CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
-        CoreError::ReleaseConflict(_)
-        | CoreError::ComponentMissing(_)
-        | CoreError::Conflict(_)
-        | CoreError::ConfirmationRequired(_) => StatusCode::CONFLICT,
-        CoreError::BrokerDisabled(_)
-        | CoreError::BrokerUnavailable(_)
-        | CoreError::FunctionDisabled { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        CoreError::Invoke(e) => match e {
-            InvokeError::Overloaded { .. } | InvokeError::NoInstanceSlot { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            InvokeError::Guest(_) => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+/// An error code of the API: the status it is answered with and what it
+/// means. [`CODES`] is the one list; the OpenAPI document, the README's
+/// error table and every answer take their codes and statuses from it.
+#[derive(Debug)]
+pub struct Code {
+    /// The stable machine-readable code.
+    pub name: &'static str,
+    /// The HTTP status it is always answered with.
+    pub status: StatusCode,
+    /// When the server answers with it.
+    pub meaning: &'static str,
+}
+
+const fn code(name: &'static str, status: StatusCode, meaning: &'static str) -> Code {
+    Code {
+        name,
+        status,
+        meaning,
     }
+}
+
+/// Every error code the server answers with.
+pub const CODES: &[Code] = &[
+    code(
+        "bad_request",
+        StatusCode::BAD_REQUEST,
+        "a malformed request: the message names the field or value",
+    ),
+    code(
+        "invalid_name",
+        StatusCode::BAD_REQUEST,
+        "a name that is not 1-63 lowercase letters, digits and `-`",
+    ),
+    code(
+        "invalid_config",
+        StatusCode::BAD_REQUEST,
+        "a config field with a bad value (named)",
+    ),
+    code(
+        "invalid_trigger",
+        StatusCode::BAD_REQUEST,
+        "a trigger with a bad field (named)",
+    ),
+    code(
+        "invalid_release",
+        StatusCode::BAD_REQUEST,
+        "a bad alias name, weights, steps or versions (named)",
+    ),
+    code(
+        "invalid_component",
+        StatusCode::BAD_REQUEST,
+        "not a component Flint can run: not wasm, no `wasi:http/incoming-handler` export, or imports Flint does not provide (listed)",
+    ),
+    code(
+        "compile_timeout",
+        StatusCode::BAD_REQUEST,
+        "compiling the upload took longer than `--compile-timeout-ms`; nothing was stored",
+    ),
+    code(
+        "invalid_desired_state",
+        StatusCode::BAD_REQUEST,
+        "a plan or apply found problems (all listed); nothing changed",
+    ),
+    code(
+        "unauthorized",
+        StatusCode::UNAUTHORIZED,
+        "no token, or a wrong, expired or revoked one",
+    ),
+    code(
+        "forbidden",
+        StatusCode::FORBIDDEN,
+        "the token's scope or globs do not cover the request (the message names the scope needed)",
+    ),
+    code(
+        "forbidden_host",
+        StatusCode::FORBIDDEN,
+        "a loopback listener got a `Host` other than localhost, 127.0.0.1, [::1] or an `--allowed-host`",
+    ),
+    code(
+        "forbidden_origin",
+        StatusCode::FORBIDDEN,
+        "an admin request from a web page of another origin",
+    ),
+    code("not_found", StatusCode::NOT_FOUND, "no route for the path"),
+    code(
+        "function_not_found",
+        StatusCode::NOT_FOUND,
+        "no function of that name",
+    ),
+    code(
+        "version_not_found",
+        StatusCode::NOT_FOUND,
+        "the function has no such version",
+    ),
+    code(
+        "alias_not_found",
+        StatusCode::NOT_FOUND,
+        "the function has no such alias",
+    ),
+    code(
+        "canary_not_found",
+        StatusCode::NOT_FOUND,
+        "the function has no canary",
+    ),
+    code(
+        "trigger_not_found",
+        StatusCode::NOT_FOUND,
+        "the function has no queue trigger",
+    ),
+    code(
+        "token_not_found",
+        StatusCode::NOT_FOUND,
+        "no token of that name",
+    ),
+    code(
+        "method_not_allowed",
+        StatusCode::METHOD_NOT_ALLOWED,
+        "the path does not take that method",
+    ),
+    code(
+        "request_timeout",
+        StatusCode::REQUEST_TIMEOUT,
+        "a request body arrived too slowly: under `--body-min-rate` bytes/s after `--body-grace`, or longer than `--body-timeout` in all (the message names the rule and its flags)",
+    ),
+    code(
+        "release_conflict",
+        StatusCode::CONFLICT,
+        "a canary is running, or there is nothing to roll back to",
+    ),
+    code(
+        "confirmation_required",
+        StatusCode::CONFLICT,
+        "a benchmark of a function that may call out to other hosts, without `allow_side_effects`",
+    ),
+    code(
+        "component_missing",
+        StatusCode::CONFLICT,
+        "apply needs a component the server does not hold (`PUT /v1/components` it first)",
+    ),
+    code(
+        "conflict",
+        StatusCode::CONFLICT,
+        "the registry changed under a concurrent write, or the name is taken; retry",
+    ),
+    code(
+        "payload_too_large",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "an upload or request body over its limit (the message names the flag)",
+    ),
+    code(
+        "unsupported_media_type",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "an admin write whose body is not `application/json` (uploads: `application/wasm` or `application/octet-stream`)",
+    ),
+    code(
+        "overloaded",
+        StatusCode::TOO_MANY_REQUESTS,
+        "over `max_concurrency` with the queue full or its wait expired, all `--max-instances` slots busy, or (uploads) all `--max-compiles` slots busy for `--compile-queue-timeout-ms`; `Retry-After` says when to retry",
+    ),
+    code(
+        "trap",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the guest trapped (the message has the trap)",
+    ),
+    code(
+        "memory_limit_exceeded",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the guest hit `memory_mb` (the message names the cap)",
+    ),
+    code(
+        "resource_limit_exceeded",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the guest made the host hold more than its budget: handles, header or body bytes, outgoing requests, response bytes or log output (the message names the limit)",
+    ),
+    code(
+        "no_response",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the guest returned without setting a response",
+    ),
+    code(
+        "internal_error",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a fault of the server (logged)",
+    ),
+    code(
+        "function_error",
+        StatusCode::BAD_GATEWAY,
+        "the guest answered with a `wasi:http` error code",
+    ),
+    code(
+        "function_disabled",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the function's stored state is broken (a registry row that does not parse, or its component is gone); run `flint doctor`",
+    ),
+    code(
+        "broker_unavailable",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "RabbitMQ is down or triggers are disabled; `Retry-After` says when to retry",
+    ),
+    code(
+        "timeout",
+        StatusCode::GATEWAY_TIMEOUT,
+        "the call exceeded `timeout_ms` (the message names the limit)",
+    ),
+    code(
+        "insufficient_storage",
+        StatusCode::INSUFFICIENT_STORAGE,
+        "storing the upload would take the data dir past `--max-storage-bytes`; nothing was stored",
+    ),
+];
+
+/// The status a code is answered with.
+pub fn status_of(name: &str) -> StatusCode {
+    CODES
+        .iter()
+        .find(|c| c.name == name)
+        .map_or(StatusCode::INTERNAL_SERVER_ERROR, |c| c.status)
 }
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         Self {
-            status: status(&e),
+            status: status_of(e.code()),
             code: e.code(),
             retry_after: e.retry_after_secs(),
             message: e.to_string(),
@@ -79,10 +256,11 @@ impl From<crate::limits::LimitError> for ApiError {
 }
 
 impl ApiError {
-    /// An error of the HTTP layer itself (unknown path, wrong method).
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error of the HTTP layer itself (unknown path, wrong method), with
+    /// its code's status.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: status_of(code),
             code,
             message: message.into(),
             retry_after: None,
@@ -169,26 +347,53 @@ mod tests {
     }
 
     #[test]
-    fn the_document_lists_every_error_code_the_server_answers_with() {
-        let doc: serde_json::Value = serde_json::from_str(super::super::OPENAPI).unwrap();
-        let listed: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]
-            ["properties"]["code"]["enum"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
+    fn every_code_the_server_makes_is_listed_once() {
+        let listed: BTreeSet<&str> = super::CODES.iter().map(|c| c.name).collect();
+        assert_eq!(listed.len(), super::CODES.len(), "a code is listed twice");
         let made = codes_in_source();
         assert!(made.len() > 30, "{made:?}");
         assert_eq!(
             listed.difference(&made).collect::<Vec<_>>(),
             Vec::<&&str>::new(),
-            "listed in openapi.json, made nowhere"
+            "listed in CODES, made nowhere"
         );
         assert_eq!(
             made.difference(&listed).collect::<Vec<_>>(),
             Vec::<&&str>::new(),
-            "made by the server, missing from openapi.json's Error enum"
+            "made by the server, missing from CODES"
         );
+    }
+
+    /// The README's error table: each row's codes and the status they share.
+    fn readme_table() -> Vec<(Vec<&'static str>, u16)> {
+        let readme = include_str!("../../../README.md");
+        let table = &readme[readme
+            .find("| code | HTTP | when |")
+            .expect("the error table")..];
+        table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').collect();
+                let codes = cells[1].split('`').skip(1).step_by(2).collect();
+                let status = cells[2].trim()[..3].parse().expect("a status");
+                (codes, status)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_s_error_table_lists_every_code_with_its_status() {
+        let rows = readme_table();
+        let mut documented = BTreeSet::new();
+        for (codes, status) in &rows {
+            for code in codes {
+                assert_eq!(super::status_of(code).as_u16(), *status, "README: `{code}`");
+                assert!(documented.insert(*code), "README lists `{code}` twice");
+            }
+        }
+        let listed: BTreeSet<&str> = super::CODES.iter().map(|c| c.name).collect();
+        assert_eq!(documented, listed, "README's error table against CODES");
     }
 }

@@ -13,6 +13,7 @@ mod bench;
 mod desired;
 mod error;
 mod invoke;
+mod openapi;
 mod releases;
 mod tokens;
 mod triggers;
@@ -114,8 +115,6 @@ pub(crate) fn actor<B>(request: &Request<B>) -> String {
         .unwrap_or_else(|| "api".into())
 }
 
-const OPENAPI: &str = include_str!("openapi.json");
-
 /// The HTTP application over one core.
 pub struct App {
     control: Arc<Control>,
@@ -204,7 +203,6 @@ impl App {
             let name = name.trim_end_matches('/');
             if request.method() != Method::POST {
                 return Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
                     format!("use POST /async/{name} to queue an invocation"),
                 ));
@@ -220,7 +218,6 @@ impl App {
                     bench::load_call(self, request, name, version, mode, rest).await
                 }
                 None => Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
                     "not_found",
                     format!(
                         "no route for {path}; a load run calls /v1/functions/NAME/bench/VERSION/fresh/PATH or .../reuse/PATH"
@@ -347,7 +344,7 @@ impl App {
                 Ok(no_content())
             }
             (&Method::GET, ["v1", "openapi.json"]) => {
-                let mut response = Response::new(full(OPENAPI));
+                let mut response = Response::new(full(openapi::DOCUMENT.as_str()));
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
@@ -394,7 +391,6 @@ impl App {
                 | ["v1", "tokens", _]
                 | ["v1", "functions", ..],
             ) => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{method} is not allowed on {path}; see GET /v1/openapi.json"),
             )),
@@ -408,7 +404,6 @@ impl App {
 
 fn not_found(path: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
         "not_found",
         format!(
             "no route for {path}; invoke functions at /fn/NAME/..., manage them under /v1/functions"
