@@ -149,6 +149,16 @@ pub enum Command {
     /// charts. Needs an admin token when the server has tokens.
     Bench(commands::bench::BenchArgs),
 
+    /// Rebuild, redeploy and call a function project on every save
+    ///
+    /// Watches DIR (a project with a flint.toml, or a Cargo project building for
+    /// wasm32-wasip2), builds it, applies it to the server as `flint apply` does, calls
+    /// each function and prints the time from the save to its first response, and the
+    /// functions' log lines as they come. A failed build is shown and the loop goes on;
+    /// the server keeps the version it has. Without a server at --server it starts one
+    /// with a temporary data dir, removed when flint dev ends (Ctrl-C).
+    Dev(commands::dev::DevArgs),
+
     /// List the deployed functions.
     ///
     /// One line per function with its latest version, the short digest and size of that
@@ -346,6 +356,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => commands::deploy::run(&context()?, args).await,
         Command::Invoke(args) => commands::invoke::run(&context()?, args).await,
         Command::Bench(args) => commands::bench::run(&context()?, args).await,
+        Command::Dev(args) => commands::dev::run(&cli.global, args).await,
         Command::Completions(args) => commands::shell::completions(&args),
         Command::Man(args) => commands::shell::man(&args),
         Command::Ls(args) => commands::ls::run(&context()?, args).await,

@@ -108,7 +108,23 @@ pub async fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     let wait = args.wait;
     let args = args.manifest;
     let (state, components) = desired(&args)?;
-    let plan = post_plan(ctx, "plan", &state, args.prune).await?;
+    let applied = upload_and_apply(ctx, &state, &components, args.prune).await?;
+    super::cluster::wait(ctx, &wait).await?;
+    if ctx.json {
+        return Ok(output::print_json(&applied)?);
+    }
+    print_changes(&applied, &args, true)
+}
+
+/// Uploads the components the server lacks, then has it apply `state`;
+/// returns what it did.
+pub(crate) async fn upload_and_apply(
+    ctx: &Context,
+    state: &DesiredState,
+    components: &LoadedComponents,
+    prune: bool,
+) -> anyhow::Result<Value> {
+    let plan = post_plan(ctx, "plan", state, prune).await?;
     let missing: Vec<&str> = plan["missing_components"]
         .as_array()
         .into_iter()
@@ -137,12 +153,7 @@ pub async fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
             )
             .await?;
     }
-    let applied = post_plan(ctx, "apply", &state, args.prune).await?;
-    super::cluster::wait(ctx, &wait).await?;
-    if ctx.json {
-        return Ok(output::print_json(&applied)?);
-    }
-    print_changes(&applied, &args, true)
+    post_plan(ctx, "apply", state, prune).await
 }
 
 fn print_changes(plan: &Value, args: &ManifestArgs, done: bool) -> anyhow::Result<()> {

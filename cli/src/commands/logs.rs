@@ -61,9 +61,9 @@ struct LogPage {
 
 /// One captured line.
 #[derive(Debug, Deserialize)]
-struct LogLine {
-    seq: u64,
-    time: String,
+pub(crate) struct LogLine {
+    pub(crate) seq: u64,
+    pub(crate) time: String,
     version: u64,
     request_id: String,
     stream: String,
@@ -109,7 +109,12 @@ async fn follow(ctx: &Context, args: &LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn fetch(ctx: &Context, name: &str, limit: u32, after: Option<u64>) -> anyhow::Result<Value> {
+pub(crate) async fn fetch(
+    ctx: &Context,
+    name: &str,
+    limit: u32,
+    after: Option<u64>,
+) -> anyhow::Result<Value> {
     let mut url = ctx.client.function_url(name, &["logs"]);
     url.query_pairs_mut()
         .append_pair("limit", &limit.to_string());
@@ -121,7 +126,7 @@ async fn fetch(ctx: &Context, name: &str, limit: u32, after: Option<u64>) -> any
 }
 
 /// The lines of a page, oldest first, each with the JSON it came from (for `--json`).
-fn parse_page(response: Value) -> anyhow::Result<Vec<(LogLine, Value)>> {
+pub(crate) fn parse_page(response: Value) -> anyhow::Result<Vec<(LogLine, Value)>> {
     let page: LogPage =
         serde_json::from_value(response).context("unexpected log lines from the server")?;
     let mut lines = page
@@ -157,7 +162,7 @@ fn print_lines(ctx: &Context, lines: &[(LogLine, Value)]) -> anyhow::Result<()> 
 
 /// `TIME  v3  REQUEST-ID  STREAM  TEXT`, with control characters in the text escaped so
 /// that a function cannot drive the terminal of whoever reads its logs.
-fn format_line(line: &LogLine) -> String {
+pub(crate) fn format_line(line: &LogLine) -> String {
     let text: String = line
         .line
         .chars()

@@ -8,6 +8,7 @@ pub mod compile_worker;
 pub mod config;
 pub mod deploy;
 pub mod desired;
+pub mod dev;
 pub mod doctor;
 pub mod info;
 pub mod init;

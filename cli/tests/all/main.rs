@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod contract;
 mod deploy;
+mod dev;
 mod doctor;
 mod hostile;
 mod instances;

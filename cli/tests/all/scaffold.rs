@@ -47,7 +47,7 @@ fn failed(output: &Output) -> String {
 
 /// The target dir the guests of functions/ are built in (`<target>/wasm-functions`, which
 /// is `$CARGO_TARGET_DIR/wasm-functions` when that is set), read off a built artifact.
-fn wasm_target_dir() -> PathBuf {
+pub(crate) fn wasm_target_dir() -> PathBuf {
     // <target dir>/wasm32-wasip2/release/hello.wasm
     Path::new(artifacts::HELLO)
         .ancestors()
