@@ -1145,6 +1145,34 @@ async fn async_invoke_queues_a_call() {
     );
 }
 
+/// Setting a trigger answers once its queue takes messages: an `/async`
+/// call right after, on a queue nobody declared, is routed and runs.
+#[tokio::test]
+async fn a_call_queued_right_after_the_trigger_is_set_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--amqp-url", AMQP_URL]);
+    server.deploy("prompt", artifacts::QUEUE_PROBE).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get_json("/readyz").await.1["broker"] != "up" {
+        assert!(Instant::now() < deadline, "broker never up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queue = unique("prompt");
+    assert_eq!(bind(&server, "prompt", json!({ "queue": queue })).await, 200);
+    let response = server
+        .http
+        .post(server.at("/async/prompt"))
+        .header("content-type", "application/json")
+        .body(r#"{"mode":"ok"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let accepted: Value = response.json().await.unwrap();
+    let id = accepted["message_id"].as_str().unwrap();
+    wait_for_log(&server, "prompt", &format!("end {id}")).await;
+}
+
 #[tokio::test]
 async fn triggers_survive_restart_and_sigkill_loses_no_message() {
     let dir = tempfile::tempdir().unwrap();

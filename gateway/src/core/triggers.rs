@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
+/// How long setting a trigger waits for this node to consume its queue.
+const CONSUMING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Whether queue triggers can run now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerState {
@@ -44,6 +47,9 @@ pub trait Broker: Send + Sync {
         body: &'a [u8],
         content_type: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, String>>;
+    /// Waits until this node consumes `function`'s queue as `spec` says (its
+    /// queues declared, so that a publish to it is routed).
+    fn consuming<'a>(&'a self, function: &'a str, spec: &'a TriggerSpec) -> BoxFuture<'a, ()>;
 }
 
 /// One binding as shown to callers.
@@ -185,7 +191,7 @@ impl Control {
             .write(
                 vec![Change::SetTrigger {
                     function: name.into(),
-                    spec: Some(spec),
+                    spec: Some(spec.clone()),
                 }],
                 &Default::default(),
             )
@@ -194,6 +200,18 @@ impl Control {
             return Err(CoreError::FunctionNotFound(name.into()));
         }
         tracing::info!(function = name, queue = %binding.queue, "trigger set");
+        // Answer once the queue takes messages, so that an `/async` call
+        // right after is routed; a broker that is down gets the binding
+        // when it is back.
+        let broker = self.s.broker.read().unwrap().clone();
+        if let Some(broker) = broker
+            && broker.state() == BrokerState::Up
+            && tokio::time::timeout(CONSUMING_WAIT, broker.consuming(name, &spec))
+                .await
+                .is_err()
+        {
+            tracing::warn!(function = name, queue = %binding.queue, "the trigger is stored, but its queue is not consumed yet");
+        }
         Ok(binding)
     }
 

@@ -18,7 +18,9 @@ pub use cloudevents::{ATTEMPT_HEADER, DEFAULT_CE_TYPE};
 
 use crate::core::{Broker, BrokerState, Control};
 use futures::future::BoxFuture;
+use flint_spec::TriggerSpec;
 use lapin::{BasicProperties, Channel};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +32,8 @@ use tokio::task::JoinHandle;
 pub struct AmqpBroker {
     connected: AtomicBool,
     publisher: tokio::sync::Mutex<Option<Channel>>,
+    /// The bindings this node consumes now, by function.
+    consuming: watch::Sender<HashMap<String, TriggerSpec>>,
 }
 
 impl AmqpBroker {
@@ -80,6 +84,15 @@ impl Broker for AmqpBroker {
             Ok(id)
         })
     }
+
+    fn consuming<'a>(&'a self, function: &'a str, spec: &'a TriggerSpec) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut consuming = self.consuming.subscribe();
+            let _ = consuming
+                .wait_for(|bindings| bindings.get(function) == Some(spec))
+                .await;
+        })
+    }
 }
 
 /// The running adapter: its supervisor and the signal that drains it.
@@ -110,6 +123,7 @@ pub fn start(control: &Arc<Control>, url: String) -> Running {
     let broker = Arc::new(AmqpBroker {
         connected: AtomicBool::new(false),
         publisher: tokio::sync::Mutex::new(None),
+        consuming: watch::Sender::new(HashMap::new()),
     });
     control.set_broker(broker.clone());
     let (stop, stopping) = watch::channel(false);

@@ -123,7 +123,14 @@ async fn run_connected(
     let mut consumers: HashMap<String, Consumer> = HashMap::new();
     let source = cloudevents::source_prefix(url);
     let result = loop {
-        if let Err(e) = reconcile(control, connection, &source, &mut consumers).await {
+        let reconciled = reconcile(control, connection, &source, &mut consumers).await;
+        broker.consuming.send_replace(
+            consumers
+                .iter()
+                .map(|(f, c)| (f.clone(), c.spec.clone()))
+                .collect(),
+        );
+        if let Err(e) = reconciled {
             break e;
         }
         tokio::select! {
@@ -147,6 +154,7 @@ async fn run_connected(
             }
         }
     };
+    broker.consuming.send_replace(HashMap::new());
     if *stop.borrow() {
         futures::future::join_all(consumers.into_values().map(Consumer::drain)).await;
     } else {
