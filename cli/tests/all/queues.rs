@@ -1158,7 +1158,10 @@ async fn a_call_queued_right_after_the_trigger_is_set_runs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let queue = unique("prompt");
-    assert_eq!(bind(&server, "prompt", json!({ "queue": queue })).await, 200);
+    assert_eq!(
+        bind(&server, "prompt", json!({ "queue": queue })).await,
+        200
+    );
     let response = server
         .http
         .post(server.at("/async/prompt"))
@@ -1169,6 +1172,29 @@ async fn a_call_queued_right_after_the_trigger_is_set_runs() {
         .unwrap();
     assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
     let accepted: Value = response.json().await.unwrap();
+    let id = accepted["message_id"].as_str().unwrap();
+    wait_for_log(&server, "prompt", &format!("end {id}")).await;
+
+    // The same through `flint apply`: a new queue, called at once.
+    let (_, info) = server.get_json("/v1/functions/prompt").await;
+    let applied = unique("applied");
+    let desired = json!({"functions": {"prompt": {
+        "digest": info["versions"][0]["digest"],
+        "trigger": {"queue": applied},
+    }}});
+    let (status, body) = server.post("/v1/apply?prune=false", desired).await;
+    assert_eq!(status, 200, "{body}");
+    let response = server
+        .http
+        .post(server.at("/async/prompt"))
+        .header("content-type", "application/json")
+        .body(r#"{"mode":"ok"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["queue"], applied.as_str());
     let id = accepted["message_id"].as_str().unwrap();
     wait_for_log(&server, "prompt", &format!("end {id}")).await;
 }

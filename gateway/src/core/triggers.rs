@@ -200,19 +200,23 @@ impl Control {
             return Err(CoreError::FunctionNotFound(name.into()));
         }
         tracing::info!(function = name, queue = %binding.queue, "trigger set");
-        // Answer once the queue takes messages, so that an `/async` call
-        // right after is routed; a broker that is down gets the binding
-        // when it is back.
+        self.await_consuming(name, &spec).await;
+        Ok(binding)
+    }
+
+    /// Waits (bounded) until this node consumes the queue of a binding just
+    /// stored, so that an `/async` call right after is routed. A broker that
+    /// is down gets the binding when it is back.
+    pub(crate) async fn await_consuming(&self, name: &str, spec: &TriggerSpec) {
         let broker = self.s.broker.read().unwrap().clone();
         if let Some(broker) = broker
             && broker.state() == BrokerState::Up
-            && tokio::time::timeout(CONSUMING_WAIT, broker.consuming(name, &spec))
+            && tokio::time::timeout(CONSUMING_WAIT, broker.consuming(name, spec))
                 .await
                 .is_err()
         {
-            tracing::warn!(function = name, queue = %binding.queue, "the trigger is stored, but its queue is not consumed yet");
+            tracing::warn!(function = name, queue = %spec.queue, "the trigger is stored, but its queue is not consumed yet");
         }
-        Ok(binding)
     }
 
     /// Removes a function's binding.

@@ -17,8 +17,8 @@ mod supervisor;
 pub use cloudevents::{ATTEMPT_HEADER, DEFAULT_CE_TYPE};
 
 use crate::core::{Broker, BrokerState, Control};
-use futures::future::BoxFuture;
 use flint_spec::TriggerSpec;
+use futures::future::BoxFuture;
 use lapin::{BasicProperties, Channel};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -149,9 +149,13 @@ impl Control {
         let writes = build_writes(self, &plan, actor).await;
         self.write(writes, &components).await?;
         for change in &plan.changes {
-            if let Op::Canary { spec, stable } = &change.op {
-                self.begin_canary(&change.function, spec.clone(), stable.clone(), actor)
-                    .await?;
+            match &change.op {
+                Op::Canary { spec, stable } => {
+                    self.begin_canary(&change.function, spec.clone(), stable.clone(), actor)
+                        .await?;
+                }
+                Op::Trigger(Some(spec)) => self.await_consuming(&change.function, spec).await,
+                _ => {}
             }
             tracing::info!(function = %change.function, action = change.op.action(), detail = %change.detail, "applied");
         }
