@@ -2,7 +2,9 @@
 //! `flint dev` starts itself (none answers at `--server`) and called; a
 //! saved edit is rebuilt, redeployed and timed, its log lines arrive; a
 //! broken edit shows the compiler's error and the previous version keeps
-//! serving; Ctrl-C stops the server and removes its data.
+//! serving; Ctrl-C stops the server and removes its data. A Cargo project
+//! without a flint.toml is built by cargo and deployed to the server that
+//! answers, which keeps running after `flint dev` ends.
 
 use crate::support::FLINT;
 use serde_json::Value;
@@ -99,47 +101,15 @@ fn edit(file: &Path, from: &str, to: &str) {
     std::fs::write(file, text.replacen(from, to, 1)).unwrap();
 }
 
-#[test]
-fn dev_rebuilds_redeploys_and_keeps_serving_through_a_broken_edit() {
-    let dir = tempfile::tempdir().unwrap();
-    let made = Command::new(FLINT)
-        .args(["new", "dev-greeter", "--dir"])
-        .arg(dir.path())
-        .env_remove("FLINT_SDK_PATH")
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let project = dir.path().join("dev-greeter");
-    // Build where the SDK's dependencies are compiled already, with the
-    // versions functions/ uses, as the scaffold test does.
-    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/Cargo.lock");
-    std::fs::copy(&lock, project.join("Cargo.lock")).unwrap();
-    let target = crate::scaffold::wasm_target_dir();
-    edit(
-        &project.join("flint.toml"),
-        "command = \"cargo build --release\"",
-        &format!(
-            "command = \"cargo build --release --target-dir {}\"",
-            target.display()
-        ),
-    );
-    edit(
-        &project.join("flint.toml"),
-        "output = \"target/wasm32-wasip2/release/dev_greeter.wasm\"",
-        &format!(
-            "output = \"{}/wasm32-wasip2/release/dev_greeter.wasm\"",
-            target.display()
-        ),
-    );
-
-    let mut child = Command::new(FLINT)
+/// Runs `flint dev PROJECT --json --path /Ada` against `server`, with the
+/// environment of a user's shell (none of what `cargo test` sets) plus `env`.
+fn spawn_dev(project: &Path, server: &str, env: &[(&str, &Path)]) -> Dev {
+    let mut command = Command::new(FLINT);
+    command
         .arg("dev")
-        .arg(&project)
+        .arg(project)
         .args(["--json", "--path", "/Ada"])
-        .env(
-            "FLINT_SERVER",
-            format!("http://127.0.0.1:{}", closed_port()),
-        )
+        .env("FLINT_SERVER", server)
         .env_remove("FLINT_TOKEN")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
@@ -147,9 +117,11 @@ fn dev_rebuilds_redeploys_and_keeps_serving_through_a_broken_edit() {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
     let (tx, events) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -176,11 +148,58 @@ fn dev_rebuilds_redeploys_and_keeps_serving_through_a_broken_edit() {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    let dev = Dev {
+    Dev {
         child,
         events,
         stderr,
-    };
+    }
+}
+
+/// `flint new NAME` in `dir`, with the lock file of functions/, so that the
+/// build reuses the dependencies compiled there.
+fn scaffold(dir: &Path, name: &str) -> std::path::PathBuf {
+    let made = Command::new(FLINT)
+        .args(["new", name, "--dir"])
+        .arg(dir)
+        .env_remove("FLINT_SDK_PATH")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let project = dir.join(name);
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/Cargo.lock");
+    std::fs::copy(&lock, project.join("Cargo.lock")).unwrap();
+    project
+}
+
+#[test]
+fn dev_rebuilds_redeploys_and_keeps_serving_through_a_broken_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = scaffold(dir.path(), "dev-greeter");
+    // Build where the SDK's dependencies are compiled already, as the
+    // scaffold test does.
+    let target = crate::scaffold::wasm_target_dir();
+    edit(
+        &project.join("flint.toml"),
+        "command = \"cargo build --release\"",
+        &format!(
+            "command = \"cargo build --release --target-dir {}\"",
+            target.display()
+        ),
+    );
+    edit(
+        &project.join("flint.toml"),
+        "output = \"target/wasm32-wasip2/release/dev_greeter.wasm\"",
+        &format!(
+            "output = \"{}/wasm32-wasip2/release/dev_greeter.wasm\"",
+            target.display()
+        ),
+    );
+
+    let dev = spawn_dev(
+        &project,
+        &format!("http://127.0.0.1:{}", closed_port()),
+        &[],
+    );
 
     // No server answered: flint dev started one.
     let server = dev.next("server", Duration::from_secs(60));
@@ -288,4 +307,27 @@ fn dev_rebuilds_redeploys_and_keeps_serving_through_a_broken_edit() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn dev_builds_a_cargo_project_for_the_server_that_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = scaffold(dir.path(), "dev-cargo");
+    std::fs::remove_file(project.join("flint.toml")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = crate::support::Server::start(&data);
+    // cargo builds where CARGO_TARGET_DIR says, and flint dev finds it there.
+    let target = crate::scaffold::wasm_target_dir();
+    let dev = spawn_dev(&project, &server.url, &[("CARGO_TARGET_DIR", &target)]);
+    let used = dev.next("server", Duration::from_secs(60));
+    assert_eq!(used["started"], false, "{used}");
+    let first = dev.next("cycle", FIRST_CYCLE);
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["functions"][0]["name"], "dev-cargo", "{first}");
+    assert_eq!(first["functions"][0]["status"], 200, "{first}");
+    drop(dev);
+    // Not its server: it still serves after flint dev ended.
+    let (status, body) = http_get(&format!("{}/fn/dev-cargo/Ada", server.url));
+    assert_eq!(status, 200);
+    assert!(body.contains("Hello, Ada!"), "{body}");
 }
