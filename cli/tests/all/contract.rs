@@ -6,6 +6,7 @@
 
 use crate::support::Server;
 use flint_test_artifacts as artifacts;
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -21,8 +22,8 @@ fn schemathesis() -> PathBuf {
 
 /// Most generated calls name a deployed function, so they reach the
 /// operation's own logic and not only its 404. Two answers are 5xx by
-/// design: `/async` answers 503 on a server without a broker (this one), and
-/// a load run's call answers what its function answers (a trap is a 500).
+/// design: `/async` answers 503 while the broker is unreachable, and a load
+/// run's call answers what its function answers (a trap is a 500).
 const CONFIG: &str = r#"
 [dictionaries.functions]
 values = ["hello", "echo", "probe"]
@@ -39,6 +40,40 @@ include-path = "/v1/functions/{name}/bench/{version}/{mode}/{path}"
 checks.not_a_server_error.expected-statuses = ["1XX", "2XX", "3XX", "4XX", "500", "502", "504"]
 "#;
 
+/// A RabbitMQ virtual host of the test's own, deleted with everything in it
+/// (the queues of the bindings schemathesis makes) when dropped.
+struct Vhost(String);
+
+impl Vhost {
+    fn create() -> Self {
+        let vhost = Self(format!("flint-contract-{}", std::process::id()));
+        rabbitmqctl(&["add_vhost", &vhost.0]);
+        rabbitmqctl(&["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"]);
+        vhost
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.0])
+            .output();
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 const TOKEN: &str = "flint_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
@@ -50,13 +85,56 @@ async fn every_operation_answers_as_the_document_says() {
         st.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with_env(dir.path(), &[], &[("FLINT_ADMIN_TOKEN", TOKEN)]);
+    let vhost = Vhost::create();
+    let server = Server::start_with_env(
+        dir.path(),
+        &["--amqp-url", &vhost.url()],
+        &[("FLINT_ADMIN_TOKEN", TOKEN)],
+    );
     for (name, component) in [
         ("hello", artifacts::HELLO),
         ("echo", artifacts::ECHO),
         ("probe", artifacts::PROBE),
     ] {
         server.deploy_as(TOKEN, name, component).await;
+    }
+    // What the operations act on: a trigger, so that `/async` queues
+    // calls, and a canary that runs through the whole test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.get_json("/readyz").await.1["broker"] != "up" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker never came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.deploy_as(TOKEN, "echo", artifacts::WASI_HELLO).await;
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/v1/functions/hello/triggers",
+            json!({"queue": "hello-calls"}),
+        ),
+        ("POST", "/v1/functions/echo/release", json!({"to": 1})),
+        (
+            "POST",
+            "/v1/functions/echo/canary",
+            json!({"to": 2, "steps": [50, 100], "interval_ms": 600_000, "max_error_rate": 1.0}),
+        ),
+    ] {
+        let response = server
+            .http
+            .request(method.parse().unwrap(), server.at(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
     }
     let reports = dir.path().join("schemathesis");
     let config = dir.path().join("schemathesis.toml");

@@ -54,6 +54,11 @@ impl Broker {
         }
     }
 
+    /// Deletes `queue`, which the server declared, when the test ends.
+    fn forget(&mut self, queue: &str) {
+        self.queues.push(queue.to_string());
+    }
+
     /// Declares a durable queue (deleted again when the test ends).
     async fn declare(&mut self, queue: &str) {
         let options = QueueDeclareOptions {
@@ -144,19 +149,36 @@ impl Broker {
 }
 
 impl Drop for Broker {
+    /// Deletes this test's queues with their retry and dead-letter queues.
+    /// On a thread and a connection of its own: the test's runtime is
+    /// ending and would drop a task spawned on it unfinished.
     fn drop(&mut self) {
-        let channel = self.channel.clone();
         let queues = std::mem::take(&mut self.queues);
-        // Best-effort clean-up of this test's queues.
-        tokio::spawn(async move {
-            for q in queues {
-                for name in [q.clone(), format!("{q}.retry"), format!("{q}.dlq")] {
-                    let _ = channel
-                        .queue_delete(name.into(), QueueDeleteOptions::default())
-                        .await;
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let Ok(connection) =
+                    Connection::connect(AMQP_URL, ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                let Ok(channel) = connection.create_channel().await else {
+                    return;
+                };
+                for q in queues {
+                    for name in [q.clone(), format!("{q}.retry"), format!("{q}.dlq")] {
+                        let _ = channel
+                            .queue_delete(name.into(), QueueDeleteOptions::default())
+                            .await;
+                    }
                 }
-            }
+                let _ = connection.close(200, "cleaned up".into()).await;
+            });
         });
+        let _ = cleaned.join();
     }
 }
 
@@ -1157,7 +1179,9 @@ async fn a_call_queued_right_after_the_trigger_is_set_runs() {
         assert!(Instant::now() < deadline, "broker never up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut broker = Broker::connect().await;
     let queue = unique("prompt");
+    broker.forget(&queue);
     assert_eq!(
         bind(&server, "prompt", json!({ "queue": queue })).await,
         200
@@ -1178,6 +1202,7 @@ async fn a_call_queued_right_after_the_trigger_is_set_runs() {
     // The same through `flint apply`: a new queue, called at once.
     let (_, info) = server.get_json("/v1/functions/prompt").await;
     let applied = unique("applied");
+    broker.forget(&applied);
     let desired = json!({"functions": {"prompt": {
         "digest": info["versions"][0]["digest"],
         "trigger": {"queue": applied},
