@@ -1134,16 +1134,7 @@ async fn async_invoke_queues_a_call() {
         assert!(Instant::now() < deadline, "broker never up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let response = server
-        .http
-        .post(server.at("/async/later"))
-        .header("content-type", "application/json")
-        .body(r#"{"mode":"ok"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
+    let accepted = queue_call(&server, "later").await;
     assert_eq!(accepted["queue"], queue.as_str());
     let id = accepted["message_id"].as_str().unwrap();
     wait_for_log(&server, "later", &format!("end {id}")).await;
@@ -1167,6 +1158,22 @@ async fn async_invoke_queues_a_call() {
     );
 }
 
+/// Queues a call of `function` through `/async`; the 202's body.
+async fn queue_call(server: &Server, function: &str) -> Value {
+    let response = server
+        .http
+        .post(server.at(&format!("/async/{function}")))
+        .header("content-type", "application/json")
+        .body(r#"{"mode":"ok"}"#)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 /// Setting a trigger answers once its queue takes messages: an `/async`
 /// call right after, on a queue nobody declared, is routed and runs.
 #[tokio::test]
@@ -1186,16 +1193,7 @@ async fn a_call_queued_right_after_the_trigger_is_set_runs() {
         bind(&server, "prompt", json!({ "queue": queue })).await,
         200
     );
-    let response = server
-        .http
-        .post(server.at("/async/prompt"))
-        .header("content-type", "application/json")
-        .body(r#"{"mode":"ok"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-    let accepted: Value = response.json().await.unwrap();
+    let accepted = queue_call(&server, "prompt").await;
     let id = accepted["message_id"].as_str().unwrap();
     wait_for_log(&server, "prompt", &format!("end {id}")).await;
 
@@ -1209,16 +1207,7 @@ async fn a_call_queued_right_after_the_trigger_is_set_runs() {
     }}});
     let (status, body) = server.post("/v1/apply?prune=false", desired).await;
     assert_eq!(status, 200, "{body}");
-    let response = server
-        .http
-        .post(server.at("/async/prompt"))
-        .header("content-type", "application/json")
-        .body(r#"{"mode":"ok"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-    let accepted: Value = response.json().await.unwrap();
+    let accepted = queue_call(&server, "prompt").await;
     assert_eq!(accepted["queue"], applied.as_str());
     let id = accepted["message_id"].as_str().unwrap();
     wait_for_log(&server, "prompt", &format!("end {id}")).await;
