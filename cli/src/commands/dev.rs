@@ -211,7 +211,7 @@ async fn start_server() -> anyhow::Result<(OwnServer, String)> {
                 return Ok(url.trim().to_string());
             }
         }
-        anyhow::Ok(None::<String>.context("the server ended before it listened")?)
+        Err(anyhow::anyhow!("the server ended before it listened"))
     })
     .await
     .context("the server did not listen within 30 s")??;

@@ -184,7 +184,7 @@ impl Control {
     /// Binds a function to a queue (replacing its binding).
     pub async fn set_trigger(&self, name: &str, spec: TriggerSpec) -> CoreResult<TriggerBinding> {
         spec.validate().map_err(CoreError::InvalidTrigger)?;
-        let _writing = self.s.writes.lock().await;
+        let writing = self.s.writes.lock().await;
         self.entry(name)?;
         let binding = TriggerBinding::new(name, &spec);
         let outcomes = self
@@ -200,6 +200,7 @@ impl Control {
             return Err(CoreError::FunctionNotFound(name.into()));
         }
         tracing::info!(function = name, queue = %binding.queue, "trigger set");
+        drop(writing);
         self.await_consuming(name, &spec).await;
         Ok(binding)
     }

@@ -140,7 +140,7 @@ impl Control {
         prune: bool,
         actor: &str,
     ) -> CoreResult<Plan> {
-        let _writing = self.s.writes.lock().await;
+        let writing = self.s.writes.lock().await;
         let plan = validate(self, desired, prune).await?;
         if plan.changes.is_empty() {
             return Ok(plan);
@@ -149,15 +149,17 @@ impl Control {
         let writes = build_writes(self, &plan, actor).await;
         self.write(writes, &components).await?;
         for change in &plan.changes {
-            match &change.op {
-                Op::Canary { spec, stable } => {
-                    self.begin_canary(&change.function, spec.clone(), stable.clone(), actor)
-                        .await?;
-                }
-                Op::Trigger(Some(spec)) => self.await_consuming(&change.function, spec).await,
-                _ => {}
+            if let Op::Canary { spec, stable } = &change.op {
+                self.begin_canary(&change.function, spec.clone(), stable.clone(), actor)
+                    .await?;
             }
             tracing::info!(function = %change.function, action = change.op.action(), detail = %change.detail, "applied");
+        }
+        drop(writing);
+        for change in &plan.changes {
+            if let Op::Trigger(Some(spec)) = &change.op {
+                self.await_consuming(&change.function, spec).await;
+            }
         }
         Ok(plan)
     }
