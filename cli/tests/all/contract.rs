@@ -6,6 +6,7 @@
 
 use crate::support::Server;
 use flint_test_artifacts as artifacts;
+use reqwest::Method;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
@@ -111,30 +112,21 @@ async fn every_operation_answers_as_the_document_says() {
     server.deploy_as(TOKEN, "echo", artifacts::WASI_HELLO).await;
     for (method, path, body) in [
         (
-            "PUT",
+            Method::PUT,
             "/v1/functions/hello/triggers",
             json!({"queue": "hello-calls"}),
         ),
-        ("POST", "/v1/functions/echo/release", json!({"to": 1})),
+        (Method::POST, "/v1/functions/echo/release", json!({"to": 1})),
         (
-            "POST",
+            Method::POST,
             "/v1/functions/echo/canary",
             json!({"to": 2, "steps": [50, 100], "interval_ms": 600_000, "max_error_rate": 1.0}),
         ),
     ] {
-        let response = server
-            .http
-            .request(method.parse().unwrap(), server.at(path))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{method} {path}: {}",
-            response.status()
-        );
+        let (status, answer) = server
+            .call_as(method.clone(), path, TOKEN, Some(&body))
+            .await;
+        assert!(status.is_success(), "{method} {path}: {status} {answer}");
     }
     let reports = dir.path().join("schemathesis");
     let config = dir.path().join("schemathesis.toml");

@@ -60,26 +60,17 @@ impl Drop for Dev {
     }
 }
 
-/// A plain HTTP/1.1 GET of `url` (`http://127.0.0.1:PORT/PATH`): status and
-/// body, or `None` when nothing answers.
+/// Status and body of a GET of `url`, or `None` when nothing answers.
 fn try_get(url: &str) -> Option<(u16, String)> {
-    use std::io::Write;
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut stream = std::net::TcpStream::connect(host).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::get(url).await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    })
 }
 
 fn http_get(url: &str) -> (u16, String) {

@@ -43,30 +43,11 @@ async fn send(
     (status, code)
 }
 
-/// Sends `method path` with `token` and an optional JSON body; returns the
-/// status and the JSON answer (null when there is none).
-async fn call(
-    server: &Server,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let mut request = server
-        .http
-        .request(method, server.at(path))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Creates a token with the admin token; returns its secret.
 async fn create_token(server: &Server, spec: Value) -> String {
-    let (status, created) = call(server, Method::POST, "/v1/tokens", BOOTSTRAP, Some(&spec)).await;
+    let (status, created) = server
+        .call_as(Method::POST, "/v1/tokens", BOOTSTRAP, Some(&spec))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let token = created["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("flint_"), "{token}");
@@ -161,7 +142,9 @@ async fn every_operation_checks_tokens_scopes_and_globs() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let wrong = format!("flint_{}", "0".repeat(64));
     // A token limited to some functions lists only those.
-    let (_, list) = call(&server, Method::GET, "/v1/functions", &tokens[0].1, None).await;
+    let (_, list) = server
+        .call_as(Method::GET, "/v1/functions", &tokens[0].1, None)
+        .await;
     let names: Vec<&str> = list["functions"]
         .as_array()
         .unwrap()
@@ -425,7 +408,7 @@ async fn tokens_are_created_used_expired_and_revoked() {
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
     let path = "/v1/functions/app-a/history";
-    let (_, history) = call(&server, Method::GET, path, BOOTSTRAP, None).await;
+    let (_, history) = server.call_as(Method::GET, path, BOOTSTRAP, None).await;
     let actors: Vec<&Value> = history["history"]
         .as_array()
         .unwrap()
@@ -512,12 +495,15 @@ async fn token_requests_are_validated() {
         (json!({"name": "admin", "scope": "read"}), 409, "conflict"),
         (json!({"name": "kept", "scope": "read"}), 409, "conflict"),
     ] {
-        let (answered, body) =
-            call(&server, Method::POST, "/v1/tokens", BOOTSTRAP, Some(&spec)).await;
+        let (answered, body) = server
+            .call_as(Method::POST, "/v1/tokens", BOOTSTRAP, Some(&spec))
+            .await;
         assert_eq!(answered.as_u16(), status, "{spec}");
         assert_eq!(body["error"]["code"], code, "{spec}");
     }
-    let (status, list) = call(&server, Method::GET, "/v1/tokens", BOOTSTRAP, None).await;
+    let (status, list) = server
+        .call_as(Method::GET, "/v1/tokens", BOOTSTRAP, None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["tokens"].as_array().unwrap().len(), 1, "{list}");
 }
@@ -534,7 +520,9 @@ async fn functions_that_ask_for_a_token() {
         .await;
     let patch = json!({"invoke_auth": "token"});
     let path = "/v1/functions/orders-api/config";
-    let (status, _) = call(&server, Method::PATCH, path, BOOTSTRAP, Some(&patch)).await;
+    let (status, _) = server
+        .call_as(Method::PATCH, path, BOOTSTRAP, Some(&patch))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let invoke = create_token(
         &server,
@@ -627,35 +615,34 @@ async fn secrets_need_a_token_whose_globs_cover_them() {
         .await;
     let config = "/v1/functions/orders-api/config";
     let patch = |env: Value| json!({ "env": env });
-    let (status, body) = call(
-        &server,
-        Method::PATCH,
-        config,
-        &orders,
-        Some(&patch(json!({"DB": "secret:payments-db"}))),
-    )
-    .await;
+    let (status, body) = server
+        .call_as(
+            Method::PATCH,
+            config,
+            &orders,
+            Some(&patch(json!({"DB": "secret:payments-db"}))),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "forbidden");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("payments-db"), "{message}");
     let allowed = patch(json!({"DB": "secret:orders-db", "PLAIN": "x"}));
-    let (status, body) = call(&server, Method::PATCH, config, &orders, Some(&allowed)).await;
+    let (status, body) = server
+        .call_as(Method::PATCH, config, &orders, Some(&allowed))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let admin_only = patch(json!({"DB": "secret:payments-db"}));
-    let (status, _) = call(&server, Method::PATCH, config, BOOTSTRAP, Some(&admin_only)).await;
+    let (status, _) = server
+        .call_as(Method::PATCH, config, BOOTSTRAP, Some(&admin_only))
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     // Apply follows the same rule, and prune needs admin; a refusal
     // changes nothing.
-    let (_, info) = call(
-        &server,
-        Method::GET,
-        "/v1/functions/orders-api",
-        BOOTSTRAP,
-        None,
-    )
-    .await;
+    let (_, info) = server
+        .call_as(Method::GET, "/v1/functions/orders-api", BOOTSTRAP, None)
+        .await;
     let digest = info["versions"][0]["digest"].as_str().unwrap().to_string();
     let desired = |env: Value| json!({"functions": {"orders-api": {"digest": digest, "config": {"env": env}}}});
     for (path, state) in [
@@ -665,14 +652,18 @@ async fn secrets_need_a_token_whose_globs_cover_them() {
             desired(json!({"DB": "secret:orders-db"})),
         ),
     ] {
-        let (status, body) = call(&server, Method::POST, path, &orders, Some(&state)).await;
+        let (status, body) = server
+            .call_as(Method::POST, path, &orders, Some(&state))
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
         assert_eq!(body["error"]["code"], "forbidden");
     }
-    let (_, stored) = call(&server, Method::GET, config, BOOTSTRAP, None).await;
+    let (_, stored) = server.call_as(Method::GET, config, BOOTSTRAP, None).await;
     assert_eq!(stored["env"]["DB"], "secret:payments-db", "{stored}");
     let state = desired(json!({"DB": "secret:orders-db"}));
-    let (status, body) = call(&server, Method::POST, "/v1/apply", &orders, Some(&state)).await;
+    let (status, body) = server
+        .call_as(Method::POST, "/v1/apply", &orders, Some(&state))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 

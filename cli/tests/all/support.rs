@@ -154,6 +154,24 @@ impl Server {
         body
     }
 
+    /// Sends `method path` with `token` and an optional JSON body; returns
+    /// the status and the JSON answer (`null` when it is not JSON).
+    pub async fn call_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.at(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Deploys a built function with `token` and asserts success.
     pub async fn deploy_as(&self, token: &str, name: &str, component: &str) {
         let response = self
