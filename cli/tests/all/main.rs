@@ -23,3 +23,4 @@ mod security;
 mod slow_clients;
 mod support;
 mod uploads;
+mod wagi;
