@@ -21,6 +21,9 @@
 //! run inside a task of a single-threaded tokio runtime, as the server's
 //! connection tasks do on their connection threads (see [`in_task`]).
 //!
+//! WAGI modules (`wagi-rust`, `wagi-c`) have a `cold` start only (a fresh
+//! instance per request, its environment being the request) and `compile`.
+//!
 //! Run: `cargo bench -p flint-benches --bench start_kinds` (a filter such as
 //! `-- hello/` or `-- js-hello/cold` picks a subset).
 
@@ -61,6 +64,22 @@ const SUBJECTS: &[Subject] = &[
         path: artifacts::JS_HELLO,
         body: b"Hello from JavaScript!\n",
         slow_compile: true,
+    },
+];
+
+/// The WAGI modules under test, run with the server's allocator settings.
+const WAGI_SUBJECTS: &[Subject] = &[
+    Subject {
+        name: "wagi-rust",
+        path: artifacts::WAGI_RUST,
+        body: b"Hello from WAGI, world!\n",
+        slow_compile: false,
+    },
+    Subject {
+        name: "wagi-c",
+        path: artifacts::WAGI_C,
+        body: b"Hello from C, world! You sent 0 bytes\n",
+        slow_compile: false,
     },
 ];
 
@@ -260,7 +279,34 @@ fn start_kinds(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, start_kinds);
+fn wagi_starts(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let cache = tempfile::tempdir().unwrap();
+    let gate = Arc::new(ConcurrencyGate::new(64, 0, Duration::ZERO));
+    for subject in WAGI_SUBJECTS {
+        let bytes = artifacts::bytes(subject.path);
+        let mut group = c.benchmark_group(subject.name);
+        let runtime = Runtime::new(&RuntimeConfig::new(cache.path().join(subject.name))).unwrap();
+        let compiled = runtime.compile(&bytes).unwrap();
+        let cold = pool(
+            &runtime,
+            subject.name,
+            &compiled.program,
+            FunctionConfig::default(),
+        );
+        group.bench_function("cold", |b| {
+            b.iter_custom(|iters| timed_invokes(&rt, iters, &cold, &gate, subject.body))
+        });
+        group.bench_function("compile", |b| b.iter(|| runtime.compile(&bytes).unwrap()));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, start_kinds, wagi_starts);
 
 // criterion_main!, plus the font: the workspace builds plotters with its
 // `ab_glyph` feature (for the harness's chart), which makes criterion's plots

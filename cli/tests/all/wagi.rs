@@ -327,3 +327,22 @@ async fn releases_route_between_a_module_and_a_component() {
         .collect();
     assert_eq!(kinds, ["wagi", "wagi", "http"]);
 }
+
+/// `flint bench` compares the start kinds of components; for a module it
+/// says why not and what to run instead, and the function goes on serving.
+#[tokio::test]
+async fn bench_of_a_module_points_to_the_load_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    server.deploy("wagi", artifacts::WAGI_RUST).await;
+    let out = flint(&server.url, &["bench", "wagi"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a WAGI module"), "{stderr}");
+    assert!(stderr.contains("flint bench wagi --load"), "{stderr}");
+    let (status, body) = server.get("/fn/wagi/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "Hello from WAGI, world!\n")
+    );
+}
