@@ -168,14 +168,28 @@ fn timed_invokes(
     .unwrap()
 }
 
-fn start_kinds(c: &mut Criterion) {
+/// The single-threaded runtime, artifact cache and concurrency gate every
+/// group runs with.
+fn bench_env() -> (
+    tokio::runtime::Runtime,
+    tempfile::TempDir,
+    Arc<ConcurrencyGate>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let _guard = rt.enter();
     let cache = tempfile::tempdir().unwrap();
-    let gate = Arc::new(ConcurrencyGate::new(64, 0, Duration::ZERO));
+    (
+        rt,
+        cache,
+        Arc::new(ConcurrencyGate::new(64, 0, Duration::ZERO)),
+    )
+}
+
+fn start_kinds(c: &mut Criterion) {
+    let (rt, cache, gate) = bench_env();
+    let _guard = rt.enter();
 
     for subject in SUBJECTS {
         let bytes = artifacts::bytes(subject.path);
@@ -280,13 +294,8 @@ fn start_kinds(c: &mut Criterion) {
 }
 
 fn wagi_starts(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, cache, gate) = bench_env();
     let _guard = rt.enter();
-    let cache = tempfile::tempdir().unwrap();
-    let gate = Arc::new(ConcurrencyGate::new(64, 0, Duration::ZERO));
     for subject in WAGI_SUBJECTS {
         let bytes = artifacts::bytes(subject.path);
         let mut group = c.benchmark_group(subject.name);

@@ -6,6 +6,11 @@ use flint_test_artifacts as artifacts;
 use reqwest::StatusCode;
 use serde_json::json;
 
+/// GETs `path` on `server`, for its status, headers and body.
+async fn fetch(server: &Server, path: &str) -> reqwest::Response {
+    server.http.get(server.at(path)).send().await.unwrap()
+}
+
 /// A deployed Rust WAGI module answers from its CGI environment and stdin,
 /// with its own headers and status, and says what it is.
 #[tokio::test]
@@ -16,12 +21,7 @@ async fn a_rust_module_serves_as_cgi() {
     assert_eq!(deployed["kind"], "wagi", "{deployed}");
     assert_eq!(deployed["version"], 1, "{deployed}");
 
-    let response = server
-        .http
-        .get(server.at("/fn/wagi/?name=Ada"))
-        .send()
-        .await
-        .unwrap();
+    let response = fetch(&server, "/fn/wagi/?name=Ada").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/plain");
     assert_eq!(response.headers()["x-flint-version"], "1");
@@ -41,12 +41,7 @@ async fn a_rust_module_serves_as_cgi() {
     assert_eq!(response.headers()["x-body-bytes"], "7");
     assert_eq!(response.text().await.unwrap(), r#"{"n":1}"#);
 
-    let response = server
-        .http
-        .get(server.at("/fn/wagi/status"))
-        .send()
-        .await
-        .unwrap();
+    let response = fetch(&server, "/fn/wagi/status").await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers()["x-created"], "yes");
 
@@ -135,12 +130,7 @@ async fn a_c_module_serves_as_cgi() {
     );
     assert!(text.contains("WAGI module"), "{text}");
 
-    let response = server
-        .http
-        .get(server.at("/fn/wagi-c/?name=Bob"))
-        .send()
-        .await
-        .unwrap();
+    let response = fetch(&server, "/fn/wagi-c/?name=Bob").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-language"], "C");
     assert_eq!(response.headers()["x-method"], "GET");
@@ -248,48 +238,25 @@ async fn modules_that_cannot_run_are_refused_with_a_reason() {
             "not the `http` asked for",
         ),
     ] {
-        let response = server
-            .http
-            .put(server.at(&format!("/v1/functions/{name}?kind={kind}")))
-            .header("content-type", "application/wasm")
-            .body(artifacts::bytes(file))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let message = assert_error(
-            status,
-            &response.text().await.unwrap(),
-            400,
-            "invalid_component",
-        );
+        // The query rides on the name: PUT /v1/functions/{name}?kind=...
+        let (status, body) = server
+            .deploy_bytes(&format!("{name}?kind={kind}"), artifacts::bytes(file))
+            .await;
+        let message = assert_error(status, &body.to_string(), 400, "invalid_component");
         assert!(message.contains(says), "{message}");
     }
-    let response = server
-        .http
-        .put(server.at("/v1/functions/w?kind=cgi"))
-        .header("content-type", "application/wasm")
-        .body(artifacts::bytes(artifacts::WAGI_RUST))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let message = assert_error(status, &response.text().await.unwrap(), 400, "bad_request");
+    let module = || artifacts::bytes(artifacts::WAGI_RUST);
+    let (status, body) = server.deploy_bytes("w?kind=cgi", module()).await;
+    let message = assert_error(status, &body.to_string(), 400, "bad_request");
     assert!(message.contains("http, wagi"), "{message}");
 
     let (status, list) = server.get_json("/v1/functions").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["functions"], json!([]), "{list}");
     // The server still takes a good upload, with the kind stated.
-    let response = server
-        .http
-        .put(server.at("/v1/functions/w?kind=wagi"))
-        .header("content-type", "application/wasm")
-        .body(artifacts::bytes(artifacts::WAGI_RUST))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let (status, body) = server.deploy_bytes("w?kind=wagi", module()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["kind"], "wagi", "{body}");
 }
 
 /// Versions of one function may be of different kinds; aliases and
