@@ -9,12 +9,12 @@
 //! sharing a file serialise instead of failing half-way.
 
 use super::rows::{
-    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawToken, RawVersion,
-    SHADOW, from_ms, now_ms, to_ms,
+    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawRun, RawSchedule,
+    RawToken, RawVersion, SHADOW, from_ms, now_ms, to_ms,
 };
 use super::{
-    BrokenRow, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store, StoreError,
-    StoreResult, TokenRecord, VersionRecord,
+    BrokenRow, Change, Outcome, ReleaseChange, ReleaseRow, RunRecord, ScheduleRecord, Snapshot,
+    Store, StoreError, StoreResult, TokenRecord, VersionRecord,
 };
 use flint_spec::Digest;
 use flint_spec::history::HistoryEntry;
@@ -61,6 +61,25 @@ CREATE TABLE IF NOT EXISTS routes (
     pattern TEXT PRIMARY KEY,
     function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    spec TEXT NOT NULL,
+    last_tick INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_function ON schedules(function);
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    schedule TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    scheduled INTEGER NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    duration_ms REAL NOT NULL,
+    catch_up INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedule_runs_schedule ON schedule_runs(schedule, id);
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY,
     hash TEXT NOT NULL UNIQUE,
@@ -319,6 +338,52 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
         Change::RevokeToken { name } => {
             tx.execute("DELETE FROM tokens WHERE name = ?1", params![name])?
         }
+        Change::AddSchedule(record) => tx.execute(
+            "INSERT INTO schedules (id, function, spec, last_tick, created_at_ms)
+             SELECT ?1, name, ?3, ?4, ?5 FROM functions WHERE name = ?2",
+            params![
+                record.id,
+                record.function,
+                serde_json::to_string(&record.spec)?,
+                record.last_tick,
+                to_ms(record.created_at),
+            ],
+        )?,
+        Change::RemoveSchedule { function, id } => tx.execute(
+            "DELETE FROM schedules WHERE id = ?1 AND function = ?2",
+            params![id, function],
+        )?,
+        Change::ClaimTick {
+            function,
+            id,
+            from,
+            to,
+        } => tx.execute(
+            "UPDATE schedules SET last_tick = ?4 WHERE id = ?1 AND function = ?2 AND last_tick = ?3",
+            params![id, function, from, to],
+        )?,
+        Change::RecordRun { function, id, run } => {
+            let n = tx.execute(
+                "INSERT INTO schedule_runs (schedule, scheduled, started_at_ms, outcome, status, duration_ms, catch_up)
+                 SELECT id, ?3, ?4, ?5, ?6, ?7, ?8 FROM schedules WHERE id = ?1 AND function = ?2",
+                params![
+                    id,
+                    function,
+                    run.scheduled,
+                    to_ms(run.started_at),
+                    run.outcome,
+                    run.status,
+                    run.duration_ms,
+                    run.catch_up,
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM schedule_runs WHERE schedule = ?1 AND id NOT IN (
+                     SELECT id FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2)",
+                params![id, flint_spec::schedule::MAX_RUNS as i64],
+            )?;
+            n
+        }
         Change::Fence { .. } => 1,
         Change::TokenUsed { name, at } => tx.execute(
             "UPDATE tokens SET last_used_at_ms = ?2 WHERE name = ?1",
@@ -441,6 +506,51 @@ impl Store for SqliteStore {
         })
     }
 
+    fn schedules(
+        &self,
+        function: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<Vec<ScheduleRecord>>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, function, spec, last_tick, created_at_ms FROM schedules
+                 WHERE ?1 IS NULL OR function = ?1 ORDER BY created_at_ms, id",
+            )?;
+            let raw = stmt
+                .query_map(params![function], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<RawSchedule>, _>>()?;
+            Ok(rows::schedules(raw))
+        })
+    }
+
+    fn schedule_runs(
+        &self,
+        function: String,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, RunRecord)>>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT r.schedule, r.scheduled, r.started_at_ms, r.outcome, r.status, r.duration_ms, r.catch_up
+                 FROM schedule_runs r JOIN schedules s ON s.id = r.schedule
+                 WHERE s.function = ?1 ORDER BY r.id DESC",
+            )?;
+            let raw = stmt
+                .query_map(params![function], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect::<Result<Vec<RawRun>, _>>()?;
+            Ok(rows::runs(raw))
+        })
+    }
+
     fn backup(&self, to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>> {
         // SQLite's online backup: a consistent copy, page by page, while
         // the connection keeps serving (on its own thread, between jobs).
@@ -525,6 +635,15 @@ mod tests {
         assert!(store.commit(vec![delete()]).await.unwrap()[0].applied());
         assert!(!store.digest_in_use(a).await.unwrap());
         assert!(!store.commit(vec![delete()]).await.unwrap()[0].applied());
+    }
+
+    #[tokio::test]
+    async fn two_claimers_of_one_tick_on_one_file_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let a = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        let b = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        crate::store::rows::claims_of_one_tick_have_one_winner(a, b).await;
     }
 
     #[tokio::test]
