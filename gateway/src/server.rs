@@ -194,6 +194,7 @@ pub async fn serve(
             }
         }
     });
+    let scheduler = crate::scheduler::start(control.clone());
     let queues = match control.config().amqp_url.clone() {
         Some(url) => Some(crate::triggers::start(&control, url)),
         None => {
@@ -272,6 +273,7 @@ pub async fn serve(
     drop(listeners);
     maintenance.abort();
     gc.abort();
+    scheduler.abort();
     let grace = control.config().shutdown_grace;
     tracing::info!(
         grace_secs = grace.as_secs(),
