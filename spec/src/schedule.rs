@@ -124,7 +124,10 @@ impl ScheduleSpec {
         let cadence = Cadence { cron, tz };
         // An expression that names no real time (31 February) would leave
         // the scheduler searching forever.
-        if cadence.next_after(Utc::now().timestamp()).is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if cadence.next_after(now).is_none() {
             return Err(format!(
                 "invalid `cron`: {:?} never fires (no date matches it); try {EXAMPLE}",
                 self.cron
