@@ -1,8 +1,8 @@
 //! The scheduler loop: fires cron schedules on the node that leads (a
 //! single node always leads). Each pass claims and fires the ticks that are
 //! due ([`Control::fire_due_schedules`]), then sleeps until the next tick
-//! of any schedule, a schedule change on this node, or [`POLL`], whichever
-//! comes first; the poll picks up schedules added through other nodes.
+//! of any schedule, a schedule change (made on this node, or followed from
+//! a shared registry), or [`POLL`], whichever comes first.
 //!
 //! The moment a node starts leading is its scheduler's start: ticks before
 //! it were missed (the server was down, or leadership was changing hands)

@@ -172,8 +172,9 @@ fn due(cadence: &Cadence, last: i64, now: i64, since: i64, catch_up: CatchUp) ->
 }
 
 impl Control {
-    /// Resolves when a schedule was added or removed on this node (the
-    /// scheduler loop follows them).
+    /// Resolves when a schedule was added or removed on this node, or this
+    /// node followed a change of a shared registry (the scheduler loop
+    /// follows them).
     pub fn schedules_changed(&self) -> Arc<Notify> {
         self.s.schedules_changed.clone()
     }
