@@ -307,6 +307,13 @@ async fn malformed_schedules_and_limits_are_refused_with_their_code_and_the_serv
         assert_eq!(server.get("/fn/hello/").await.0, StatusCode::OK);
     }
 
+    // A request over the JSON body limit (1 MiB) is refused before it is
+    // read.
+    let huge = json!({"cron": "* * * * *", "body": "x".repeat(2 << 20)});
+    let (status, text) = add(&server, "hello", huge).await;
+    assert_error(status, &text, 413, "payload_too_large");
+    assert_eq!(server.get("/fn/hello/").await.0, StatusCode::OK);
+
     let (status, text) = add(&server, "ghost", json!({"cron": "* * * * *"})).await;
     assert_error(status, &text, 404, "function_not_found");
     let (status, text) = server.get("/v1/functions/ghost/schedules").await;
