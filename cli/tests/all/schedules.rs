@@ -488,10 +488,13 @@ async fn schedule_commands_add_list_and_remove() {
 async fn the_manifest_declares_a_schedule_that_plan_shows_and_apply_sets_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);
+    // A copy of its own: the bytes stay the same between the applies.
+    let component = dir.path().join("nightly.wasm");
+    std::fs::write(&component, artifacts::bytes(artifacts::QUEUE_PROBE)).unwrap();
     let manifest = |schedule: &str| {
         format!(
             "[functions.nightly]\ncomponent = \"{}\"\n{schedule}",
-            artifacts::QUEUE_PROBE
+            component.display()
         )
     };
     let file = dir.path().join("flint.toml");
