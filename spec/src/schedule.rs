@@ -114,13 +114,13 @@ impl ScheduleSpec {
 
     /// The expression and zone, parsed: what computes the ticks.
     pub fn cadence(&self) -> Result<Cadence, String> {
+        let cron = parse_cron(&self.cron)?;
         let tz: Tz = self.tz.parse().map_err(|_| {
             format!(
                 "invalid `tz`: {:?} is not an IANA time zone; use a name such as `UTC`, `Europe/Berlin` or `America/New_York`",
                 self.tz
             )
         })?;
-        let cron = parse_cron(&self.cron)?;
         let cadence = Cadence { cron, tz };
         // An expression that names no real time (31 February) would leave
         // the scheduler searching forever.
@@ -155,6 +155,17 @@ fn validate_path(path: &str) -> Result<(), String> {
 
 /// The names of the fields of a five-field expression.
 const FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+
+/// What a field takes, by name.
+fn allowed(field: &str) -> &'static str {
+    match field {
+        "second" | "minute" => "0-59",
+        "hour" => "0-23",
+        "day-of-month" => "1-31 or L (the last day)",
+        "month" => "1-12 or JAN-DEC",
+        _ => "0-7 or SUN-SAT (0 and 7 are Sunday)",
+    }
+}
 
 fn parser() -> CronParser {
     CronParser::builder()
@@ -192,8 +203,9 @@ fn parse_cron(expression: &str) -> Result<Cron, String> {
                     .collect();
                 if let Err(e) = parser.parse(&alone.join(" ")) {
                     return Err(format!(
-                        "invalid `cron`: its {} field {field:?} is not valid ({e}); a valid expression is {EXAMPLE}",
-                        names[i]
+                        "invalid `cron`: its {} field {field:?} is not valid ({e}; it takes {}, `*`, ranges `a-b`, lists `a,b` and steps `*/n`); a valid expression is {EXAMPLE}",
+                        names[i],
+                        allowed(names[i])
                     ));
                 }
             }
