@@ -1,6 +1,8 @@
 //! Builds the guest functions and writes a path constant per component:
 //!
-//! - the Rust functions of `functions/` (one cargo build for wasm32-wasip2);
+//! - the Rust functions of `functions/` (one cargo build for wasm32-wasip2,
+//!   and one for wasm32-wasip1 of the WAGI example);
+//! - the C WAGI example `functions/wagi-c` (clang with wasi-libc);
 //! - the JavaScript function `functions/js-hello` (componentize-js from the
 //!   npm registry, driven by node).
 //!
@@ -27,6 +29,14 @@ const RUST_FUNCTIONS: &[(&str, &str)] = &[
     ("HOSTILE", "hostile"),
 ];
 
+/// (constant name, package, wasm file stem) of every Rust WAGI function: a
+/// binary built for wasm32-wasip1, a WASI 0.1 command module.
+const RUST_WAGI_FUNCTIONS: &[(&str, &str, &str)] = &[("WAGI_RUST", "wagi-rust", "wagi_rust")];
+
+/// (constant name, directory in functions/, source file) of every C WAGI
+/// function: one file, built with `clang --target=wasm32-wasi`.
+const C_WAGI_FUNCTIONS: &[(&str, &str, &str)] = &[("WAGI_C", "wagi-c", "hello.c")];
+
 /// (constant name, directory in functions/, wasm file stem) of every
 /// JavaScript function: an npm project with `package.json`,
 /// `package-lock.json`, `build.mjs` (`node build.mjs OUT`), `src/` and `wit/`.
@@ -37,7 +47,7 @@ const MIN_NODE_MAJOR: u32 = 18;
 
 /// Entries of functions/ that are build output or handled elsewhere, never
 /// inputs of the Rust build.
-const NOT_RUST_INPUTS: &[&str] = &["target", "node_modules", "README.md"];
+const NOT_RUST_INPUTS: &[&str] = &["target", "node_modules", "README.md", "wagi-c"];
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -49,6 +59,14 @@ fn main() {
 
     let mut consts = String::new();
     for (name, path) in build_rust(root, &functions, target) {
+        consts.push_str(&constant(name, &path));
+    }
+    for &(name, dir, source) in C_WAGI_FUNCTIONS {
+        let path = build_c(
+            &functions.join(dir),
+            source,
+            &target.join("c-functions").join(dir),
+        );
         consts.push_str(&constant(name, &path));
     }
     for &(name, dir, stem) in JS_FUNCTIONS {
@@ -92,17 +110,53 @@ fn build_rust(root: &Path, functions: &Path, target: &Path) -> Vec<(&'static str
         }
     }
 
+    let components = ["--workspace"].into_iter().chain(
+        RUST_WAGI_FUNCTIONS
+            .iter()
+            .flat_map(|&(_, package, _)| ["--exclude", package]),
+    );
+    cargo_build(functions, &target_dir, "wasm32-wasip2", components);
+    let modules = RUST_WAGI_FUNCTIONS
+        .iter()
+        .flat_map(|&(_, package, _)| ["--package", package]);
+    cargo_build(functions, &target_dir, "wasm32-wasip1", modules);
+
+    let built = |target: &str, name: &'static str, stem: &str| {
+        let path = target_dir
+            .join(target)
+            .join("release")
+            .join(format!("{stem}.wasm"));
+        assert!(
+            path.is_file(),
+            "expected {} after the build",
+            path.display()
+        );
+        (name, path)
+    };
+    let components = RUST_FUNCTIONS
+        .iter()
+        .map(|&(name, stem)| built("wasm32-wasip2", name, stem));
+    let modules = RUST_WAGI_FUNCTIONS
+        .iter()
+        .map(|&(name, _, stem)| built("wasm32-wasip1", name, stem));
+    components.chain(modules).collect()
+}
+
+/// Runs `cargo build --release --target TARGET` with `args` in the guest
+/// workspace.
+fn cargo_build<'a>(
+    functions: &Path,
+    target_dir: &Path,
+    target: &str,
+    args: impl IntoIterator<Item = &'a str>,
+) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(functions)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
+        .args(["build", "--release", "--target", target])
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
@@ -111,23 +165,42 @@ fn build_rust(root: &Path, functions: &Path, target: &Path) -> Vec<(&'static str
         .expect("failed to run cargo to build functions/");
     if !status.success() {
         panic!(
-            "building functions/ for wasm32-wasip2 failed; if the target is missing, run `rustup target add wasm32-wasip2`"
+            "building functions/ for {target} failed; if the target is missing, run `rustup target add {target}`"
         );
     }
+}
 
-    let release = target_dir.join("wasm32-wasip2").join("release");
-    RUST_FUNCTIONS
-        .iter()
-        .map(|&(name, stem)| {
-            let path = release.join(format!("{stem}.wasm"));
-            assert!(
-                path.is_file(),
-                "expected {} after the build",
-                path.display()
-            );
-            (name, path)
-        })
-        .collect()
+/// Builds one C WAGI function with clang for `wasm32-wasi` against
+/// wasi-libc (Debian: clang, lld, wasi-libc, libclang-rt-dev-wasm32), into
+/// `out_dir`.
+fn build_c(dir: &Path, source: &str, out_dir: &Path) -> PathBuf {
+    let source = dir.join(source);
+    println!("cargo:rerun-if-changed={}", dir.display());
+    fs::create_dir_all(out_dir).unwrap();
+    let stem = dir.file_name().unwrap().to_string_lossy().replace('-', "_");
+    let output = out_dir.join(format!("{stem}.wasm"));
+    let hint = "building the C WAGI example needs clang with a wasm32-wasi sysroot \
+                (Debian: `apt-get install clang lld wasi-libc libclang-rt-dev-wasm32`)";
+    let status = Command::new("clang")
+        .args([
+            "--target=wasm32-wasi",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wl,--strip-all",
+            "-o",
+        ])
+        .arg(&output)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("running clang: {e}; {hint}"));
+    assert!(
+        status.success() && output.is_file(),
+        "clang failed to build {} (the messages above say why); {hint}",
+        source.display()
+    );
+    output
 }
 
 /// Builds one JavaScript function in `cache`: a copy of its sources, its

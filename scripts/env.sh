@@ -7,10 +7,25 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flint/target}"
 export WASM_TARGET_DIR="$CARGO_TARGET_DIR/wasm-functions"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# wasm32-wasip2 for components; wasm32-wasip1 for the WAGI example.
 ensure_wasm_target() {
-  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-    echo "installing the wasm32-wasip2 target"
-    rustup target add wasm32-wasip2
+  local target
+  for target in wasm32-wasip2 wasm32-wasip1; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+      echo "installing the $target target"
+      rustup target add "$target"
+    fi
+  done
+}
+
+# The C WAGI example builds with clang for wasm32-wasi against wasi-libc
+# (Debian's packages).
+ensure_wasi_c() {
+  if ! command -v clang >/dev/null 2>&1 || [ ! -d /usr/include/wasm32-wasi ] \
+    || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
+    echo "installing clang, lld, wasi-libc and the wasm32 compiler runtime"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      clang lld wasi-libc libclang-rt-dev-wasm32
   fi
 }
 

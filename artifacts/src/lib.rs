@@ -11,6 +11,11 @@
 //!   outbound, print, body, status, headers).
 //! - [`ORDER_PROCESSOR`]: the example queue-triggered function (CloudEvents).
 //! - [`QUEUE_PROBE`]: the test function of the queue-trigger tests.
+//! - [`WAGI_RUST`]: a WAGI function in Rust, a WASI 0.1 command module
+//!   (wasm32-wasip1) run as CGI: greeting, echo, env, status, redirect, and
+//!   paths that cross each limit.
+//! - [`WAGI_C`]: a WAGI function in C (clang with wasi-libc): greeting,
+//!   query, body and a status of its own.
 //! - [`JS_HELLO`]: JavaScript (componentize-js, SpiderMonkey inside): a
 //!   greeting with the request path in `x-path`; a large component (~13 MB).
 

@@ -96,7 +96,7 @@ async fn invoke(pool: &Arc<InstancePool>, gate: &ConcurrencyGate, expected: &[u8
 fn pool(
     runtime: &Runtime,
     name: &str,
-    component: &flint_runtime::Component,
+    component: &flint_runtime::Program,
     config: FunctionConfig,
 ) -> Arc<InstancePool> {
     let log = Arc::new(GuestLog::new(name, 16));
@@ -195,12 +195,7 @@ fn start_kinds(c: &mut Criterion) {
                 });
             }
 
-            let cold = pool(
-                &runtime,
-                name,
-                &compiled.component,
-                FunctionConfig::default(),
-            );
+            let cold = pool(&runtime, name, &compiled.program, FunctionConfig::default());
             group.bench_function(BenchmarkId::new("cold", &variant), |b| {
                 b.iter_custom(|iters| timed_invokes(&rt, iters, &cold, &gate, expected))
             });
@@ -208,7 +203,7 @@ fn start_kinds(c: &mut Criterion) {
             let warm = pool(
                 &runtime,
                 name,
-                &compiled.component,
+                &compiled.program,
                 FunctionConfig {
                     min_instances: 1,
                     ..Default::default()
@@ -236,7 +231,7 @@ fn start_kinds(c: &mut Criterion) {
             let reuse = pool(
                 &runtime,
                 name,
-                &compiled.component,
+                &compiled.program,
                 FunctionConfig {
                     max_requests_per_instance: 1_000_000,
                     ..Default::default()

@@ -72,7 +72,7 @@ impl JsHello {
             &self.runtime,
             "js-hello",
             1,
-            &self.compiled.component,
+            &self.compiled.program,
             Arc::new(FunctionConfig {
                 max_requests_per_instance,
                 ..Default::default()

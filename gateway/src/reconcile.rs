@@ -76,7 +76,7 @@ impl Reconciler {
                 .await
                 .with_context(|| format!("cannot read {}", file.display()))?;
             control
-                .upload_component(bytes.into())
+                .upload_component(bytes.into(), None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         }

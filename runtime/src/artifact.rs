@@ -1,44 +1,54 @@
-//! Validation, compilation and the on-disk cache of compiled components.
+//! Validation, compilation and the on-disk cache of compiled programs.
 //!
-//! A component is compiled once, at upload. The compiled artifact is written
+//! A program (a component, or a WAGI module) is compiled once, at upload. The compiled artifact is written
 //! to the cache directory under its content digest and the engine's
 //! compatibility hash, so a restarted process (or a version that was unloaded
 //! when idle) maps it back from disk instead of compiling again; an engine
 //! with different settings simply misses the cache and recompiles.
 
+use crate::engine::Linkers;
 use crate::fsutil::write_atomic;
 use crate::fsutil::{self, Swept};
-use flint_spec::Digest;
+use crate::program::Program;
+use crate::wagi::{START, WASI_P1_MODULE};
+use flint_spec::{Digest, FunctionKind};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
+use wasmtime::{Engine, ExternType, Module, Precompiled};
 
-/// Why an upload is not a component Flint can run.
+/// Why an upload is not a program Flint can run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompileError {
     /// The bytes do not start with the Wasm magic number.
-    #[error("not a WebAssembly binary (missing the \\0asm header); upload a .wasm component")]
-    NotWasm,
-    /// A core module rather than a component.
     #[error(
-        "this is a core WebAssembly module, not a component; build for wasm32-wasip2 (or run `wasm-tools component new`)"
+        "not a WebAssembly binary (missing the \\0asm header); upload a .wasm component or module"
     )]
-    CoreModule,
-    /// The component failed to parse or validate.
-    #[error("invalid component: {0}")]
-    Invalid(String),
+    NotWasm,
+    /// A core module that is no WASI command, so it cannot run as WAGI.
+    #[error(
+        "this core module exports no `_start` function, so it cannot run as a WAGI function: build a WASI command (a program with `main`, e.g. for wasm32-wasip1), or a wasi:http component for wasm32-wasip2; it exports: [{0}]"
+    )]
+    NotACommand(String),
+    /// The component or module failed to parse or validate.
+    #[error("invalid {kind}: {message}", kind = if *.module { "module" } else { "component" })]
+    Invalid {
+        /// Whether the bytes are a core module (else a component).
+        module: bool,
+        /// The parser's or validator's words.
+        message: String,
+    },
     /// It does not export `wasi:http/incoming-handler`.
     #[error(
         "the component does not export wasi:http/incoming-handler (the wasi:http/proxy world); it exports: [{0}]"
     )]
     NotAHttpHandler(String),
     /// It imports interfaces Flint does not provide.
-    #[error("the component imports interfaces Flint does not provide: [{missing}] ({detail})")]
+    #[error("it imports interfaces Flint does not provide: [{missing}] ({detail})")]
     UnsupportedImports {
         /// The imports that could not be satisfied.
         missing: String,
@@ -84,16 +94,32 @@ const PROVIDED_PACKAGES: &[&str] = &[
     "wasi:http/",
 ];
 
-/// Checks the cheap things about `bytes` before the compiler sees them.
-pub fn check_header(bytes: &[u8]) -> Result<(), CompileError> {
+/// Checks the cheap things about `bytes` before the compiler sees them, and
+/// tells a component from a core module by its header.
+pub fn check_header(bytes: &[u8]) -> Result<FunctionKind, CompileError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(CompileError::NotWasm);
     }
     // Core modules carry version 1 with layer 0; components layer 1.
-    if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(CompileError::CoreModule);
+    Ok(if bytes[4..8] == [1, 0, 0, 0] {
+        FunctionKind::Wagi
+    } else {
+        FunctionKind::Http
+    })
+}
+
+/// Names of imports outside `provided`, or "see detail" when the linker
+/// refused for another reason.
+fn missing_imports<'a>(
+    imports: impl Iterator<Item = String> + 'a,
+    provided: impl Fn(&str) -> bool,
+) -> String {
+    let missing: Vec<String> = imports.filter(|name| !provided(name)).collect();
+    if missing.is_empty() {
+        "see detail".to_string()
+    } else {
+        missing.join(", ")
     }
-    Ok(())
 }
 
 /// Checks a compiled component's exports and imports against what Flint runs.
@@ -104,18 +130,11 @@ pub(crate) fn check_world(
 ) -> Result<(), CompileError> {
     let ty = component.component_type();
     if let Err(e) = link_result {
-        let missing: Vec<String> = ty
-            .imports(engine)
-            .map(|(name, _)| name.to_string())
-            .filter(|name| !PROVIDED_PACKAGES.iter().any(|p| name.starts_with(p)))
-            .collect();
-        let missing = if missing.is_empty() {
-            "see detail".to_string()
-        } else {
-            missing.join(", ")
-        };
+        let imports = ty.imports(engine).map(|(name, _)| name.to_string());
         return Err(CompileError::UnsupportedImports {
-            missing,
+            missing: missing_imports(imports, |name| {
+                PROVIDED_PACKAGES.iter().any(|p| name.starts_with(p))
+            }),
             detail: format!("{e:#}"),
         });
     }
@@ -132,29 +151,70 @@ pub(crate) fn check_world(
     Ok(())
 }
 
-/// Validates and compiles `bytes` and checks the world against `linker`:
-/// the one compile of both the in-process path and the worker process.
-/// Returns the component and the time the compiler took.
-pub(crate) fn compile_checked<T>(
-    engine: &Engine,
-    linker: &Linker<T>,
-    bytes: &[u8],
-) -> Result<(Component, Duration), CompileError> {
-    check_header(bytes)?;
-    let start = Instant::now();
-    let component =
-        Component::new(engine, bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-    let compile_time = start.elapsed();
-    let link = linker.instantiate_pre(&component).map(drop);
-    check_world(engine, &component, link)?;
-    Ok((component, compile_time))
+/// Checks a compiled core module: a WASI command (`_start`, no parameters
+/// or results) importing only WASI 0.1.
+pub(crate) fn check_command(
+    module: &Module,
+    link_result: wasmtime::Result<()>,
+) -> Result<(), CompileError> {
+    let start = module.exports().find(|e| e.name() == START).map(|e| e.ty());
+    let is_command = matches!(&start, Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0);
+    if !is_command {
+        let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
+        return Err(CompileError::NotACommand(exports.join(", ")));
+    }
+    if let Err(e) = link_result {
+        let imports = module
+            .imports()
+            .map(|i| format!("{}::{}", i.module(), i.name()));
+        return Err(CompileError::UnsupportedImports {
+            missing: missing_imports(imports, |name| {
+                name.starts_with(&format!("{WASI_P1_MODULE}::"))
+            }),
+            detail: format!("{e:#}"),
+        });
+    }
+    Ok(())
 }
 
-/// A compiled component as the bytes the cache stores.
-pub(crate) fn serialize(component: &Component) -> Result<Vec<u8>, CompileError> {
-    component
-        .serialize()
-        .map_err(|e| CompileError::Invalid(format!("{e:#}")))
+/// Validates and compiles `bytes` and checks them against `linkers`: the
+/// one compile of both the in-process path and the worker process. Returns
+/// the program and the time the compiler took.
+pub(crate) fn compile_checked(
+    engine: &Engine,
+    linkers: &Linkers,
+    bytes: &[u8],
+) -> Result<(Program, Duration), CompileError> {
+    let kind = check_header(bytes)?;
+    let start = Instant::now();
+    let invalid = |e: wasmtime::Error| CompileError::Invalid {
+        module: kind == FunctionKind::Wagi,
+        message: format!("{e:#}"),
+    };
+    let program = match kind {
+        FunctionKind::Http => Program::Http(Component::new(engine, bytes).map_err(invalid)?),
+        FunctionKind::Wagi => Program::Wagi(Module::new(engine, bytes).map_err(invalid)?),
+    };
+    let compile_time = start.elapsed();
+    match &program {
+        Program::Http(component) => {
+            let link = linkers.http.instantiate_pre(component).map(drop);
+            check_world(engine, component, link)?;
+        }
+        Program::Wagi(module) => {
+            let link = linkers.wagi.instantiate_pre(module).map(drop);
+            check_command(module, link)?;
+        }
+    }
+    Ok((program, compile_time))
+}
+
+/// A compiled program as the bytes the cache stores.
+pub(crate) fn serialize(program: &Program) -> Result<Vec<u8>, CompileError> {
+    program.serialize().map_err(|e| CompileError::Invalid {
+        module: program.kind() == FunctionKind::Wagi,
+        message: format!("{e:#}"),
+    })
 }
 
 /// A `Hasher` over SHA-256, so the engine compatibility key is stable across
@@ -253,8 +313,9 @@ impl ArtifactCache {
         })
     }
 
-    /// Maps a cached artifact into memory.
-    pub fn load(&self, engine: &Engine, digest: &Digest) -> wasmtime::Result<Component> {
+    /// Maps a cached artifact into memory, as the component or module it
+    /// was compiled from.
+    pub fn load(&self, engine: &Engine, digest: &Digest) -> wasmtime::Result<Program> {
         let path = self.path(digest);
         // SAFETY: the file was produced by `Engine::precompile_component` of an
         // engine with the same compatibility hash and written atomically into
@@ -264,7 +325,18 @@ impl ArtifactCache {
             reason = "mapping our own precompiled artifact is the point of the cache"
         )]
         unsafe {
-            Component::deserialize_file(engine, path)
+            match Engine::detect_precompiled_file(&path)? {
+                Some(Precompiled::Module) => {
+                    Ok(Program::Wagi(Module::deserialize_file(engine, &path)?))
+                }
+                Some(Precompiled::Component) => {
+                    Ok(Program::Http(Component::deserialize_file(engine, &path)?))
+                }
+                None => Err(wasmtime::format_err!(
+                    "{} is no compiled artifact",
+                    path.display()
+                )),
+            }
         }
     }
 }
@@ -279,10 +351,13 @@ mod tests {
             check_header(b"hello world"),
             Err(CompileError::NotWasm)
         ));
-        assert!(matches!(
-            check_header(b"\0asm\x01\0\0\0"),
-            Err(CompileError::CoreModule)
-        ));
-        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+        assert_eq!(
+            check_header(b"\0asm\x01\0\0\0").unwrap(),
+            FunctionKind::Wagi
+        );
+        assert_eq!(
+            check_header(b"\0asm\x0d\0\x01\0").unwrap(),
+            FunctionKind::Http
+        );
     }
 }

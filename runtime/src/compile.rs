@@ -85,7 +85,7 @@ impl Runtime {
     /// Compiles `bytes` under the limits of [`crate::RuntimeConfig`]
     /// (admission, queue wait, deadline) and caches the artifact: in a
     /// worker process when one is configured, else on a blocking thread.
-    /// Bytes that are no component are refused before they take a slot.
+    /// Bytes that are no Wasm are refused before they take a slot.
     pub async fn compile_limited(self: &Arc<Self>, bytes: Bytes) -> Result<Compiled, CompileError> {
         check_header(&bytes)?;
         let slot = self.compiles.admit().await?;
@@ -193,7 +193,7 @@ impl Runtime {
         };
         let runtime = self.clone();
         let mapped = digest.clone();
-        let component = tokio::task::spawn_blocking(move || runtime.load_cached(&mapped))
+        let program = tokio::task::spawn_blocking(move || runtime.load_cached(&mapped))
             .await
             .map_err(|e| CompileError::Worker(e.to_string()))?
             .ok_or_else(|| {
@@ -203,7 +203,7 @@ impl Runtime {
             })?;
         Ok(Compiled {
             digest,
-            component,
+            program,
             compile_time,
         })
     }

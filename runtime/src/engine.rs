@@ -4,13 +4,16 @@
 use crate::artifact::{ArtifactCache, CompileError, compile_checked, serialize};
 use crate::compile::CompileGate;
 use crate::host::HostState;
+use crate::pool::Prelinked;
+use crate::program::Program;
+use crate::wagi::{self, WagiState};
 use flint_spec::Digest;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -112,20 +115,30 @@ pub fn wasmtime_config(config: &RuntimeConfig) -> Config {
     wasm
 }
 
-/// The linker with the interfaces Flint provides (WASI 0.2 and wasi:http).
-pub(crate) fn host_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    Ok(linker)
+/// The linkers with the interfaces Flint provides: WASI 0.2 and wasi:http
+/// for components, WASI 0.1 for WAGI modules.
+pub(crate) struct Linkers {
+    pub(crate) http: Linker<HostState>,
+    pub(crate) wagi: wasmtime::Linker<WagiState>,
 }
 
-/// A component compiled at upload.
+/// Builds the [`Linkers`] of `engine`.
+pub(crate) fn host_linkers(engine: &Engine) -> anyhow::Result<Linkers> {
+    let mut http = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut http)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http)?;
+    Ok(Linkers {
+        http,
+        wagi: wagi::linker(engine)?,
+    })
+}
+
+/// A program compiled at upload.
 pub struct Compiled {
     /// Its content digest.
     pub digest: Digest,
-    /// The ready component.
-    pub component: Component,
+    /// The ready component or module.
+    pub program: Program,
     /// How long compilation took.
     pub compile_time: Duration,
 }
@@ -134,7 +147,7 @@ pub struct Compiled {
 pub struct Runtime {
     pub(crate) config: RuntimeConfig,
     engine: Engine,
-    linker: Linker<HostState>,
+    linkers: Linkers,
     cache: ArtifactCache,
     pub(crate) compiles: CompileGate,
     ticker_stop: Arc<AtomicBool>,
@@ -144,7 +157,7 @@ impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Self> {
         let engine = Engine::new(&wasmtime_config(config))?;
-        let linker = host_linker(&engine)?;
+        let linkers = host_linkers(&engine)?;
         let cache = ArtifactCache::new(&config.cache_dir, &engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         std::thread::Builder::new()
@@ -162,7 +175,7 @@ impl Runtime {
         Ok(Self {
             config: config.clone(),
             engine,
-            linker,
+            linkers,
             cache,
             compiles: CompileGate::new(config.max_compiles, config.compile_queue_timeout),
             ticker_stop,
@@ -179,29 +192,29 @@ impl Runtime {
         &self.cache
     }
 
-    /// Validates and compiles `bytes` on this thread, checks the world, and
-    /// caches the artifact; no admission and no time limit (see
+    /// Validates and compiles `bytes` on this thread, checks its exports and
+    /// imports, and caches the artifact; no admission and no time limit (see
     /// [`Runtime::compile_limited`]). CPU-heavy: call it from a blocking
     /// thread.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
-        let (component, compile_time) = compile_checked(&self.engine, &self.linker, bytes)?;
+        let (program, compile_time) = compile_checked(&self.engine, &self.linkers, bytes)?;
         let digest = Digest::of(bytes);
-        self.cache.store(&digest, &serialize(&component)?)?;
+        self.cache.store(&digest, &serialize(&program)?)?;
         Ok(Compiled {
             digest,
-            component,
+            program,
             compile_time,
         })
     }
 
     /// Maps a cached artifact (a "disk" start); `None` when not cached for
     /// this engine.
-    pub fn load_cached(&self, digest: &Digest) -> Option<Component> {
+    pub fn load_cached(&self, digest: &Digest) -> Option<Program> {
         if !self.cache.contains(digest) {
             return None;
         }
         match self.cache.load(&self.engine, digest) {
-            Ok(component) => Some(component),
+            Ok(program) => Some(program),
             Err(e) => {
                 tracing::warn!(%digest, error = %e, "cached artifact unusable; will recompile");
                 None
@@ -209,10 +222,14 @@ impl Runtime {
         }
     }
 
-    /// Pre-links a component against the host's interfaces.
-    pub fn prelink(&self, component: &Component) -> anyhow::Result<ProxyPre<HostState>> {
-        let pre = self.linker.instantiate_pre(component)?;
-        Ok(ProxyPre::new(pre)?)
+    /// Pre-links a program against the host's interfaces.
+    pub(crate) fn prelink(&self, program: &Program) -> anyhow::Result<Prelinked> {
+        Ok(match program {
+            Program::Http(component) => Prelinked::Http(ProxyPre::new(
+                self.linkers.http.instantiate_pre(component)?,
+            )?),
+            Program::Wagi(module) => Prelinked::Wagi(self.linkers.wagi.instantiate_pre(module)?),
+        })
     }
 }
 

@@ -54,6 +54,16 @@ pub enum InvokeError {
     /// The guest returned without ever setting a response.
     #[error("function returned without sending a response")]
     NoResponse,
+    /// A WAGI module exited with a failure status.
+    #[error("the module exited with status {0} (see `flint logs` for its stderr)")]
+    Exited(i32),
+    /// A WAGI module's stdout is no CGI response.
+    #[error("{0}")]
+    BadCgiResponse(String),
+    /// The request body could not be read whole (a WAGI module gets it
+    /// before it starts).
+    #[error("reading the request body: {0}")]
+    RequestBody(String),
     /// A failure of Flint itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,7 +78,8 @@ impl InvokeError {
             Self::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
             Self::ResourceLimitExceeded(_) => "resource_limit_exceeded",
             Self::Trap(_) => "trap",
-            Self::Guest(_) => "function_error",
+            Self::Guest(_) | Self::Exited(_) | Self::BadCgiResponse(_) => "function_error",
+            Self::RequestBody(_) => "bad_request",
             Self::NoResponse => "no_response",
             Self::Internal(_) => "internal_error",
         }

@@ -38,6 +38,15 @@ pub(crate) struct MemoryCap {
 }
 
 impl MemoryCap {
+    /// A cap of `memory_mb` MiB.
+    pub(crate) fn new(memory_mb: u32) -> Self {
+        Self {
+            limit_bytes: memory_mb as usize * 1024 * 1024,
+            used_bytes: 0,
+            hit: false,
+        }
+    }
+
     /// The instance's linear memories together, in bytes.
     pub(crate) fn used_bytes(&self) -> usize {
         self.used_bytes
@@ -264,11 +273,7 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<
             max_requests: sandbox.config.max_outbound_requests,
             count: outbound.clone(),
         },
-        memory: MemoryCap {
-            limit_bytes: sandbox.config.memory_mb as usize * 1024 * 1024,
-            used_bytes: 0,
-            hit: false,
-        },
+        memory: MemoryCap::new(sandbox.config.memory_mb),
         budget: Budget {
             tripwire,
             log,

@@ -1,17 +1,19 @@
 //! Flint's runtime: the Wasm engine and the instance pools.
 //!
 //! A function is a WebAssembly component exporting
-//! `wasi:http/incoming-handler`. The runtime compiles it once (at upload),
+//! `wasi:http/incoming-handler`, or a WASI 0.1 command module run as CGI
+//! (WAGI, see [`Program`]). The runtime compiles it once (at upload),
 //! caches the compiled artifact on disk, pre-links it per version, and runs
 //! each request in a sandboxed instance under the function's limits:
 //!
 //! - [`Runtime`] owns the one [`wasmtime::Engine`] (component model, epoch
-//!   interruption, pooling allocator, copy-on-write images), the linker
-//!   (WASI 0.2 and `wasi:http`) and the [`ArtifactCache`];
+//!   interruption, pooling allocator, copy-on-write images), the linkers
+//!   (WASI 0.2 and `wasi:http` for components, WASI 0.1 for modules) and
+//!   the [`ArtifactCache`];
 //!   [`Runtime::compile_limited`] compiles uploads under admission and a
 //!   deadline, in a worker process ([`run_compile_worker`]) when one is
 //!   configured.
-//! - [`InstancePool`] holds one version's pre-linked component and its warm
+//! - [`InstancePool`] holds one version's pre-linked program and its warm
 //!   instances, and runs [`InstancePool::invoke`].
 //! - [`ConcurrencyGate`] bounds a function's in-flight invocations and its
 //!   wait queue.
@@ -39,7 +41,7 @@
 //! let compiled = runtime.compile(&bytes)?;
 //! let config = Arc::new(FunctionConfig::default());
 //! let log = Arc::new(GuestLog::new("hello", DEFAULT_LOG_LINES));
-//! let pool = InstancePool::new(&runtime, "hello", 1, &compiled.component, config.clone(), log, observer)?;
+//! let pool = InstancePool::new(&runtime, "hello", 1, &compiled.program, config.clone(), log, observer)?;
 //! let gate = ConcurrencyGate::new(config.max_concurrency, config.max_queue,
 //!     std::time::Duration::from_millis(config.queue_timeout_ms));
 //! # let request: http::Request<wasmtime_wasi_http::p2::body::HyperIncomingBody> = unimplemented!();
@@ -60,7 +62,9 @@ mod host;
 mod inline_call;
 mod outbound;
 mod pool;
+mod program;
 mod response_body;
+mod wagi;
 mod worker;
 
 pub use artifact::{ArtifactCache, CompileError};
@@ -81,7 +85,7 @@ pub use guest_log::{
 };
 pub use host::HostState;
 pub use pool::{InstancePool, InvocationObserver, InvokeResponse, StartKind, next_request_id};
-pub use wasmtime::component::Component;
+pub use program::Program;
 pub use wasmtime_wasi_http::Error as WasiHttpError;
 pub use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
 pub use worker::{COMPILE_WORKER_COMMAND, run_compile_worker};

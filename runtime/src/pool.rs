@@ -8,6 +8,9 @@
 //! requests or until it sits idle too long. An instance that trapped, timed
 //! out or hit its memory cap or host-resource budget is dropped, never
 //! reused, and an instance never leaves the pool of its version.
+//!
+//! A WAGI module's pool keeps no instances: each request runs in a fresh
+//! one (see [`crate::wagi`]).
 
 use crate::budget::{HostLimit, Tripwire};
 use crate::gate::GatePermit;
@@ -15,14 +18,16 @@ use crate::guest_log::GuestLog;
 use crate::host::{HostState, Sandbox, Sinks, new_store};
 use crate::inline_call::{First, InlineCall, until_response};
 use crate::outbound::OutboundPolicy;
+use crate::program::Program;
 use crate::response_body::GuestBody;
+use crate::wagi::WagiState;
 use crate::{InvokeError, Runtime};
 use flint_spec::FunctionConfig;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, ResourceTableError};
-use wasmtime::{Store, Trap};
+use wasmtime::component::ResourceTableError;
+use wasmtime::{InstancePre, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -160,35 +165,43 @@ impl Head {
     }
 }
 
-/// The warm pool and pre-linked component of one function version.
+/// A program pre-linked against the host's interfaces.
+pub(crate) enum Prelinked {
+    /// A `wasi:http` component.
+    Http(ProxyPre<HostState>),
+    /// A WAGI module.
+    Wagi(InstancePre<WagiState>),
+}
+
+/// The warm pool and pre-linked program of one function version.
 pub struct InstancePool {
-    function: Arc<str>,
-    version: u32,
-    engine: wasmtime::Engine,
-    pre: ProxyPre<HostState>,
-    sandbox: Sandbox,
-    observer: Arc<dyn InvocationObserver>,
+    pub(crate) function: Arc<str>,
+    pub(crate) version: u32,
+    pub(crate) engine: wasmtime::Engine,
+    pre: Prelinked,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) observer: Arc<dyn InvocationObserver>,
     idle: Mutex<Vec<Idle>>,
     refilling: AtomicBool,
-    last_used: Mutex<Instant>,
+    pub(crate) last_used: Mutex<Instant>,
 }
 
 /// The response of an invocation; its body streams from the guest.
 pub type InvokeResponse = http::Response<HyperOutgoingBody>;
 
 impl InstancePool {
-    /// Pre-links `component` and creates its (empty) pool; call
+    /// Pre-links `program` and creates its (empty) pool; call
     /// [`InstancePool::fill`] to instantiate `min_instances` ahead of time.
     pub fn new(
         runtime: &Runtime,
         function: &str,
         version: u32,
-        component: &Component,
+        program: &Program,
         config: Arc<FunctionConfig>,
         log: Arc<GuestLog>,
         observer: Arc<dyn InvocationObserver>,
     ) -> anyhow::Result<Arc<Self>> {
-        let pre = runtime.prelink(component)?;
+        let pre = runtime.prelink(program)?;
         let outbound = OutboundPolicy::new(&config.allowed_outbound_hosts);
         Ok(Arc::new(Self {
             function: function.into(),
@@ -228,15 +241,26 @@ impl InstancePool {
         self.last_used.lock().unwrap().elapsed()
     }
 
-    fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_millis(self.sandbox.config.timeout_ms)
     }
 
+    /// Whether instances are made ahead of requests and reused: not for a
+    /// WAGI module, whose instance is made from its request.
+    fn pools_instances(&self) -> bool {
+        matches!(self.pre, Prelinked::Http(_))
+    }
+
     async fn instantiate(&self) -> Result<Instance, InvokeError> {
+        let Prelinked::Http(pre) = &self.pre else {
+            return Err(InvokeError::Internal(
+                "a WAGI module has no warm start: each request runs in a fresh instance".into(),
+            ));
+        };
         let (mut store, sinks) = new_store(&self.engine, &self.sandbox);
         store.data_mut().deadline = Instant::now() + self.timeout();
         store.set_epoch_deadline(1);
-        match self.pre.instantiate_async(&mut store).await {
+        match pre.instantiate_async(&mut store).await {
             Ok(proxy) => Ok(Instance {
                 store,
                 proxy,
@@ -251,7 +275,11 @@ impl InstancePool {
     /// the background; at most one fill runs at a time.
     pub fn fill(self: &Arc<Self>) {
         let min = self.sandbox.config.min_instances as usize;
-        if min == 0 || self.warm_instances() >= min || self.refilling.swap(true, Ordering::AcqRel) {
+        if min == 0
+            || !self.pools_instances()
+            || self.warm_instances() >= min
+            || self.refilling.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let pool = self.clone();
@@ -275,6 +303,7 @@ impl InstancePool {
     /// Instantiates one instance into the pool now, so the next invocation
     /// starts warm, and says why when instantiation fails (a benchmark's warm
     /// start; [`InstancePool::fill`] keeps `min_instances` in the background).
+    /// A WAGI module has no warm start: this fails for one.
     pub async fn prewarm(&self) -> Result<(), InvokeError> {
         let instance = self.instantiate().await?;
         self.idle.lock().unwrap().push(Idle {
@@ -332,6 +361,9 @@ impl InstancePool {
         request_id: u64,
         request: http::Request<HyperIncomingBody>,
     ) -> Result<InvokeResponse, InvokeError> {
+        if let Prelinked::Wagi(pre) = &self.pre {
+            return self.invoke_wagi(pre, permit, request_id, request).await;
+        }
         let started = Instant::now();
         *self.last_used.lock().unwrap() = started;
         let (mut instance, start) = match self.take() {
@@ -460,7 +492,13 @@ impl InstancePool {
         if let Some(limit) = store.data().budget.tripwire.tripped() {
             return InvokeError::ResourceLimitExceeded(limit);
         }
-        if store.data().memory.hit {
+        self.classify_error(error, store.data().memory.hit)
+    }
+
+    /// What a failed call means, once no host limit explains it; `memory_hit`
+    /// says whether the guest ran into `memory_mb`.
+    pub(crate) fn classify_error(&self, error: wasmtime::Error, memory_hit: bool) -> InvokeError {
+        if memory_hit {
             return InvokeError::MemoryLimitExceeded {
                 limit_mb: self.sandbox.config.memory_mb,
             };

@@ -12,7 +12,7 @@
 //! in-process compile would have said.
 
 use crate::artifact::{ArtifactCache, CompileError, compile_checked, serialize};
-use crate::engine::{RuntimeConfig, host_linker, wasmtime_config};
+use crate::engine::{RuntimeConfig, host_linkers, wasmtime_config};
 use crate::fsutil::write_atomic_via;
 use anyhow::Context;
 use flint_spec::Digest;
@@ -56,8 +56,8 @@ pub(crate) enum WorkerReply {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum WireError {
     NotWasm,
-    CoreModule,
-    Invalid { message: String },
+    NotACommand { exports: String },
+    Invalid { module: bool, message: String },
     NotAHttpHandler { exports: String },
     UnsupportedImports { missing: String, detail: String },
     Cache { message: String },
@@ -68,8 +68,8 @@ impl From<CompileError> for WireError {
     fn from(e: CompileError) -> Self {
         match e {
             CompileError::NotWasm => Self::NotWasm,
-            CompileError::CoreModule => Self::CoreModule,
-            CompileError::Invalid(message) => Self::Invalid { message },
+            CompileError::NotACommand(exports) => Self::NotACommand { exports },
+            CompileError::Invalid { module, message } => Self::Invalid { module, message },
             CompileError::NotAHttpHandler(exports) => Self::NotAHttpHandler { exports },
             CompileError::UnsupportedImports { missing, detail } => {
                 Self::UnsupportedImports { missing, detail }
@@ -88,8 +88,8 @@ impl From<WireError> for CompileError {
     fn from(e: WireError) -> Self {
         match e {
             WireError::NotWasm => Self::NotWasm,
-            WireError::CoreModule => Self::CoreModule,
-            WireError::Invalid { message } => Self::Invalid(message),
+            WireError::NotACommand { exports } => Self::NotACommand(exports),
+            WireError::Invalid { module, message } => Self::Invalid { module, message },
             WireError::NotAHttpHandler { exports } => Self::NotAHttpHandler(exports),
             WireError::UnsupportedImports { missing, detail } => {
                 Self::UnsupportedImports { missing, detail }
@@ -139,11 +139,11 @@ fn compile(job: &WorkerJob, bytes: &[u8]) -> Result<f64, CompileError> {
             job.engine_key
         )));
     }
-    let linker = host_linker(&engine)
-        .map_err(|e| CompileError::Worker(format!("cannot build the linker: {e:#}")))?;
-    let (component, compile_time) = compile_checked(&engine, &linker, bytes)?;
+    let linkers = host_linkers(&engine)
+        .map_err(|e| CompileError::Worker(format!("cannot build the linkers: {e:#}")))?;
+    let (program, compile_time) = compile_checked(&engine, &linkers, bytes)?;
     let path = cache.path(&Digest::of(bytes));
-    write_atomic_via(&job.temp, &path, &serialize(&component)?)?;
+    write_atomic_via(&job.temp, &path, &serialize(&program)?)?;
     Ok(compile_time.as_secs_f64() * 1000.0)
 }
 
@@ -155,8 +155,11 @@ mod tests {
     fn compile_errors_cross_the_process_boundary_unchanged() {
         let errors = [
             CompileError::NotWasm,
-            CompileError::CoreModule,
-            CompileError::Invalid("bad section".into()),
+            CompileError::NotACommand("memory".into()),
+            CompileError::Invalid {
+                module: true,
+                message: "bad section".into(),
+            },
             CompileError::NotAHttpHandler("wasi:cli/run@0.2.0".into()),
             CompileError::UnsupportedImports {
                 missing: "foo:bar/baz".into(),

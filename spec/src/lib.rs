@@ -9,6 +9,8 @@
 //!   [`ConfigPatch`]) with every default and maximum.
 //! - [`digest`]: the content digest of a component ([`Digest`]).
 //! - [`host`]: entries of `allowed_outbound_hosts` ([`HostPattern`]).
+//! - [`kind`]: what a version's Wasm is ([`FunctionKind`]): a `wasi:http`
+//!   component or a WAGI command module.
 //! - [`names`]: the naming rules of functions and aliases, `latest` and the
 //!   default release alias.
 //! - [`alias`], [`canary`], [`shadow`], [`history`]: the release types: alias
@@ -31,6 +33,7 @@ pub mod desired;
 pub mod digest;
 pub mod history;
 pub mod host;
+pub mod kind;
 pub mod manifest;
 pub mod names;
 pub mod schedule;
@@ -45,6 +48,7 @@ pub use desired::{CanaryPolicy, DesiredFunction, DesiredState, ReleasePolicy, St
 pub use digest::Digest;
 pub use history::HistoryEntry;
 pub use host::HostPattern;
+pub use kind::FunctionKind;
 pub use names::{
     DEFAULT_RELEASE_ALIAS, LATEST, MAX_NAME_LEN, check_function_name, is_valid_name,
     validate_alias_name,

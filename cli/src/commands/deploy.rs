@@ -1,4 +1,5 @@
-//! `flint deploy NAME FILE.wasm`: uploads a component as the function's new latest version.
+//! `flint deploy NAME FILE.wasm`: uploads a component (or a WAGI module) as
+//! the function's new latest version.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ const WASM_CONTENT_TYPE: &str = "application/wasm";
 Examples:
   cargo build --target wasm32-wasip2 --release
   flint deploy hello target/wasm32-wasip2/release/hello.wasm
+  flint deploy report report.wasm --kind wagi   # a WASI 0.1 command module, run as CGI
   flint deploy hello hello.wasm --server http://flint.internal:8080
   flint deploy hello hello.wasm --json | jq .version
   flint deploy hello hello.wasm --wait      # return once every node of a cluster serves it")]
@@ -26,9 +28,14 @@ pub struct DeployArgs {
     /// Name of the function; created on its first deploy
     #[arg(value_parser = parse_function_name)]
     pub name: String,
-    /// The component to upload (a wasi:http/proxy component, as built for wasm32-wasip2)
+    /// The file to upload: a wasi:http component (as built for wasm32-wasip2), or a WASI 0.1
+    /// command module with `_start` (wasm32-wasip1, C with wasi-libc, TinyGo ...) to run as CGI
     #[arg(value_name = "FILE.wasm")]
     pub file: PathBuf,
+    /// What the file must be: `http` (a wasi:http component) or `wagi` (a command module run
+    /// as CGI). Detected from the file when left out; given, another kind is refused
+    #[arg(long, value_name = "KIND", value_parser = ["http", "wagi"])]
+    pub kind: Option<String>,
     /// Waiting for every node of a cluster.
     #[command(flatten)]
     pub wait: super::cluster::WaitArgs,
@@ -45,6 +52,9 @@ struct Deployed {
     size_bytes: u64,
     #[serde(default)]
     compile_ms: Option<f64>,
+    /// `http` or `wagi`.
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 /// Runs `flint deploy`.
@@ -58,7 +68,10 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<()> {
         human_size(bytes.len() as u64),
         ctx.client.server()
     );
-    let url = ctx.client.function_url(&args.name, &[]);
+    let mut url = ctx.client.function_url(&args.name, &[]);
+    if let Some(kind) = &args.kind {
+        url.query_pairs_mut().append_pair("kind", kind);
+    }
     let response = ctx.client.put_bytes(url, bytes, WASM_CONTENT_TYPE).await?;
     super::cluster::wait(ctx, &args.wait).await?;
     if ctx.json {
@@ -86,6 +99,9 @@ fn summary(deployed: &Deployed) -> String {
         short_digest(&deployed.digest),
         human_size(deployed.size_bytes),
     ];
+    if deployed.kind.as_deref() == Some("wagi") {
+        details.push("WAGI module".into());
+    }
     if let Some(ms) = deployed.compile_ms {
         details.push(format!("compiled in {}", human_ms(ms)));
     }
@@ -109,6 +125,7 @@ mod tests {
             "created": created,
             "size_bytes": 12_390,
             "compile_ms": 120.5,
+            "kind": "http",
         }))
         .unwrap()
     }
@@ -118,6 +135,16 @@ mod tests {
         assert_eq!(
             summary(&deployed(true)),
             "Deployed hello version 3 (sha256:abcdef012345…, 12.1 KiB, compiled in 120 ms)"
+        );
+    }
+
+    #[test]
+    fn a_wagi_module_says_so() {
+        let mut wagi = deployed(true);
+        wagi.kind = Some("wagi".into());
+        assert_eq!(
+            summary(&wagi),
+            "Deployed hello version 3 (sha256:abcdef012345…, 12.1 KiB, WAGI module, compiled in 120 ms)"
         );
     }
 

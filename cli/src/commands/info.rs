@@ -60,6 +60,9 @@ struct VersionInfo {
     created_at: String,
     #[serde(default)]
     compile_ms: Option<f64>,
+    /// `http` or `wagi` (absent from older servers).
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 /// Runs `flint info`.
@@ -91,6 +94,7 @@ fn render(info: &FunctionInfo, now: SystemTime) -> String {
             };
             vec![
                 version,
+                v.kind.clone().unwrap_or_else(|| "http".to_owned()),
                 short_hex(&v.digest).to_owned(),
                 human_size(v.size_bytes),
                 v.compile_ms.map_or_else(|| "-".to_owned(), human_ms),
@@ -99,9 +103,9 @@ fn render(info: &FunctionInfo, now: SystemTime) -> String {
         })
         .collect();
     let versions = output::table(
-        &["VERSION", "DIGEST", "SIZE", "COMPILE", "CREATED"],
+        &["VERSION", "KIND", "DIGEST", "SIZE", "COMPILE", "CREATED"],
         &rows,
-        &[2, 3],
+        &[3, 4],
     );
     let mut stats = info.stats.clone();
     if let Some(bench) = stats.get("bench").and_then(bench_line) {
@@ -162,9 +166,9 @@ mod tests {
             },
             "versions": [
                 {"version": 1, "digest": "sha256:1111111111111111", "size_bytes": 900,
-                 "created_at": "2026-11-24T10:00:00Z", "compile_ms": 3.25},
+                 "created_at": "2026-11-24T10:00:00Z", "compile_ms": 3.25, "kind": "wagi"},
                 {"version": 2, "digest": "sha256:2222222222222222", "size_bytes": 12_390,
-                 "created_at": "2026-11-26T09:59:00Z", "compile_ms": 120.5},
+                 "created_at": "2026-11-26T09:59:00Z", "compile_ms": 120.5, "kind": "http"},
             ],
             "stats": {"invocations": 42, "errors": 1, "in_flight": 0, "warm_instances": 0,
                       "warm_starts": 0, "cold_starts": 42, "disk_loads": 1, "compiles": 2,
@@ -201,9 +205,9 @@ Stats:
   bench           120 calls, 0 errors (40 cold, 80 warm starts); counted apart from the above
 
 Versions:
-  VERSION     DIGEST            SIZE  COMPILE  CREATED
-  2 (latest)  222222222222  12.1 KiB   120 ms  1m ago
-  1           111111111111     900 B   3.2 ms  2d ago"
+  VERSION     KIND  DIGEST            SIZE  COMPILE  CREATED
+  2 (latest)  http  222222222222  12.1 KiB   120 ms  1m ago
+  1           wagi  111111111111     900 B   3.2 ms  2d ago"
         );
     }
 

@@ -24,3 +24,4 @@ mod security;
 mod slow_clients;
 mod support;
 mod uploads;
+mod wagi;

@@ -1478,3 +1478,40 @@ async fn the_nodes_of_a_cluster_share_a_queue_and_a_killed_node_loses_no_message
         "every confirmed message processed at least once"
     );
 }
+
+#[tokio::test]
+async fn a_wagi_module_takes_queue_messages_as_cloudevents() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--amqp-url", AMQP_URL]);
+    server.deploy("wagi-queue", artifacts::WAGI_RUST).await;
+    let mut broker = Broker::connect().await;
+    let queue = unique("wagi-queue");
+    broker.declare(&queue).await;
+    assert_eq!(
+        bind(&server, "wagi-queue", json!({"queue": queue})).await,
+        200
+    );
+    let replies_to = reply_queue(&mut broker).await;
+    publish_each(
+        &broker,
+        &queue,
+        (0..5).map(|i| format!("w-{i}")),
+        json!({"n": 1}),
+        Some(&replies_to),
+    )
+    .await;
+    let replies = broker
+        .replies(&replies_to, Duration::from_secs(30), |r| r.len() == 5)
+        .await;
+    let mut ids: Vec<&str> = replies.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["w-0", "w-1", "w-2", "w-3", "w-4"], "{replies:?}");
+    for reply in &replies {
+        assert_eq!(reply["body_bytes"], 7, "{reply}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acked(&server, "wagi-queue", &queue).await < 5 {
+        assert!(Instant::now() < deadline, "the 5 messages were not acked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -2,7 +2,7 @@
 //! `/v1/doctor`. Listing, details and deletes are one core call each (see
 //! the router).
 
-use super::{ApiError, Body, BoxError, RequestBody, caller, json, read_body};
+use super::{ApiError, Body, BoxError, RequestBody, caller, json, kind_query, read_body};
 use crate::core::{Control, CoreError};
 use bytes::Bytes;
 use flint_runtime::ConfigPatch;
@@ -22,10 +22,13 @@ pub(super) async fn deploy(
     name: &str,
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    // Read the (bounded) body before judging the name, so the client gets
-    // the 400 on a connection it can keep using.
+    // Read the (bounded) body before judging the name and the query, so the
+    // client gets the 400 on a connection it can keep using.
+    let query = request.uri().query().map(String::from);
     let bytes = read_body(request, control.limits().upload).await?;
-    let deployed = control.deploy(name, bytes).await?;
+    let deployed = control
+        .deploy(name, bytes, kind_query(query.as_deref())?)
+        .await?;
     let status = if deployed.created {
         StatusCode::CREATED
     } else {

@@ -2,7 +2,7 @@
 //! content (no function yet), `POST /v1/plan` and `POST /v1/apply` compare
 //! and apply a desired state, `GET /v1/routes` lists the custom routes.
 
-use super::{ApiError, Body, RequestBody, actor, caller, json, read_body};
+use super::{ApiError, Body, RequestBody, actor, caller, json, kind_query, read_body};
 use crate::core::{Control, CoreError};
 use flint_spec::desired::DesiredState;
 use http::{Request, Response, StatusCode};
@@ -12,8 +12,11 @@ pub(super) async fn upload_component(
     control: &Control,
     request: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
+    let query = request.uri().query().map(String::from);
     let bytes = read_body(request, control.limits().upload).await?;
-    let upload = control.upload_component(bytes).await?;
+    let upload = control
+        .upload_component(bytes, kind_query(query.as_deref())?)
+        .await?;
     let status = if upload.created {
         StatusCode::CREATED
     } else {

@@ -75,7 +75,7 @@ pub const CODES: &[Code] = &[
     code(
         "invalid_component",
         StatusCode::BAD_REQUEST,
-        "not a component Flint can run: not wasm, no `wasi:http/incoming-handler` export, or imports Flint does not provide (listed)",
+        "not a program Flint can run: not wasm, a component without a `wasi:http/incoming-handler` export, a core module without `_start`, imports Flint does not provide (listed), or another kind than `?kind=` asked for",
     ),
     code(
         "compile_timeout",
@@ -216,7 +216,7 @@ pub const CODES: &[Code] = &[
     code(
         "function_error",
         StatusCode::BAD_GATEWAY,
-        "the guest answered with a `wasi:http` error code",
+        "the guest answered with a `wasi:http` error code, or a WAGI module exited with a failure status or wrote no CGI response (the message says which)",
     ),
     code(
         "function_disabled",

@@ -79,6 +79,32 @@ pub(crate) fn no_content() -> Response<Body> {
     response
 }
 
+/// Reads an upload's `?kind=http|wagi`: the kind the uploader expects
+/// (`None`: take what the bytes are).
+pub(super) fn kind_query(
+    query: Option<&str>,
+) -> Result<Option<flint_spec::FunctionKind>, ApiError> {
+    let mut kind = None;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("kind", value)) => {
+                kind = Some(value.parse().map_err(crate::core::CoreError::BadRequest)?);
+            }
+            _ => {
+                return Err(crate::core::CoreError::BadRequest(format!(
+                    "unknown query parameter `{pair}`; use kind=http or kind=wagi"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(kind)
+}
+
 /// Reads a whole body up to `limit`, refusing a declared length over it
 /// before reading.
 pub(crate) async fn read_body(

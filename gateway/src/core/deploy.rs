@@ -10,7 +10,8 @@ use super::{ComponentUpload, Control, CoreError, CoreResult, Deployed};
 use crate::metrics::LoadSource;
 use crate::store::{Change, Outcome};
 use bytes::Bytes;
-use flint_runtime::{Component, ConfigPatch, Digest, FunctionConfig};
+use flint_runtime::{ConfigPatch, Digest, FunctionConfig, Program};
+use flint_spec::FunctionKind;
 use std::time::Instant;
 
 /// Writes retried when another writer took a version number first.
@@ -18,7 +19,7 @@ const CONFLICT_RETRIES: usize = 3;
 
 /// A validated, compiled and stored component.
 pub(super) struct Prepared {
-    pub component: Component,
+    pub component: Program,
     pub source: LoadSource,
     pub compile_ms: f64,
     pub size_bytes: u64,
@@ -29,7 +30,13 @@ impl Control {
     /// bytes were compiled before, under any name) and stores them. The
     /// compile goes through the runtime's admission and deadline; with
     /// `--max-storage-bytes`, an upload that would not fit stores nothing.
-    pub(super) async fn prepare(&self, digest: &Digest, bytes: Bytes) -> CoreResult<Prepared> {
+    /// Bytes of another kind than `expected` (when given) store nothing.
+    pub(super) async fn prepare(
+        &self,
+        digest: &Digest,
+        bytes: Bytes,
+        expected: Option<FunctionKind>,
+    ) -> CoreResult<Prepared> {
         let runtime = self.s.runtime.clone();
         let size_bytes = bytes.len() as u64;
         let blob_held = self.s.blobs.size(digest.clone()).await.is_some();
@@ -54,9 +61,16 @@ impl Control {
             None => {
                 let compiled = self.s.runtime.compile_limited(bytes.clone()).await?;
                 let ms = compiled.compile_time.as_secs_f64() * 1000.0;
-                (compiled.component, LoadSource::Compile, ms)
+                (compiled.program, LoadSource::Compile, ms)
             }
         };
+        if let Some(expected) = expected.filter(|k| *k != component.kind()) {
+            let found = component.kind();
+            return Err(CoreError::InvalidComponent(format!(
+                "the upload is a {} (kind `{found}`), not the `{expected}` asked for; drop --kind to take it as it is",
+                found.describe(),
+            )));
+        }
         let limited = self.s.config.max_storage_bytes > 0;
         let _storing = if limited {
             Some(self.s.storing.lock().await)
@@ -123,8 +137,13 @@ impl Control {
 
     /// Deploys `bytes` as the next version of `name` (created with the
     /// default configuration if new). The same bytes as the latest version
-    /// make no new version.
-    pub async fn deploy(&self, name: &str, bytes: Bytes) -> CoreResult<Deployed> {
+    /// make no new version. With `kind`, bytes of another kind are refused.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        kind: Option<FunctionKind>,
+    ) -> CoreResult<Deployed> {
         flint_spec::names::check_function_name(name).map_err(CoreError::InvalidName)?;
         let digest = Digest::of(&bytes);
         if let Some(latest) = self.s.table.get(name).and_then(|e| e.latest())
@@ -138,9 +157,16 @@ impl Control {
                     .remove(digest.clone())
                     .await
                     .map_err(CoreError::internal)?;
-                self.prepare(&digest, bytes).await?;
+                self.prepare(&digest, bytes, kind).await?;
                 latest.set_broken(None);
                 tracing::info!(function = name, %digest, "component restored");
+            }
+            if let Some(expected) = kind.filter(|k| *k != latest.record.kind) {
+                return Err(CoreError::InvalidComponent(format!(
+                    "the upload is a {} (kind `{}`), not the `{expected}` asked for; drop --kind to take it as it is",
+                    latest.record.kind.describe(),
+                    latest.record.kind,
+                )));
             }
             return Ok(Deployed {
                 name: name.into(),
@@ -149,9 +175,11 @@ impl Control {
                 created: false,
                 size_bytes: latest.record.size_bytes,
                 compile_ms: latest.record.compile_ms,
+                kind: latest.record.kind,
             });
         }
-        let prepared = self.prepare(&digest, bytes).await?;
+        let prepared = self.prepare(&digest, bytes, kind).await?;
+        let kind = prepared.component.kind();
         let components: Components = [(
             digest.clone(),
             (prepared.component.clone(), prepared.source),
@@ -164,6 +192,7 @@ impl Control {
                 digest: digest.clone(),
                 size_bytes: prepared.size_bytes,
                 compile_ms: prepared.compile_ms,
+                kind,
                 default_config: Box::default(),
                 expected: None,
             };
@@ -196,20 +225,27 @@ impl Control {
             created: added.created,
             size_bytes: record.size_bytes,
             compile_ms: record.compile_ms,
+            kind: record.kind,
         })
     }
 
-    /// Stores and compiles a component by content, for a later apply.
-    pub async fn upload_component(&self, bytes: Bytes) -> CoreResult<ComponentUpload> {
+    /// Stores and compiles a component (or WAGI module) by content, for a
+    /// later apply. With `kind`, bytes of another kind are refused.
+    pub async fn upload_component(
+        &self,
+        bytes: Bytes,
+        kind: Option<FunctionKind>,
+    ) -> CoreResult<ComponentUpload> {
         let digest = Digest::of(&bytes);
         let held = self.s.blobs.size(digest.clone()).await.is_some()
             && self.s.runtime.cache().contains(&digest);
-        let prepared = self.prepare(&digest, bytes).await?;
+        let prepared = self.prepare(&digest, bytes, kind).await?;
         Ok(ComponentUpload {
             digest: digest.to_string(),
             size_bytes: prepared.size_bytes,
             compile_ms: prepared.compile_ms,
             created: !held,
+            kind: prepared.component.kind(),
         })
     }
 

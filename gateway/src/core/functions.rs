@@ -17,7 +17,7 @@ use crate::secrets::Secrets;
 use crate::store::{BlobStore, FunctionRecord, ReleaseChange, VersionRecord};
 use flint_runtime::InvocationObserver;
 use flint_runtime::{
-    Component, ConcurrencyGate, DEFAULT_LOG_LINES, Digest, FunctionConfig, GuestLog, InstancePool,
+    ConcurrencyGate, DEFAULT_LOG_LINES, Digest, FunctionConfig, GuestLog, InstancePool, Program,
     Runtime,
 };
 use flint_spec::LATEST;
@@ -36,7 +36,7 @@ pub const PRELOAD_MAX: usize = 64;
 
 #[derive(Clone)]
 struct Loaded {
-    component: Component,
+    component: Program,
     pool: Arc<InstancePool>,
 }
 
@@ -65,7 +65,7 @@ impl VersionEntry {
     }
 
     /// The pre-linked component, if the version is loaded.
-    pub fn component(&self) -> Option<Component> {
+    pub fn component(&self) -> Option<Program> {
         self.loaded
             .read()
             .unwrap()
@@ -318,7 +318,7 @@ impl FunctionTable {
         self: &Arc<Self>,
         entry: &Arc<FunctionEntry>,
         record: VersionRecord,
-        component: Option<Component>,
+        component: Option<Program>,
     ) -> anyhow::Result<()> {
         let version = record.version;
         let loaded = match component {
@@ -340,7 +340,7 @@ impl FunctionTable {
         &self,
         entry: &FunctionEntry,
         version: u32,
-        component: Component,
+        component: Program,
     ) -> anyhow::Result<Loaded> {
         let pool = self.pool_with(entry, version, &component, |_| {}, entry.observer.clone())?;
         Ok(Loaded { component, pool })
@@ -389,7 +389,7 @@ impl FunctionTable {
     /// its blob when the cache misses (under the runtime's compile limits: a
     /// [`flint_runtime::CompileError`] then). A blob that is gone or does not
     /// match its digest is a [`MissingComponent`] error.
-    pub async fn load_component(&self, digest: &Digest) -> anyhow::Result<(Component, LoadSource)> {
+    pub async fn load_component(&self, digest: &Digest) -> anyhow::Result<(Program, LoadSource)> {
         let runtime = self.runtime.clone();
         let cached = {
             let digest = digest.clone();
@@ -415,7 +415,7 @@ impl FunctionTable {
             .into());
         }
         let compiled = self.runtime.compile_limited(bytes.into()).await?;
-        Ok((compiled.component, LoadSource::Compile))
+        Ok((compiled.program, LoadSource::Compile))
     }
 
     /// The pool of `version`, loading the version if needed.
@@ -491,7 +491,7 @@ impl FunctionTable {
         &self,
         entry: &FunctionEntry,
         version: u32,
-        component: &Component,
+        component: &Program,
         edit: impl FnOnce(&mut FunctionConfig),
         observer: Arc<dyn InvocationObserver>,
     ) -> anyhow::Result<Arc<InstancePool>> {

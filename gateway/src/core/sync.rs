@@ -11,7 +11,7 @@ use super::functions::Releases;
 use super::{Control, CoreError, CoreResult, State};
 use crate::metrics::LoadSource;
 use crate::store::{Change, FunctionRecord, Outcome, ReleaseChange, ReleaseRow};
-use flint_runtime::Component;
+use flint_runtime::Program;
 use flint_spec::Digest;
 use flint_spec::canary::{CanaryState, CanaryStatus};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 /// Components loaded before a write, for the versions it records.
-pub(super) type Components = BTreeMap<Digest, (Component, LoadSource)>;
+pub(super) type Components = BTreeMap<Digest, (Program, LoadSource)>;
 
 impl Control {
     /// Commits `changes` in one transaction, then mirrors each into memory.

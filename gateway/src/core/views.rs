@@ -5,6 +5,7 @@ use super::functions::FunctionEntry;
 use super::{Control, CoreError, CoreResult};
 use crate::metrics::StatsSnapshot;
 use flint_runtime::FunctionConfig;
+use flint_spec::FunctionKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct VersionInfo {
     pub size_bytes: u64,
     /// Compile time at upload.
     pub compile_ms: f64,
+    /// What its Wasm is, as in [`Deployed`].
+    pub kind: FunctionKind,
     /// When it was deployed, RFC 3339.
     pub created_at: String,
     /// Whether it is in memory now.
@@ -105,6 +108,9 @@ pub struct Deployed {
     pub size_bytes: u64,
     /// Compile time (0 when the artifact was cached).
     pub compile_ms: f64,
+    /// What the bytes are: `http` (a wasi:http component) or `wagi` (a
+    /// WASI 0.1 command module).
+    pub kind: FunctionKind,
 }
 
 /// What a component upload (no function yet) did.
@@ -118,6 +124,8 @@ pub struct ComponentUpload {
     pub compile_ms: f64,
     /// False when the server held it already.
     pub created: bool,
+    /// What the bytes are, as in [`Deployed`].
+    pub kind: FunctionKind,
 }
 
 /// A function's aliases.
@@ -187,6 +195,7 @@ impl Control {
                 digest: v.record.digest.to_string(),
                 size_bytes: v.record.size_bytes,
                 compile_ms: v.record.compile_ms,
+                kind: v.record.kind,
                 created_at: time(v.record.created_at),
                 loaded: v.pool().is_some(),
                 warm_instances: v.pool().map_or(0, |p| p.warm_instances()),

@@ -28,7 +28,7 @@ use flint_spec::alias::AliasTarget;
 use flint_spec::canary::CanaryState;
 use flint_spec::history::HistoryEntry;
 use flint_spec::shadow::ShadowSpec;
-use flint_spec::{Digest, FunctionConfig, Glob, ScheduleSpec, Scope, TriggerSpec};
+use flint_spec::{Digest, FunctionConfig, FunctionKind, Glob, ScheduleSpec, Scope, TriggerSpec};
 use futures::future::BoxFuture;
 use std::time::SystemTime;
 
@@ -58,6 +58,8 @@ pub struct VersionRecord {
     pub compile_ms: f64,
     /// When it was deployed.
     pub created_at: SystemTime,
+    /// What its Wasm is: a `wasi:http` component or a WAGI module.
+    pub kind: FunctionKind,
 }
 
 /// An API token as stored: its secret only as a hash.
@@ -219,6 +221,8 @@ pub enum Change {
         size_bytes: u64,
         /// Its compile time at upload.
         compile_ms: f64,
+        /// What its Wasm is.
+        kind: FunctionKind,
         /// The configuration of a function created by this change (boxed:
         /// it is most of the change's size).
         default_config: Box<FunctionConfig>,

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0002_leader.sql"),
     ),
     (
+        3,
+        "version kind",
+        include_str!("../../migrations/0003_version_kind.sql"),
+    ),
+    (
         4,
         "schedules",
         include_str!("../../migrations/0004_schedules.sql"),
@@ -471,14 +476,14 @@ async fn latest_version(
     tx: &mut Transaction<'_, Postgres>,
     name: &str,
 ) -> StoreResult<Option<VersionRecord>> {
-    let row: Option<(i32, String, i64, f64, i64)> = sqlx::query_as(
-        "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+    let row: Option<(i32, String, i64, f64, i64, String)> = sqlx::query_as(
+        "SELECT version, digest, size_bytes, compile_ms, created_at_ms, kind FROM versions
          WHERE function = $1 ORDER BY version DESC LIMIT 1",
     )
     .bind(name)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((version, digest, size, compile_ms, created)) = row else {
+    let Some((version, digest, size, compile_ms, created, kind)) = row else {
         return Ok(None);
     };
     Ok(Some(VersionRecord {
@@ -488,6 +493,7 @@ async fn latest_version(
         size_bytes: size as u64,
         compile_ms,
         created_at: from_ms(created),
+        kind: kind.parse().map_err(StoreError::Backend)?,
     }))
 }
 
@@ -570,6 +576,7 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             digest,
             size_bytes,
             compile_ms,
+            kind,
             default_config,
             expected,
         } => {
@@ -587,8 +594,8 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             .execute(&mut **tx)
             .await?;
             sqlx::query(
-                "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms, kind)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(name)
             .bind(version as i32)
@@ -596,9 +603,10 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             .bind(*size_bytes as i64)
             .bind(compile_ms)
             .bind(now)
+            .bind(kind.as_str())
             .execute(&mut **tx)
             .await?;
-            return Ok(rows::added(version, digest, *size_bytes, *compile_ms, now));
+            return Ok(rows::added(version, digest, *size_bytes, *compile_ms, *kind, now));
         }
         Change::SetConfig { name, config } => sqlx::query(
             "UPDATE functions SET config = $2, updated_at_ms = $3 WHERE name = $1",
@@ -822,21 +830,22 @@ async fn read(
     .bind(&scope)
     .fetch_all(&mut **tx)
     .await?;
-    let all_versions: Vec<(String, i32, String, i64, f64, i64)> = sqlx::query_as(
-        "SELECT function, version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+    let all_versions: Vec<(String, i32, String, i64, f64, i64, String)> = sqlx::query_as(
+        "SELECT function, version, digest, size_bytes, compile_ms, created_at_ms, kind FROM versions
          WHERE $1::TEXT[] IS NULL OR function = ANY($1) ORDER BY function, version",
     )
     .bind(&scope)
     .fetch_all(&mut **tx)
     .await?;
     let mut by_function: BTreeMap<String, Vec<RawVersion>> = BTreeMap::new();
-    for (function, version, digest, size, compile_ms, created) in all_versions {
+    for (function, version, digest, size, compile_ms, created, kind) in all_versions {
         by_function.entry(function).or_default().push((
             version as u32,
             digest,
             size,
             compile_ms,
             created,
+            kind,
         ));
     }
     for raw in functions {
@@ -1245,6 +1254,26 @@ mod tests {
         assert_eq!((done.from, done.to), (0, SCHEMA_VERSION));
         let registry = PgRegistry::connect(&db.url, "test").await.unwrap();
         (db, registry)
+    }
+
+    #[tokio::test]
+    async fn a_version_keeps_its_kind() {
+        let (_db, store) = migrated().await;
+        let mut wagi = add("f", &Digest::of(b"module"), None);
+        if let Change::AddVersion { kind, .. } = &mut wagi {
+            *kind = flint_spec::FunctionKind::Wagi;
+        }
+        store
+            .commit(vec![wagi, add("f", &Digest::of(b"component"), Some(2))])
+            .await
+            .unwrap();
+        let kinds: Vec<_> = store.load().await.unwrap().functions[0]
+            .1
+            .iter()
+            .map(|v| v.kind)
+            .collect();
+        use flint_spec::FunctionKind::{Http, Wagi};
+        assert_eq!(kinds, [Wagi, Http]);
     }
 
     #[tokio::test]

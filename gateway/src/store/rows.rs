@@ -6,7 +6,7 @@ use super::{
     AddedVersion, BrokenKind, BrokenRow, FunctionRecord, Outcome, ReleaseRow, RunRecord,
     ScheduleRecord, StoreError, StoreResult, TokenRecord, VersionRecord,
 };
-use flint_spec::{Digest, FunctionConfig, TriggerSpec};
+use flint_spec::{Digest, FunctionConfig, FunctionKind, TriggerSpec};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Release-state kinds as stored (the `kind` column).
@@ -31,8 +31,8 @@ pub(super) fn to_ms(at: SystemTime) -> i64 {
 
 /// A function row as stored: name, config JSON, created and updated times.
 pub(super) type RawFunction = (String, String, i64, i64);
-/// A version row as stored, its digest not yet parsed.
-pub(super) type RawVersion = (u32, String, i64, f64, i64);
+/// A version row as stored, its digest and kind not yet parsed.
+pub(super) type RawVersion = (u32, String, i64, f64, i64, String);
 /// A release-state row as stored: function, kind, key, value.
 pub(super) type RawRelease = (String, String, String, String);
 /// A token row as stored: name, hash, scope, globs, times.
@@ -91,20 +91,29 @@ pub(super) fn versions(
     broken: &mut Vec<BrokenRow>,
 ) -> Vec<VersionRecord> {
     let mut list = Vec::with_capacity(raw.len());
-    for (version, digest, size, compile_ms, created_at) in raw {
-        match Digest::parse(&digest) {
-            Some(digest) => list.push(VersionRecord {
+    for (version, digest, size, compile_ms, created_at, kind) in raw {
+        let parsed = Digest::parse(&digest)
+            .ok_or_else(|| format!("version {version} has a malformed stored digest `{digest}`"))
+            .and_then(|digest| {
+                let kind = kind.parse::<FunctionKind>().map_err(|e| {
+                    format!("version {version}: {e} (was it written by a newer Flint?)")
+                })?;
+                Ok((digest, kind))
+            });
+        match parsed {
+            Ok((digest, kind)) => list.push(VersionRecord {
                 version,
                 digest,
                 size_bytes: size as u64,
                 compile_ms,
                 created_at: from_ms(created_at),
+                kind,
             }),
-            None => broken.push(BrokenRow {
+            Err(reason) => broken.push(BrokenRow {
                 function: function.to_string(),
                 kind: BrokenKind::Version,
                 version: Some(version),
-                reason: format!("version {version} has a malformed stored digest `{digest}`"),
+                reason,
             }),
         }
     }
@@ -277,6 +286,7 @@ pub(super) fn added(
     digest: &Digest,
     size_bytes: u64,
     compile_ms: f64,
+    kind: FunctionKind,
     at_ms: i64,
 ) -> Outcome {
     Outcome::Version(AddedVersion {
@@ -286,6 +296,7 @@ pub(super) fn added(
             size_bytes,
             compile_ms,
             created_at: from_ms(at_ms),
+            kind,
         },
         created: true,
     })
@@ -300,6 +311,7 @@ pub(super) fn add_version(name: &str, digest: &Digest, expected: Option<u32>) ->
         digest: digest.clone(),
         size_bytes: 1,
         compile_ms: 1.0,
+        kind: FunctionKind::Http,
         default_config: Box::default(),
         expected,
     }

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS versions (
     size_bytes INTEGER NOT NULL,
     compile_ms REAL NOT NULL,
     created_at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'http',
     PRIMARY KEY (function, version)
 );
 CREATE INDEX IF NOT EXISTS versions_digest ON versions(digest);
@@ -122,6 +123,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("flint-sqlite".into())
@@ -152,9 +154,32 @@ impl SqliteStore {
     }
 }
 
+/// Columns added to a table after its first release, each with the default
+/// its rows had before: `CREATE TABLE IF NOT EXISTS` leaves an older
+/// registry's tables as they were.
+const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("versions", "kind", "TEXT NOT NULL DEFAULT 'http'")];
+
+/// Brings an older registry's tables up to [`SCHEMA`].
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            params![table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 fn latest_version(conn: &Connection, name: &str) -> rusqlite::Result<Option<VersionRecord>> {
     conn.query_row(
-        "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+        "SELECT version, digest, size_bytes, compile_ms, created_at_ms, kind FROM versions
          WHERE function = ?1 ORDER BY version DESC LIMIT 1",
         params![name],
         version_row,
@@ -176,6 +201,9 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         size_bytes: row.get::<_, i64>(2)? as u64,
         compile_ms: row.get(3)?,
         created_at: from_ms(row.get(4)?),
+        kind: row.get::<_, String>(5)?.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+        })?,
     })
 }
 
@@ -261,6 +289,7 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
             digest,
             size_bytes,
             compile_ms,
+            kind,
             default_config,
             expected,
         } => {
@@ -276,11 +305,11 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
             // The (function, version) key refuses a number another writer
             // took first: a conflict the caller can retry.
             tx.execute(
-                "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, version, digest.to_string(), *size_bytes as i64, compile_ms, now],
+                "INSERT INTO versions (function, version, digest, size_bytes, compile_ms, created_at_ms, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![name, version, digest.to_string(), *size_bytes as i64, compile_ms, now, kind.as_str()],
             )?;
-            return Ok(rows::added(version, digest, *size_bytes, *compile_ms, now));
+            return Ok(rows::added(version, digest, *size_bytes, *compile_ms, *kind, now));
         }
         Change::SetConfig { name, config } => tx.execute(
             "UPDATE functions SET config = ?2, updated_at_ms = ?3 WHERE name = ?1",
@@ -443,14 +472,21 @@ fn load(conn: &mut Connection) -> StoreResult<Snapshot> {
     let mut snapshot = Snapshot::default();
     {
         let mut versions = tx.prepare(
-            "SELECT version, digest, size_bytes, compile_ms, created_at_ms FROM versions
+            "SELECT version, digest, size_bytes, compile_ms, created_at_ms, kind FROM versions
              WHERE function = ?1 ORDER BY version",
         )?;
         for raw in functions {
             let record = rows::function(raw, &mut snapshot.broken);
             let raw = versions
                 .query_map(params![record.name], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })?
                 .collect::<Result<Vec<RawVersion>, _>>()?;
             let list = rows::versions(&record.name, raw, &mut snapshot.broken);
@@ -574,8 +610,8 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::AddedVersion;
-    use flint_spec::FunctionConfig;
     use flint_spec::alias::AliasTarget;
+    use flint_spec::{FunctionConfig, FunctionKind};
 
     use crate::store::rows::add_version as add;
 
@@ -697,6 +733,75 @@ mod tests {
             .await
             .unwrap();
         assert!(store.load().await.unwrap().releases.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_registry_from_before_version_kinds_opens_with_its_versions_as_components() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE functions (name TEXT PRIMARY KEY, config TEXT NOT NULL,
+                 created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL);
+             CREATE TABLE versions (function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+                 version INTEGER NOT NULL, digest TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+                 compile_ms REAL NOT NULL, created_at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (function, version));
+             INSERT INTO functions VALUES ('old', '{{}}', 1, 1);
+             INSERT INTO versions VALUES ('old', 1, '{}', 10, 1.0, 1);",
+            Digest::of(b"old")
+        ))
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let mut wagi = add("new", &Digest::of(b"new"), None);
+        if let Change::AddVersion { kind, .. } = &mut wagi {
+            *kind = FunctionKind::Wagi;
+        }
+        version(&store, wagi).await.unwrap();
+        let snapshot = store.load().await.unwrap();
+        assert!(snapshot.broken.is_empty(), "{:?}", snapshot.broken);
+        let kinds: Vec<(&str, FunctionKind)> = snapshot
+            .functions
+            .iter()
+            .map(|(f, versions)| (f.name.as_str(), versions[0].kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("new", FunctionKind::Wagi), ("old", FunctionKind::Http)]
+        );
+        drop(store);
+        // Opening it again adds nothing twice.
+        SqliteStore::open(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_version_kind_is_reported_against_its_function_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for name in ["a", "b"] {
+                version(&store, add(name, &Digest::of(name.as_bytes()), None))
+                    .await
+                    .unwrap();
+            }
+        }
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("UPDATE versions SET kind = 'future' WHERE function = 'a'")
+            .unwrap();
+        drop(conn);
+        let snapshot = SqliteStore::open(&path).unwrap().load().await.unwrap();
+        assert_eq!(snapshot.broken.len(), 1, "{:?}", snapshot.broken);
+        assert_eq!(snapshot.broken[0].function, "a");
+        assert!(
+            snapshot.broken[0]
+                .reason
+                .contains("unknown function kind `future`"),
+            "{:?}",
+            snapshot.broken
+        );
+        assert_eq!(snapshot.functions[1].1.len(), 1, "b is whole");
     }
 
     #[tokio::test]

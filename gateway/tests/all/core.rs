@@ -20,12 +20,12 @@ async fn deploys_make_numbered_immutable_versions_and_refuse_bad_input() {
     let control = open(config(&dir)).await;
 
     let first = control
-        .deploy("hello", component(artifacts::HELLO))
+        .deploy("hello", component(artifacts::HELLO), None)
         .await
         .unwrap();
     assert_eq!((first.version, first.created), (1, true));
     let again = control
-        .deploy("hello", component(artifacts::HELLO))
+        .deploy("hello", component(artifacts::HELLO), None)
         .await
         .unwrap();
     assert_eq!(
@@ -36,12 +36,15 @@ async fn deploys_make_numbered_immutable_versions_and_refuse_bad_input() {
     assert_eq!(deploy(&control, "hello", artifacts::WASI_HELLO).await, 2);
 
     let error = control
-        .deploy("Bad_Name", component(artifacts::HELLO))
+        .deploy("Bad_Name", component(artifacts::HELLO), None)
         .await
         .unwrap_err();
     assert_eq!(error.code(), "invalid_name", "{error}");
     assert!(error.to_string().contains("lowercase letters"), "{error}");
-    let error = control.deploy("junk", "not wasm".into()).await.unwrap_err();
+    let error = control
+        .deploy("junk", "not wasm".into(), None)
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), "invalid_component", "{error}");
     assert!(matches!(
         control.info("junk"),
@@ -314,7 +317,7 @@ async fn apply_validates_everything_first_and_a_second_apply_changes_nothing() {
     assert!(error.to_string().contains("nothing was changed"), "{error}");
 
     control
-        .upload_component(component(artifacts::HELLO))
+        .upload_component(component(artifacts::HELLO), None)
         .await
         .unwrap();
     let plan = control

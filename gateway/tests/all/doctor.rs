@@ -160,7 +160,7 @@ async fn broken_state_disables_one_function_and_doctor_repairs_what_it_can() {
     let (_, status, _) = invoke(&control, "a", Target::Default, "/").await.unwrap();
     assert_eq!(status, 200);
     let again = control
-        .deploy("b", component(artifacts::ECHO))
+        .deploy("b", component(artifacts::ECHO), None)
         .await
         .unwrap();
     assert!(!again.created);

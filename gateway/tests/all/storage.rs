@@ -30,7 +30,7 @@ async fn garbage_collection_removes_only_what_no_version_uses() {
     deploy(&control, "live", artifacts::PROBE).await;
     let live = Digest::of(&component(artifacts::PROBE));
     let upload = control
-        .upload_component(component(artifacts::HELLO))
+        .upload_component(component(artifacts::HELLO), None)
         .await
         .unwrap();
     assert!(upload.created);
@@ -60,7 +60,7 @@ async fn the_grace_period_spares_young_files() {
     let data = config(&dir).data_dir;
     let control = open(config(&dir)).await;
     control
-        .upload_component(component(artifacts::HELLO))
+        .upload_component(component(artifacts::HELLO), None)
         .await
         .unwrap();
     assert!(control.collect_garbage().await.unwrap().removed.is_empty());
@@ -76,7 +76,7 @@ async fn an_upload_over_the_storage_cap_stores_nothing() {
     settings.max_storage_bytes = hello.len() as u64 + 1;
     let data = settings.data_dir.clone();
     let control = open(settings).await;
-    let error = control.deploy("hello", hello).await.unwrap_err();
+    let error = control.deploy("hello", hello, None).await.unwrap_err();
     assert!(
         matches!(error, CoreError::InsufficientStorage { .. }),
         "{error:?}"

@@ -36,7 +36,7 @@ pub fn component(path: &str) -> Bytes {
 /// Deploys `path` as the next version of `name`; returns its number.
 pub async fn deploy(control: &Control, name: &str, path: &str) -> u32 {
     control
-        .deploy(name, component(path))
+        .deploy(name, component(path), None)
         .await
         .expect("deploy")
         .version

@@ -32,7 +32,7 @@ use super::{Control, CoreError, CoreResult, State, Target};
 use crate::metrics::BenchObserver;
 use bytes::Bytes;
 use flint_runtime::{
-    Component, FunctionConfig, HyperIncomingBody, InstancePool, InvocationObserver, InvokeError,
+    FunctionConfig, HyperIncomingBody, InstancePool, InvocationObserver, InvokeError, Program,
     StartKind, next_request_id,
 };
 use flint_spec::Digest;
@@ -173,7 +173,7 @@ pub(super) fn reuse_config(config: &mut FunctionConfig) {
 impl Run<'_> {
     fn pool(
         &self,
-        component: &Component,
+        component: &Program,
         edit: fn(&mut FunctionConfig),
     ) -> CoreResult<Arc<InstancePool>> {
         self.control
@@ -285,7 +285,7 @@ impl Run<'_> {
 
     /// Takes samples of every kind in turn until enough, the time is up or
     /// one fails.
-    async fn rounds(&mut self, component: &Component) -> CoreResult<Gathered> {
+    async fn rounds(&mut self, component: &Program) -> CoreResult<Gathered> {
         let cold_pool = self.pool(component, fresh_config)?;
         let warm_pool = self.pool(component, fresh_config)?;
         let reuse_pool = self.pool(component, reuse_config)?;
@@ -384,6 +384,11 @@ impl Control {
     ) -> CoreResult<BenchReport> {
         check_bounds(&request)?;
         let (entry, version) = self.bench_target(name, target, &request.headers)?;
+        if version.record.kind == flint_spec::FunctionKind::Wagi {
+            return Err(CoreError::BadRequest(format!(
+                "function `{name}` is a WAGI module: every request runs in a fresh instance, so it has no warm or reused start to compare; measure it under load with `flint bench {name} --load`"
+            )));
+        }
         let config = entry.config();
         if !config.allowed_outbound_hosts.is_empty() && !request.allow_side_effects {
             return Err(CoreError::ConfirmationRequired(format!(
@@ -499,7 +504,7 @@ impl Control {
 
 /// The component of a version that is not loaded, without loading it
 /// (a benchmark leaves no state behind).
-pub(super) async fn load_for_bench(s: &State, version: &VersionEntry) -> CoreResult<Component> {
+pub(super) async fn load_for_bench(s: &State, version: &VersionEntry) -> CoreResult<Program> {
     let (component, _) = s
         .table
         .load_component(&version.record.digest)

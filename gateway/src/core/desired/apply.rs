@@ -13,6 +13,7 @@ use super::plan::{Op, Plan, PlanChange, plan};
 use crate::core::sync::Components;
 use crate::core::{Control, CoreError, CoreResult};
 use crate::store::{Change, ReleaseChange};
+use flint_spec::FunctionKind;
 use flint_spec::alias::AliasTarget;
 use flint_spec::desired::DesiredState;
 use flint_spec::history::HistoryEntry;
@@ -50,7 +51,12 @@ async fn load(control: &Control, plan: &Plan) -> CoreResult<Components> {
 }
 
 /// Phase 3: the store rows of every change, in plan order.
-async fn build_writes(control: &Control, plan: &Plan, actor: &str) -> Vec<Change> {
+async fn build_writes(
+    control: &Control,
+    plan: &Plan,
+    components: &Components,
+    actor: &str,
+) -> Vec<Change> {
     let mut writes = Vec::new();
     for change in &plan.changes {
         let function = change.function.clone();
@@ -65,6 +71,9 @@ async fn build_writes(control: &Control, plan: &Plan, actor: &str) -> Vec<Change
                 digest: digest.clone(),
                 size_bytes: control.s.blobs.size(digest.clone()).await.unwrap_or(0),
                 compile_ms: 0.0,
+                kind: components
+                    .get(digest)
+                    .map_or(FunctionKind::Http, |(program, _)| program.kind()),
                 default_config: Box::new(config.clone()),
                 expected: Some(*version),
             }),
@@ -158,7 +167,7 @@ impl Control {
             return Ok(plan);
         }
         let components = load(self, &plan).await?;
-        let writes = build_writes(self, &plan, actor).await;
+        let writes = build_writes(self, &plan, &components, actor).await;
         self.write(writes, &components).await?;
         for change in &plan.changes {
             if let Op::Canary { spec, stable } = &change.op {
