@@ -323,6 +323,19 @@ mod tests {
     }
 
     #[test]
+    fn daylight_saving_changes_keep_the_wall_clock_hour() {
+        let berlin = spec(r#"{"cron":"0 9 * * *","tz":"Europe/Berlin"}"#)
+            .unwrap()
+            .cadence()
+            .unwrap();
+        // 2027-03-27 09:00 CET is 08:00 UTC; the next day, after clocks
+        // went forward, 09:00 CEST is 07:00 UTC: 23 hours later.
+        let saturday = 1_806_134_400; // 2027-03-27T08:00:00Z
+        assert_eq!(rfc3339(saturday), "2027-03-27T08:00:00Z");
+        assert_eq!(berlin.next_after(saturday), Some(saturday + 23 * 3600));
+    }
+
+    #[test]
     fn invalid_specs_name_the_field() {
         for (json, needle) in [
             (r#"{"cron":"* * * *"}"#, "4 field(s)"),
