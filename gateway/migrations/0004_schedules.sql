@@ -18,6 +18,8 @@ CREATE TABLE schedule_runs (
     outcome TEXT NOT NULL,
     status INTEGER,
     duration_ms DOUBLE PRECISION NOT NULL,
-    catch_up BOOLEAN NOT NULL
+    catch_up BOOLEAN NOT NULL,
+    -- The start of the response body, or the error's message.
+    response TEXT
 );
 CREATE INDEX schedule_runs_schedule ON schedule_runs (schedule, id);

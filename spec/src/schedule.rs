@@ -28,6 +28,8 @@ pub const MAX_CRON_BYTES: usize = 256;
 pub const MAX_SCHEDULES_PER_FUNCTION: usize = 10;
 /// Runs kept per schedule (the most recent).
 pub const MAX_RUNS: usize = 20;
+/// Bytes of a run's response body kept with the run (its start).
+pub const MAX_RUN_RESPONSE_BYTES: usize = 1024;
 
 /// A valid example, shown by errors.
 const EXAMPLE: &str = "`*/5 * * * *` (every 5 minutes) or `*/2 * * * * *` (every 2 seconds)";

@@ -3,10 +3,11 @@
 //! the catch-up policies, every malformed input and limit, the CLI and the
 //! manifest.
 //!
-//! The test function is `queue-probe`: it answers 200 only to a CloudEvent
-//! (`ce-id`, `ce-source`, `ce-type` present) and logs `begin <ce-id> ...`,
-//! so the logs show each tick the function received; `order-processor`
-//! logs the order of the body it received with the event's id.
+//! What a function receives is read back three ways: `probe`'s `/headers`
+//! and `/body` answer with the request, and a run keeps the start of the
+//! answer; `queue-probe` answers 200 only to a CloudEvent and logs `begin
+//! <ce-id> ...` for each tick it received; `order-processor` logs the order
+//! of the JSON body it received with the event's id.
 
 use crate::support::{Server, assert_error, flint};
 use flint_spec::schedule::rfc3339;
@@ -147,6 +148,62 @@ async fn ticks_fire_at_whole_scheduled_seconds_as_cloud_events_with_the_body() {
         last_tick >= ticks(&done)[0].as_str(),
         "the newest run's tick is claimed: {done}"
     );
+
+    // What the function received, as `probe` reads it back: its answer is
+    // kept with each run.
+    server.deploy("probe", artifacts::PROBE).await;
+    let headers = added(
+        &server,
+        "probe",
+        json!({"cron": "* * * * * *", "path": "/headers?from=cron", "body": "hello"}),
+    )
+    .await;
+    let headers_id = headers["id"].as_str().unwrap();
+    let seen = wait_for(&server, "probe", headers_id, "a run", |s| {
+        !runs(s).is_empty()
+    })
+    .await;
+    let run = &runs(&seen)[0];
+    let echoed: Value = serde_json::from_str(run["response"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["method"], "POST", "{echoed}");
+    assert_eq!(echoed["path"], "/headers", "{echoed}");
+    assert_eq!(echoed["query"], "from=cron", "{echoed}");
+    let got = &echoed["headers"];
+    assert_eq!(got["ce-specversion"], "1.0", "{echoed}");
+    assert_eq!(got["ce-type"], "com.flint.schedule", "{echoed}");
+    assert_eq!(got["ce-source"], format!("flint/schedules/{headers_id}"));
+    let tick = got["ce-id"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&format!("{headers_id}-"))
+        .unwrap()
+        .parse::<i64>()
+        .unwrap();
+    assert_eq!(
+        got["ce-time"],
+        rfc3339(tick),
+        "ce-time is the tick: {echoed}"
+    );
+    assert_eq!(run["scheduled_at"], rfc3339(tick), "{run}");
+    assert_eq!(got["content-type"], "text/plain; charset=utf-8");
+    let body = added(
+        &server,
+        "probe",
+        json!({"cron": "* * * * * *", "path": "/body", "body": "the body"}),
+    )
+    .await;
+    let body_id = body["id"].as_str().unwrap();
+    let seen = wait_for(&server, "probe", body_id, "a run", |s| !runs(s).is_empty()).await;
+    assert_eq!(runs(&seen)[0]["response"], "the body", "{seen}");
+    for id in [headers_id, body_id] {
+        let response = server
+            .http
+            .delete(server.at(&format!("/v1/functions/probe/schedules/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
 
     // The body arrives as the request body (JSON: order-processor reads it).
     let order = json!({"order_id": "tick-7", "items": [{"sku": "a", "qty": 2, "price_cents": 5}]});

@@ -30,7 +30,9 @@
 use super::{Control, CoreError, CoreResult, Target};
 use crate::store::{Change, RunRecord, ScheduleRecord};
 use bytes::Bytes;
-use flint_spec::schedule::{Cadence, CatchUp, MAX_SCHEDULES_PER_FUNCTION, ScheduleSpec, rfc3339};
+use flint_spec::schedule::{
+    Cadence, CatchUp, MAX_RUN_RESPONSE_BYTES, MAX_SCHEDULES_PER_FUNCTION, ScheduleSpec, rfc3339,
+};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -62,6 +64,9 @@ pub struct RunView {
     pub duration_ms: f64,
     /// Whether it was the catch-up run of a missed tick.
     pub catch_up: bool,
+    /// The start of the function's response body (1 KiB at most), or the
+    /// error's message when the call failed.
+    pub response: Option<String>,
 }
 
 impl From<&RunRecord> for RunView {
@@ -73,6 +78,7 @@ impl From<&RunRecord> for RunView {
             status: run.status,
             duration_ms: (run.duration_ms * 1000.0).round() / 1000.0,
             catch_up: run.catch_up,
+            response: run.response.clone(),
         }
     }
 }
@@ -315,35 +321,50 @@ impl Control {
         Ok(upcoming)
     }
 
+    /// Invokes the function with the tick's request; its status and its
+    /// whole response body (bounded like every body Flint buffers).
+    async fn call(
+        &self,
+        record: &ScheduleRecord,
+        tick: i64,
+    ) -> CoreResult<(http::StatusCode, Result<Bytes, crate::limits::LimitError>)> {
+        let request = tick_request(record, tick)?;
+        let invoked = self
+            .invoker()
+            .invoke(&record.function, Target::Default, request)
+            .await?;
+        let status = invoked.response.status();
+        let body = crate::limits::read_limited(
+            invoked.response.into_body(),
+            self.s.limits.buffered_response,
+        )
+        .await;
+        Ok((status, body))
+    }
+
     /// Runs one tick of `record` through the invoke path and records it.
     async fn fire(self, record: ScheduleRecord, tick: i64, catch_up: bool) {
         let started_at = SystemTime::now();
         let started = Instant::now();
-        let (outcome, status) = match tick_request(&record, tick) {
-            Ok(request) => {
-                match self
-                    .invoker()
-                    .invoke(&record.function, Target::Default, request)
-                    .await
-                {
-                    Ok(invoked) => {
-                        let status = invoked.response.status();
-                        let body = crate::limits::read_limited(
-                            invoked.response.into_body(),
-                            self.s.limits.buffered_response,
-                        )
-                        .await;
-                        let outcome = match body {
-                            Err(_) => "response_failed",
-                            Ok(_) if status.is_success() => "ok",
-                            Ok(_) => "bad_status",
-                        };
-                        (outcome.to_string(), Some(status.as_u16()))
-                    }
-                    Err(e) => (e.code().to_string(), None),
-                }
+        let (outcome, status, response) = match self.call(&record, tick).await {
+            Ok((status, Ok(body))) => {
+                let outcome = if status.is_success() {
+                    "ok"
+                } else {
+                    "bad_status"
+                };
+                (
+                    outcome.to_string(),
+                    Some(status.as_u16()),
+                    Some(excerpt(&body)),
+                )
             }
-            Err(e) => (e.code().to_string(), None),
+            Ok((status, Err(e))) => (
+                "response_failed".to_string(),
+                Some(status.as_u16()),
+                Some(format!("reading the response failed: {e}")),
+            ),
+            Err(e) => (e.code().to_string(), None, Some(e.to_string())),
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.s.metrics.schedule_fired(&record.function, &outcome);
@@ -355,6 +376,7 @@ impl Control {
             status,
             duration_ms,
             catch_up,
+            response,
         };
         let recorded = self
             .s
@@ -369,6 +391,16 @@ impl Control {
             tracing::warn!(function = %record.function, schedule = %record.id, error = %e, "could not record a schedule's run");
         }
     }
+}
+
+/// The start of a response body as text, kept with its run.
+fn excerpt(body: &[u8]) -> String {
+    let kept = &body[..body.len().min(MAX_RUN_RESPONSE_BYTES)];
+    let mut text = String::from_utf8_lossy(kept).into_owned();
+    if body.len() > kept.len() {
+        text.push('…');
+    }
+    text
 }
 
 /// The CloudEvent of one tick, in HTTP binary mode.

@@ -115,6 +115,10 @@ pub struct RunRecord {
     pub duration_ms: f64,
     /// Whether it was the catch-up run of a missed tick.
     pub catch_up: bool,
+    /// The start of the function's response body (at most
+    /// [`flint_spec::schedule::MAX_RUN_RESPONSE_BYTES`], as text), or the
+    /// error's message when the call failed.
+    pub response: Option<String>,
 }
 
 /// One row of a function's release state.

@@ -746,8 +746,8 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
         .rows_affected(),
         Change::RecordRun { function, id, run } => {
             let n = sqlx::query(
-                "INSERT INTO schedule_runs (schedule, scheduled, started_at_ms, outcome, status, duration_ms, catch_up)
-                 SELECT id, $3, $4, $5, $6, $7, $8 FROM schedules WHERE id = $1 AND function = $2",
+                "INSERT INTO schedule_runs (schedule, scheduled, started_at_ms, outcome, status, duration_ms, catch_up, response)
+                 SELECT id, $3, $4, $5, $6, $7, $8, $9 FROM schedules WHERE id = $1 AND function = $2",
             )
             .bind(id)
             .bind(function)
@@ -757,6 +757,7 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             .bind(run.status.map(i32::from))
             .bind(run.duration_ms)
             .bind(run.catch_up)
+            .bind(&run.response)
             .execute(&mut **tx)
             .await?
             .rows_affected();
@@ -1021,7 +1022,7 @@ impl Store for PgRegistry {
     ) -> BoxFuture<'_, StoreResult<Vec<(String, RunRecord)>>> {
         Box::pin(async move {
             let raw: Vec<RawRun> = sqlx::query_as(
-                "SELECT r.schedule, r.scheduled, r.started_at_ms, r.outcome, r.status, r.duration_ms, r.catch_up
+                "SELECT r.schedule, r.scheduled, r.started_at_ms, r.outcome, r.status, r.duration_ms, r.catch_up, r.response
                  FROM schedule_runs r JOIN schedules s ON s.id = r.schedule
                  WHERE s.function = $1 ORDER BY r.id DESC",
             )

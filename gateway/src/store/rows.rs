@@ -124,8 +124,17 @@ pub(super) fn versions(
 /// A schedule row as stored: id, function, spec JSON, last tick, created.
 pub(super) type RawSchedule = (String, String, String, i64, i64);
 /// A run row as stored: schedule id, tick, started, outcome, status,
-/// duration, catch-up.
-pub(super) type RawRun = (String, i64, i64, String, Option<i32>, f64, bool);
+/// duration, catch-up, response.
+pub(super) type RawRun = (
+    String,
+    i64,
+    i64,
+    String,
+    Option<i32>,
+    f64,
+    bool,
+    Option<String>,
+);
 
 /// The schedules whose spec parses; one that does not is logged and left
 /// out (it cannot fire; removing it or its function clears it).
@@ -153,7 +162,7 @@ pub(super) fn schedules(raw: Vec<RawSchedule>) -> Vec<ScheduleRecord> {
 pub(super) fn runs(raw: Vec<RawRun>) -> Vec<(String, RunRecord)> {
     raw.into_iter()
         .map(
-            |(id, scheduled, started, outcome, status, duration_ms, catch_up)| {
+            |(id, scheduled, started, outcome, status, duration_ms, catch_up, response)| {
                 (
                     id,
                     RunRecord {
@@ -163,6 +172,7 @@ pub(super) fn runs(raw: Vec<RawRun>) -> Vec<(String, RunRecord)> {
                         status: status.and_then(|s| u16::try_from(s).ok()),
                         duration_ms,
                         catch_up,
+                        response,
                     },
                 )
             },
@@ -380,6 +390,7 @@ pub(super) async fn claims_of_one_tick_have_one_winner(
             status: Some(200),
             duration_ms: 1.5,
             catch_up: tick == 0,
+            response: Some(format!("run {tick}")),
         };
         a.commit(vec![Change::RecordRun {
             function: "f".into(),
@@ -400,6 +411,10 @@ pub(super) async fn claims_of_one_tick_have_one_winner(
         flint_spec::schedule::MAX_RUNS as i64 + 4
     );
     assert_eq!(runs[0].1.status, Some(200));
+    assert_eq!(
+        runs[0].1.response.as_deref(),
+        Some(format!("run {}", flint_spec::schedule::MAX_RUNS + 4).as_str())
+    );
     // Deleting the function deletes its schedules and their runs.
     a.commit(vec![Change::DeleteFunction { name: "f".into() }])
         .await

@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
     outcome TEXT NOT NULL,
     status INTEGER,
     duration_ms REAL NOT NULL,
-    catch_up INTEGER NOT NULL
+    catch_up INTEGER NOT NULL,
+    response TEXT
 );
 CREATE INDEX IF NOT EXISTS schedule_runs_schedule ON schedule_runs(schedule, id);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -393,8 +394,8 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
         )?,
         Change::RecordRun { function, id, run } => {
             let n = tx.execute(
-                "INSERT INTO schedule_runs (schedule, scheduled, started_at_ms, outcome, status, duration_ms, catch_up)
-                 SELECT id, ?3, ?4, ?5, ?6, ?7, ?8 FROM schedules WHERE id = ?1 AND function = ?2",
+                "INSERT INTO schedule_runs (schedule, scheduled, started_at_ms, outcome, status, duration_ms, catch_up, response)
+                 SELECT id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM schedules WHERE id = ?1 AND function = ?2",
                 params![
                     id,
                     function,
@@ -404,6 +405,7 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
                     run.status,
                     run.duration_ms,
                     run.catch_up,
+                    run.response,
                 ],
             )?;
             tx.execute(
@@ -566,7 +568,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, StoreResult<Vec<(String, RunRecord)>>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare(
-                "SELECT r.schedule, r.scheduled, r.started_at_ms, r.outcome, r.status, r.duration_ms, r.catch_up
+                "SELECT r.schedule, r.scheduled, r.started_at_ms, r.outcome, r.status, r.duration_ms, r.catch_up, r.response
                  FROM schedule_runs r JOIN schedules s ON s.id = r.schedule
                  WHERE s.function = ?1 ORDER BY r.id DESC",
             )?;
@@ -580,6 +582,7 @@ impl Store for SqliteStore {
                         r.get(4)?,
                         r.get(5)?,
                         r.get(6)?,
+                        r.get(7)?,
                     ))
                 })?
                 .collect::<Result<Vec<RawRun>, _>>()?;
