@@ -636,3 +636,32 @@ async fn the_manifest_declares_a_schedule_that_plan_shows_and_apply_sets_once() 
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_tick_in_flight_at_sigterm_finishes_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[]);
+    server.deploy("slow", artifacts::PROBE).await;
+    let created = added(
+        &server,
+        "slow",
+        json!({"cron": "*/2 * * * * *", "path": "/sleep?ms=1500"}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    wait_for(&server, "slow", &id, "a run", |s| !runs(s).is_empty()).await;
+    // Stop the server 0.3 s into the call of the next tick.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let next = (now.as_secs() / 2 + 1) * 2;
+    let at = Duration::from_secs(next) + Duration::from_millis(300);
+    tokio::time::sleep(at - now).await;
+    assert!(server.terminate().success());
+    let server = Server::start_with(dir.path(), &[]);
+    let s = schedule(&server, "slow", &id).await;
+    let run = runs(&s)
+        .into_iter()
+        .find(|r| r["scheduled_at"] == rfc3339(next as i64))
+        .unwrap_or_else(|| panic!("the tick in flight was not recorded: {s}"));
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(run["response"], "slept 1500 ms", "{run}");
+}

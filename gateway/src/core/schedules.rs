@@ -276,10 +276,14 @@ impl Control {
     }
 
     /// One pass of the scheduler: claims and fires every due tick (the
-    /// calls run in the background). `since` is when this scheduler began
-    /// (Unix seconds): earlier ticks are missed ones. Returns the earliest
-    /// upcoming tick of any schedule.
-    pub async fn fire_due_schedules(&self, since: i64) -> CoreResult<Option<i64>> {
+    /// calls run in the background, in `firing`). `since` is when this
+    /// scheduler began (Unix seconds): earlier ticks are missed ones.
+    /// Returns the earliest upcoming tick of any schedule.
+    pub async fn fire_due_schedules(
+        &self,
+        since: i64,
+        firing: &mut tokio::task::JoinSet<()>,
+    ) -> CoreResult<Option<i64>> {
         let now = unix(SystemTime::now());
         let mut upcoming: Option<i64> = None;
         for record in self.s.store.schedules(None).await? {
@@ -308,7 +312,7 @@ impl Control {
                         tracing::info!(function = %record.function, schedule = %record.id, up_to = %rfc3339(due.claim), "missed ticks skipped (catch_up = skip)");
                     }
                     for (tick, catch_up) in due.fire {
-                        tokio::spawn(self.clone().fire(record.clone(), tick, catch_up));
+                        firing.spawn(self.clone().fire(record.clone(), tick, catch_up));
                     }
                 } else {
                     tracing::debug!(function = %record.function, schedule = %record.id, "another scheduler claimed the tick");
