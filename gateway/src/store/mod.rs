@@ -208,6 +208,9 @@ pub enum BrokenKind {
     Trigger,
     /// A release-state row (alias, default alias, canary, shadow).
     Release,
+    /// A schedule (reported by [`Store::broken_schedules`]; it never
+    /// disables its function).
+    Schedule,
 }
 
 /// One write. [`Store::commit`] makes a list of them in one transaction:
@@ -446,6 +449,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         function: Option<String>,
     ) -> BoxFuture<'_, StoreResult<Vec<ScheduleRecord>>>;
+    /// The stored schedules that cannot fire: a spec that does not parse,
+    /// or one this build cannot use (a time zone it does not know, say).
+    fn broken_schedules(&self) -> BoxFuture<'_, StoreResult<Vec<BrokenRow>>>;
     /// The recorded runs of `function`'s schedules, by schedule id, newest
     /// first.
     fn schedule_runs(

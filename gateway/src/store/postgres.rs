@@ -1016,6 +1016,17 @@ impl Store for PgRegistry {
         })
     }
 
+    fn broken_schedules(&self) -> BoxFuture<'_, StoreResult<Vec<super::BrokenRow>>> {
+        Box::pin(async move {
+            let raw: Vec<RawSchedule> = sqlx::query_as(
+                "SELECT id, function, spec, last_tick, created_at_ms FROM schedules ORDER BY function, id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows::broken_schedules(raw))
+        })
+    }
+
     fn schedule_runs(
         &self,
         function: String,

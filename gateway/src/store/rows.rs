@@ -158,6 +158,24 @@ pub(super) fn schedules(raw: Vec<RawSchedule>) -> Vec<ScheduleRecord> {
         .collect()
 }
 
+/// The schedule rows that cannot fire, against their function.
+pub(super) fn broken_schedules(raw: Vec<RawSchedule>) -> Vec<BrokenRow> {
+    raw.into_iter()
+        .filter_map(|(id, function, spec, _, _)| {
+            let problem = match serde_json::from_str::<flint_spec::ScheduleSpec>(&spec) {
+                Ok(spec) => spec.cadence().err()?,
+                Err(e) => format!("its stored spec does not parse: {e}"),
+            };
+            Some(BrokenRow {
+                function,
+                kind: BrokenKind::Schedule,
+                version: None,
+                reason: format!("schedule `{id}` cannot fire: {problem}"),
+            })
+        })
+        .collect()
+}
+
 /// The runs, by schedule id.
 pub(super) fn runs(raw: Vec<RawRun>) -> Vec<(String, RunRecord)> {
     raw.into_iter()

@@ -562,6 +562,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn broken_schedules(&self) -> BoxFuture<'_, StoreResult<Vec<BrokenRow>>> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, function, spec, last_tick, created_at_ms FROM schedules ORDER BY function, id",
+            )?;
+            let raw = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<RawSchedule>, _>>()?;
+            Ok(rows::broken_schedules(raw))
+        })
+    }
+
     fn schedule_runs(
         &self,
         function: String,
@@ -683,6 +697,60 @@ mod tests {
         let a = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
         let b = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
         crate::store::rows::claims_of_one_tick_have_one_winner(a, b).await;
+    }
+
+    #[tokio::test]
+    async fn a_schedule_that_cannot_fire_is_left_out_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = SqliteStore::open(&path).unwrap();
+        version(&store, add("f", &Digest::of(b"f"), None))
+            .await
+            .unwrap();
+        for (id, tz) in [("good", "UTC"), ("bad", "UTC"), ("zone", "UTC")] {
+            let record = ScheduleRecord {
+                id: id.into(),
+                function: "f".into(),
+                spec: serde_json::from_str(&format!(r#"{{"cron":"* * * * *","tz":"{tz}"}}"#))
+                    .unwrap(),
+                last_tick: 0,
+                created_at: from_ms(0),
+            };
+            store
+                .commit(vec![Change::AddSchedule(Box::new(record))])
+                .await
+                .unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            r#"UPDATE schedules SET spec = '{not json' WHERE id = 'bad';
+               UPDATE schedules SET spec = '{"cron":"* * * * *","tz":"Atlantis/Capital"}' WHERE id = 'zone';"#,
+        )
+        .unwrap();
+        let ids: Vec<String> = store
+            .schedules(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["good", "zone"],
+            "the row that does not parse is left out"
+        );
+        let broken = store.broken_schedules().await.unwrap();
+        let reasons: Vec<&str> = broken.iter().map(|b| b.reason.as_str()).collect();
+        assert_eq!(broken.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("schedule `bad` cannot fire: its stored spec does not parse")
+        );
+        assert!(reasons[1].starts_with("schedule `zone` cannot fire: invalid `tz`"));
+        assert!(
+            broken
+                .iter()
+                .all(|b| b.function == "f" && b.kind == crate::store::BrokenKind::Schedule)
+        );
     }
 
     #[tokio::test]
