@@ -55,8 +55,9 @@ pub struct RunView {
     pub scheduled_at: String,
     /// When the call started (RFC 3339).
     pub started_at: String,
-    /// `ok`, `bad_status` (the function answered other than 2xx), or the
-    /// error code of the call (`timeout`, `trap`, `overloaded`, ...).
+    /// `ok`, `bad_status` (the function answered other than 2xx),
+    /// `response_failed` (its body could not be read), or the error code of
+    /// the call (`timeout`, `trap`, `overloaded`, ...).
     pub outcome: String,
     /// The function's HTTP status, when it answered.
     pub status: Option<u16>,

@@ -106,8 +106,8 @@ pub struct RunRecord {
     pub scheduled: i64,
     /// When the call started.
     pub started_at: SystemTime,
-    /// `ok`, `bad_status` (the function answered other than 2xx) or the
-    /// error code of the call.
+    /// `ok`, `bad_status` (the function answered other than 2xx),
+    /// `response_failed` or the error code of the call.
     pub outcome: String,
     /// The function's HTTP status, when it answered.
     pub status: Option<u16>,
