@@ -198,6 +198,13 @@ pub enum Command {
     /// a dead-letter queue. The server needs --amqp-url (or FLINT_AMQP_URL) to consume.
     Trigger(commands::trigger::TriggerArgs),
 
+    /// Run functions on cron schedules (add, ls, rm).
+    ///
+    /// Each tick invokes the function once, across restarts and cluster nodes, as a
+    /// CloudEvent (ce-type com.flint.schedule) to the schedule's path; `ls` shows each
+    /// schedule's next tick and its last runs.
+    Schedule(commands::schedule::ScheduleArgs),
+
     /// Manage aliases: named pointers to a version or a weighted split.
     ///
     /// Call a function through an alias at /fn/NAME@ALIAS/...; plain calls (/fn/NAME/)
@@ -365,6 +372,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => commands::logs::run(&context()?, args).await,
         Command::Rm(args) => commands::rm::run(&context()?, args).await,
         Command::Trigger(args) => commands::trigger::run(&context()?, args).await,
+        Command::Schedule(args) => commands::schedule::run(&context()?, args).await,
         Command::Alias(args) => commands::release::alias(&context()?, args).await,
         Command::Release(args) => commands::release::release(&context()?, args).await,
         Command::Rollback(args) => commands::release::rollback(&context()?, args).await,

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! adapters   api/ (HTTP)   triggers/ (AMQP)   reconcile (flint serve --manifest)   server (accept loop)
-//!            cluster (follows a shared registry)
+//!            cluster (follows a shared registry)   scheduler (cron schedules)
 //! core       core::Control (every operation), core::Invoker (every call)
 //! store      store::Store (SQLite embedded, PostgreSQL shared), store::BlobStore (files, PostgreSQL)
 //! runtime    flint-runtime (engine, pools, limits, sandbox)
@@ -25,6 +25,7 @@ pub mod limits;
 pub mod metrics;
 pub mod reconcile;
 pub mod routes;
+pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -59,6 +59,13 @@ pub struct Metrics {
     drift: Family<KindLabels, Counter>,
     bench_invocations: Family<OutcomeOnly, Counter>,
     bench_starts: Family<KindLabels, Counter>,
+    schedule_firings: Family<FiringLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FiringLabels {
+    function: String,
+    outcome: String,
 }
 
 impl Default for Metrics {
@@ -131,8 +138,15 @@ impl Default for Metrics {
             "Starts of benchmark invocations by kind (cold, warm); never counted in flint_starts",
             bench_starts.clone(),
         );
+        let schedule_firings = Family::<FiringLabels, Counter>::default();
+        registry.register(
+            "schedule_firings",
+            "Ticks of cron schedules fired, by function and outcome (ok, bad_status: the function answered other than 2xx, or the call's error code)",
+            schedule_firings.clone(),
+        );
         Self {
             registry,
+            schedule_firings,
             bench_invocations,
             bench_starts,
             drift,
@@ -176,6 +190,16 @@ impl Metrics {
             .get_or_create(&MessageLabels {
                 function: function.into(),
                 queue: queue.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a fired tick of a schedule.
+    pub fn schedule_fired(&self, function: &str, outcome: &str) {
+        self.schedule_firings
+            .get_or_create(&FiringLabels {
+                function: function.into(),
                 outcome: outcome.into(),
             })
             .inc();

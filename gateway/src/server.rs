@@ -194,6 +194,7 @@ pub async fn serve(
             }
         }
     });
+    let scheduler = crate::scheduler::Scheduler::start(control.clone());
     let queues = match control.config().amqp_url.clone() {
         Some(url) => Some(crate::triggers::start(&control, url)),
         None => {
@@ -277,14 +278,18 @@ pub async fn serve(
         grace_secs = grace.as_secs(),
         "shutting down; waiting for calls and messages in flight"
     );
-    // Queue consumers and connection threads drain at once, each within the
-    // grace period: the consumers stop taking messages and settle the ones
-    // they hold, the threads finish their requests. Every thread's
-    // hand-over closes before any is joined.
+    // Queue consumers, the scheduler and connection threads drain at once,
+    // each within the grace period: the consumers stop taking messages and
+    // settle the ones they hold, the scheduler claims no more ticks and lets
+    // the calls of claimed ones finish, the threads finish their requests.
+    // Every thread's hand-over closes before any is joined.
     let messages = async {
-        if let Some(queues) = queues {
-            queues.drain(grace).await;
-        }
+        let queues = async {
+            if let Some(queues) = queues {
+                queues.drain(grace).await;
+            }
+        };
+        tokio::join!(queues, scheduler.drain(grace));
     };
     let joins: Vec<_> = threads.into_iter().map(ConnectionThread::drain).collect();
     let requests = tokio::task::spawn_blocking(move || {

@@ -10,6 +10,7 @@
 use crate::canary::CanarySpec;
 use crate::config::FunctionConfig;
 
+use crate::schedule::ScheduleSpec;
 use crate::trigger::TriggerSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,6 +39,10 @@ pub struct DesiredFunction {
     /// Its queue trigger, if any.
     #[serde(default)]
     pub trigger: Option<TriggerSpec>,
+    /// Its cron schedule, if any: apply makes it the function's only
+    /// schedule (none declared: apply removes the function's schedules).
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
     /// How a new component reaches callers.
     #[serde(default)]
     pub release: ReleasePolicy,

@@ -17,6 +17,7 @@
 //!   targets and how a request picks a version through one, canary and shadow
 //!   specs, the release history.
 //! - [`trigger`]: a queue trigger binding ([`TriggerSpec`]).
+//! - [`schedule`]: a cron schedule ([`ScheduleSpec`]) and its ticks.
 //! - [`desired`]: the desired state of one environment ([`DesiredState`]).
 //! - [`manifest`]: the manifest, `flint.toml`, its environments and how it
 //!   becomes a [`DesiredState`].
@@ -35,6 +36,7 @@ pub mod host;
 pub mod kind;
 pub mod manifest;
 pub mod names;
+pub mod schedule;
 pub mod shadow;
 pub mod token;
 pub mod trigger;
@@ -51,6 +53,7 @@ pub use names::{
     DEFAULT_RELEASE_ALIAS, LATEST, MAX_NAME_LEN, check_function_name, is_valid_name,
     validate_alias_name,
 };
+pub use schedule::{CatchUp, ScheduleSpec};
 pub use shadow::ShadowSpec;
 pub use token::{Glob, Scope, TokenSpec};
 pub use trigger::TriggerSpec;

@@ -18,6 +18,7 @@ pub mod ls;
 pub mod new;
 pub mod release;
 pub mod rm;
+pub mod schedule;
 pub mod serve;
 pub mod shell;
 pub mod token;

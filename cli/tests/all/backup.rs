@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 const LOAD_CALLS: u32 = 5_000;
 
 #[tokio::test]
-async fn a_backup_under_load_restores_functions_versions_aliases_config_and_triggers() {
+async fn a_backup_under_load_restores_functions_versions_aliases_config_triggers_and_schedules() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);
     server.deploy("hello", artifacts::HELLO).await;
@@ -29,6 +29,14 @@ async fn a_backup_under_load_restores_functions_versions_aliases_config_and_trig
         .await
         .unwrap();
     assert_eq!(bound.status(), 200);
+    let (status, body) = server
+        .post(
+            "/v1/functions/echo/schedules",
+            json!({"cron": "0 6 1 1 *", "tz": "Europe/Berlin", "body": "{}"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let schedule: serde_json::Value = serde_json::from_str(&body).unwrap();
 
     // Calls keep being served while the backup is taken.
     let stop = Arc::new(AtomicBool::new(false));
@@ -110,6 +118,12 @@ async fn a_backup_under_load_restores_functions_versions_aliases_config_and_trig
         (status.as_u16(), binding["queue"].as_str()),
         (200, Some("orders"))
     );
+    let (status, list) = server.get_json("/v1/functions/echo/schedules").await;
+    assert_eq!(status, 200, "{list}");
+    let restored = &list["schedules"][0];
+    for field in ["id", "cron", "tz", "body", "created_at"] {
+        assert_eq!(restored[field], schedule[field], "{field}: {list}");
+    }
 }
 
 #[tokio::test]

@@ -841,3 +841,59 @@ async fn a_new_leader_takes_over_within_a_second_of_the_leader_being_killed() {
     }
     assert_eq!(db.advisory_locks(), 1, "the leader lock alone");
 }
+
+/// The ticks of a schedule's runs as `server` reads them from the shared
+/// registry.
+async fn schedule_ticks(server: &Server, name: &str) -> Vec<String> {
+    let (status, list) = server
+        .get_json(&format!("/v1/functions/{name}/schedules"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["schedules"][0]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scheduled_at"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits (bounded) until `server` reads at least `n` runs of `name`'s
+/// schedule.
+async fn wait_for_runs(server: &Server, name: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ticks = schedule_ticks(server, name).await;
+        if ticks.len() >= n {
+            return ticks;
+        }
+        assert!(Instant::now() < deadline, "{ticks:?}: fewer than {n} runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_fires_each_tick_once_across_the_nodes_and_a_change_of_leader() {
+    let db = TestDb::create();
+    migrate(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers: Vec<Server> = (0..2).map(|i| node(&dir, i, &db, &[])).collect();
+    let (lead, _) = wait_for_leader(&servers).await;
+    servers[0].deploy("ticker", artifacts::QUEUE_PROBE).await;
+    // Added through the node that does not lead: the leader fires it.
+    let other = 1 - lead;
+    let (status, body) = servers[other]
+        .post(
+            "/v1/functions/ticker/schedules",
+            serde_json::json!({"cron": "* * * * * *"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_for_runs(&servers[other], "ticker", 3).await;
+    servers.remove(lead).kill();
+    let (now_leads, _) = wait_for_leader(&servers).await;
+    assert_eq!(now_leads, 0, "the surviving node leads");
+    let before = schedule_ticks(&servers[0], "ticker").await.len();
+    let ticks = wait_for_runs(&servers[0], "ticker", before + 3).await;
+    let unique: std::collections::BTreeSet<&String> = ticks.iter().collect();
+    assert_eq!(unique.len(), ticks.len(), "a tick fired twice: {ticks:?}");
+}

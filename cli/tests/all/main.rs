@@ -19,6 +19,7 @@ mod queues;
 mod releases;
 mod sandbox;
 mod scaffold;
+mod schedules;
 mod security;
 mod slow_clients;
 mod support;

@@ -105,6 +105,24 @@ async fn a_scrape_after_every_outcome_lints_clean() {
     ] {
         server.get(path).await;
     }
+    // A schedule's firings are in the scrape too.
+    let (status, body) = server
+        .post(
+            "/v1/functions/probe/schedules",
+            json!({"cron": "* * * * * *", "path": "/counter"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server
+        .get("/metrics")
+        .await
+        .1
+        .contains("flint_schedule_firings_total{")
+    {
+        assert!(std::time::Instant::now() < deadline, "no schedule fired");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let response = server.http.get(server.at("/metrics")).send().await.unwrap();
     assert_eq!(
         response.headers()["content-type"],

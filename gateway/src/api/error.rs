@@ -63,6 +63,11 @@ pub const CODES: &[Code] = &[
         "a trigger with a bad field (named)",
     ),
     code(
+        "invalid_schedule",
+        StatusCode::BAD_REQUEST,
+        "a schedule with a bad field (named: which cron field, the time zone, the path, the body's size), or a function that has as many schedules as allowed",
+    ),
+    code(
         "invalid_release",
         StatusCode::BAD_REQUEST,
         "a bad alias name, weights, steps or versions (named)",
@@ -127,6 +132,11 @@ pub const CODES: &[Code] = &[
         "trigger_not_found",
         StatusCode::NOT_FOUND,
         "the function has no queue trigger",
+    ),
+    code(
+        "schedule_not_found",
+        StatusCode::NOT_FOUND,
+        "the function has no schedule of that id",
     ),
     code(
         "token_not_found",
@@ -337,6 +347,7 @@ mod tests {
             include_str!("releases.rs"),
             include_str!("tokens.rs"),
             include_str!("triggers.rs"),
+            include_str!("schedules.rs"),
         ] {
             let code = source.split("#[cfg(test)]").next().unwrap();
             for call in code.split("ApiError::new(").skip(1) {

@@ -15,6 +15,7 @@ mod error;
 mod invoke;
 mod openapi;
 mod releases;
+mod schedules;
 mod tokens;
 mod triggers;
 
@@ -343,6 +344,19 @@ impl App {
             }
             (&Method::DELETE, ["v1", "functions", name, "triggers"]) => {
                 control.remove_trigger(name).await?;
+                Ok(no_content())
+            }
+            (&Method::GET, ["v1", "functions", name, "schedules"]) => {
+                schedules::list(control, name).await
+            }
+            (&Method::POST, ["v1", "functions", name, "schedules"]) => {
+                schedules::add(control, name, request).await
+            }
+            (&Method::GET, ["v1", "functions", name, "schedules", id]) => {
+                schedules::get(control, name, id).await
+            }
+            (&Method::DELETE, ["v1", "functions", name, "schedules", id]) => {
+                control.remove_schedule(name, id).await?;
                 Ok(no_content())
             }
             (&Method::GET, ["metrics"]) => {

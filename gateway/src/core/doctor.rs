@@ -97,7 +97,8 @@ impl Control {
             checked: snapshot.functions.len(),
             ..DoctorReport::default()
         };
-        for row in snapshot.broken {
+        let schedules = self.s.store.broken_schedules().await?;
+        for row in snapshot.broken.into_iter().chain(schedules) {
             let fix = match row.kind {
                 BrokenKind::Config => format!(
                     "set a new config (`flint config {} --memory-mb N ...` writes a whole new row) or delete the function",
@@ -112,6 +113,10 @@ impl Control {
                 ),
                 BrokenKind::Release => format!(
                     "set the alias again (`flint alias set {} ...`) or delete the function",
+                    row.function
+                ),
+                BrokenKind::Schedule => format!(
+                    "remove it (`flint schedule rm {} ID`) and add it again; the function itself serves",
                     row.function
                 ),
             };

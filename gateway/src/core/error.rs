@@ -51,6 +51,19 @@ pub enum CoreError {
         "function `{0}` has no queue trigger; add one with `flint trigger add {0} --queue QUEUE`"
     )]
     TriggerNotFound(String),
+    /// The function has no schedule of that id.
+    #[error(
+        "function `{function}` has no schedule `{id}`; `flint schedule ls {function}` lists them"
+    )]
+    ScheduleNotFound {
+        /// The function.
+        function: String,
+        /// The id asked for.
+        id: String,
+    },
+    /// A schedule is malformed, or the function has as many as allowed.
+    #[error("{0}")]
+    InvalidSchedule(String),
     /// No API token of that name.
     #[error("no token named `{0}`; `flint token ls` lists them")]
     TokenNotFound(String),
@@ -172,6 +185,8 @@ impl CoreError {
             Self::AliasNotFound(_) => "alias_not_found",
             Self::CanaryNotFound(_) => "canary_not_found",
             Self::TriggerNotFound(_) => "trigger_not_found",
+            Self::ScheduleNotFound { .. } => "schedule_not_found",
+            Self::InvalidSchedule(_) => "invalid_schedule",
             Self::InvalidName(_) => "invalid_name",
             Self::InvalidConfig(_) => "invalid_config",
             Self::InvalidTrigger(_) => "invalid_trigger",

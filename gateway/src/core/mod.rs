@@ -3,8 +3,8 @@
 //! reconciler) translate to and from.
 //!
 //! - [`Control`] owns every operation: deploy, config, delete, aliases,
-//!   releases, rollback, canaries, shadow runs, triggers, routes, plan and
-//!   apply, history and logs, and the doctor's checks and repairs.
+//!   releases, rollback, canaries, shadow runs, triggers, schedules, routes,
+//!   plan and apply, history and logs, and the doctor's checks and repairs.
 //! - [`Invoker`] resolves `name[@alias|@N]` to a version and runs a call
 //!   under the function's limits.
 //!
@@ -28,6 +28,7 @@ mod functions;
 mod gc;
 mod invoker;
 mod releases;
+mod schedules;
 mod shadow;
 mod sync;
 mod triggers;
@@ -47,6 +48,7 @@ pub use doctor::{DoctorProblem, DoctorRepair, DoctorReport};
 pub use error::{CoreError, CoreResult};
 pub use gc::GcReport;
 pub use invoker::{Invoked, Invoker, Target};
+pub use schedules::{CE_TYPE as SCHEDULE_CE_TYPE, RunView, ScheduleView};
 pub use triggers::{Broker, BrokerState, TriggerBinding};
 pub use views::{
     Aliases, ComponentUpload, DEFAULT_LOG_LIMIT, Deployed, DisabledFunction, FunctionInfo,
@@ -111,6 +113,8 @@ struct State {
     canaries: Mutex<HashMap<String, Arc<Notify>>>,
     /// The queue broker, when an adapter provides one.
     broker: RwLock<Option<Arc<dyn Broker>>>,
+    /// Signals the scheduler loop that schedules were added or removed.
+    schedules_changed: Arc<Notify>,
 }
 
 impl Control {
@@ -210,6 +214,7 @@ impl Control {
                 storing: tokio::sync::Mutex::new(()),
                 canaries: Mutex::default(),
                 broker: RwLock::new(None),
+                schedules_changed: Arc::default(),
             }),
         });
         let interrupted = control.sync_from_registry().await?;

@@ -99,7 +99,14 @@ impl Control {
                 }
             }
         }
-        Ok(self.s.applied.load(Ordering::Acquire))
+        let now = self.s.applied.load(Ordering::Acquire);
+        if now > applied {
+            // Another node may have added or removed a schedule: the
+            // scheduler (if this node leads) reads them again now rather
+            // than at its next poll.
+            self.s.schedules_changed.notify_one();
+        }
+        Ok(now)
     }
 
     /// Before a change made through this node: follows the shared

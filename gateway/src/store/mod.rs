@@ -28,7 +28,7 @@ use flint_spec::alias::AliasTarget;
 use flint_spec::canary::CanaryState;
 use flint_spec::history::HistoryEntry;
 use flint_spec::shadow::ShadowSpec;
-use flint_spec::{Digest, FunctionConfig, FunctionKind, Glob, Scope, TriggerSpec};
+use flint_spec::{Digest, FunctionConfig, FunctionKind, Glob, ScheduleSpec, Scope, TriggerSpec};
 use futures::future::BoxFuture;
 use std::time::SystemTime;
 
@@ -81,6 +81,44 @@ pub struct TokenRecord {
     pub expires_at: Option<SystemTime>,
     /// When it was last used, as last recorded.
     pub last_used_at: Option<SystemTime>,
+}
+
+/// A cron schedule as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    /// Its id, unique in the registry.
+    pub id: String,
+    /// The function it invokes.
+    pub function: String,
+    /// What it does.
+    pub spec: ScheduleSpec,
+    /// The last tick claimed (Unix seconds): no tick at or before it fires
+    /// again. At creation, the creation time.
+    pub last_tick: i64,
+    /// When it was created.
+    pub created_at: SystemTime,
+}
+
+/// One firing of a schedule, as recorded after it ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The tick it ran for (Unix seconds).
+    pub scheduled: i64,
+    /// When the call started.
+    pub started_at: SystemTime,
+    /// `ok`, `bad_status` (the function answered other than 2xx),
+    /// `response_failed` or the error code of the call.
+    pub outcome: String,
+    /// The function's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// How long the call took, in milliseconds.
+    pub duration_ms: f64,
+    /// Whether it was the catch-up run of a missed tick.
+    pub catch_up: bool,
+    /// The start of the function's response body (at most
+    /// [`flint_spec::schedule::MAX_RUN_RESPONSE_BYTES`], as text), or the
+    /// error's message when the call failed.
+    pub response: Option<String>,
 }
 
 /// One row of a function's release state.
@@ -170,6 +208,9 @@ pub enum BrokenKind {
     Trigger,
     /// A release-state row (alias, default alias, canary, shadow).
     Release,
+    /// A schedule (reported by [`Store::broken_schedules`]; it never
+    /// disables its function).
+    Schedule,
 }
 
 /// One write. [`Store::commit`] makes a list of them in one transaction:
@@ -203,8 +244,8 @@ pub enum Change {
         /// Its new configuration (boxed, as in `AddVersion`).
         config: Box<FunctionConfig>,
     },
-    /// Deletes a function with its versions, trigger, routes and release
-    /// state.
+    /// Deletes a function with its versions, trigger, schedules, routes
+    /// and release state.
     DeleteFunction {
         /// The function.
         name: String,
@@ -243,6 +284,40 @@ pub enum Change {
         /// The function whose canary it drives.
         function: String,
     },
+    /// Adds a schedule to its function (nothing if the function is gone).
+    AddSchedule(Box<ScheduleRecord>),
+    /// Removes one schedule of a function, with its runs.
+    RemoveSchedule {
+        /// The function.
+        function: String,
+        /// The schedule's id.
+        id: String,
+    },
+    /// Claims ticks of a schedule: moves its last tick from `from` to `to`
+    /// only if it is still `from` (compare-and-set). Of several claimers
+    /// of one tick, on one node or many, exactly one finds it applied; it
+    /// alone fires. Changes nothing a node serves (no registry version).
+    ClaimTick {
+        /// The function.
+        function: String,
+        /// The schedule's id.
+        id: String,
+        /// The last tick the claimer read.
+        from: i64,
+        /// The tick it claims.
+        to: i64,
+    },
+    /// Records a run of a schedule, keeping only its most recent
+    /// [`flint_spec::schedule::MAX_RUNS`] runs. Changes nothing a node
+    /// serves (no registry version).
+    RecordRun {
+        /// The function.
+        function: String,
+        /// The schedule's id.
+        id: String,
+        /// The run (boxed: it is most of the change's size).
+        run: Box<RunRecord>,
+    },
     /// Records when a token was last used.
     TokenUsed {
         /// The token's name.
@@ -272,7 +347,11 @@ impl Change {
             | Self::DeleteFunction { name } => Some(name),
             Self::SetTrigger { function, .. }
             | Self::SetRoutes { function, .. }
-            | Self::Fence { function, .. } => Some(function),
+            | Self::Fence { function, .. }
+            | Self::RemoveSchedule { function, .. }
+            | Self::ClaimTick { function, .. }
+            | Self::RecordRun { function, .. } => Some(function),
+            Self::AddSchedule(record) => Some(&record.function),
             Self::Release(release) => Some(&release.function),
             Self::AddToken(_) | Self::RevokeToken { .. } | Self::TokenUsed { .. } => None,
         }
@@ -364,6 +443,21 @@ pub trait Store: Send + Sync + 'static {
         let _ = age;
         Box::pin(async { Ok(0) })
     }
+    /// Every schedule, or those of `function`, oldest first. A row whose
+    /// spec does not parse is logged and left out: it cannot fire.
+    fn schedules(
+        &self,
+        function: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<Vec<ScheduleRecord>>>;
+    /// The stored schedules that cannot fire: a spec that does not parse,
+    /// or one this build cannot use (a time zone it does not know, say).
+    fn broken_schedules(&self) -> BoxFuture<'_, StoreResult<Vec<BrokenRow>>>;
+    /// The recorded runs of `function`'s schedules, by schedule id, newest
+    /// first.
+    fn schedule_runs(
+        &self,
+        function: String,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, RunRecord)>>>;
     /// The registry version now (see [`Snapshot::version`]); 0 for a
     /// registry that only this process writes.
     fn version(&self) -> BoxFuture<'_, StoreResult<u64>> {

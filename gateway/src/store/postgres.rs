@@ -15,12 +15,12 @@
 //!   PostgreSQL's advisory lock, each migration in its own transaction.
 
 use super::rows::{
-    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawToken, RawVersion,
-    SHADOW, from_ms, now_ms, to_ms,
+    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawRun, RawSchedule,
+    RawToken, RawVersion, SHADOW, from_ms, now_ms, to_ms,
 };
 use super::{
-    BlobStore, Change, Changed, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store, StoreError,
-    StoreResult, VersionRecord,
+    BlobStore, Change, Changed, Outcome, ReleaseChange, ReleaseRow, RunRecord, ScheduleRecord,
+    Snapshot, Store, StoreError, StoreResult, VersionRecord,
 };
 use bytes::Bytes;
 use flint_runtime::fsutil::Swept;
@@ -67,6 +67,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "version kind",
         include_str!("../../migrations/0003_version_kind.sql"),
+    ),
+    (
+        4,
+        "schedules",
+        include_str!("../../migrations/0004_schedules.sql"),
     ),
 ];
 
@@ -702,6 +707,70 @@ async fn write(tx: &mut Transaction<'_, Postgres>, change: &Change) -> StoreResu
             }
             1
         }
+        Change::AddSchedule(record) => sqlx::query(
+            "INSERT INTO schedules (id, function, spec, last_tick, created_at_ms)
+             SELECT $1, name, $3, $4, $5 FROM functions WHERE name = $2",
+        )
+        .bind(&record.id)
+        .bind(&record.function)
+        .bind(serde_json::to_string(&record.spec)?)
+        .bind(record.last_tick)
+        .bind(to_ms(record.created_at))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected(),
+        Change::RemoveSchedule { function, id } => {
+            sqlx::query("DELETE FROM schedules WHERE id = $1 AND function = $2")
+                .bind(id)
+                .bind(function)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+        }
+        // Under READ COMMITTED, a second claimer of the same tick waits for
+        // the first one's row lock, then finds `last_tick` moved: 0 rows.
+        Change::ClaimTick {
+            function,
+            id,
+            from,
+            to,
+        } => sqlx::query(
+            "UPDATE schedules SET last_tick = $4 WHERE id = $1 AND function = $2 AND last_tick = $3",
+        )
+        .bind(id)
+        .bind(function)
+        .bind(from)
+        .bind(to)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected(),
+        Change::RecordRun { function, id, run } => {
+            let n = sqlx::query(
+                "INSERT INTO schedule_runs (schedule, scheduled, started_at_ms, outcome, status, duration_ms, catch_up, response)
+                 SELECT id, $3, $4, $5, $6, $7, $8, $9 FROM schedules WHERE id = $1 AND function = $2",
+            )
+            .bind(id)
+            .bind(function)
+            .bind(run.scheduled)
+            .bind(to_ms(run.started_at))
+            .bind(&run.outcome)
+            .bind(run.status.map(i32::from))
+            .bind(run.duration_ms)
+            .bind(run.catch_up)
+            .bind(&run.response)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "DELETE FROM schedule_runs WHERE schedule = $1 AND id NOT IN (
+                     SELECT id FROM schedule_runs WHERE schedule = $1 ORDER BY id DESC LIMIT $2)",
+            )
+            .bind(id)
+            .bind(flint_spec::schedule::MAX_RUNS as i64)
+            .execute(&mut **tx)
+            .await?;
+            n
+        }
         Change::TokenUsed { name, at } => {
             sqlx::query("UPDATE tokens SET last_used_at_ms = $2 WHERE name = $1")
                 .bind(name)
@@ -847,11 +916,15 @@ async fn load_since(pool: &PgPool, version: u64) -> StoreResult<Option<Changed>>
 
 async fn commit(pool: &PgPool, changes: Vec<Change>) -> StoreResult<Vec<Outcome>> {
     let mut tx = pool.begin().await?;
-    // A token's last use changes nothing a node serves: it neither takes
-    // the registry lock nor wakes the other nodes.
-    let bumps = changes
-        .iter()
-        .any(|c| !matches!(c, Change::TokenUsed { .. }));
+    // A token's last use, a schedule's claimed tick and its runs change
+    // nothing a node serves: they neither take the registry lock nor wake
+    // the other nodes.
+    let bumps = changes.iter().any(|c| {
+        !matches!(
+            c,
+            Change::TokenUsed { .. } | Change::ClaimTick { .. } | Change::RecordRun { .. }
+        )
+    });
     let version: Option<i64> = if bumps {
         Some(
             sqlx::query_scalar("UPDATE registry SET version = version + 1 RETURNING version")
@@ -925,6 +998,50 @@ impl Store for PgRegistry {
 
     fn commit(&self, changes: Vec<Change>) -> BoxFuture<'_, StoreResult<Vec<Outcome>>> {
         Box::pin(commit(&self.pool, changes))
+    }
+
+    fn schedules(
+        &self,
+        function: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<Vec<ScheduleRecord>>> {
+        Box::pin(async move {
+            let raw: Vec<RawSchedule> = sqlx::query_as(
+                "SELECT id, function, spec, last_tick, created_at_ms FROM schedules
+                 WHERE $1::TEXT IS NULL OR function = $1 ORDER BY created_at_ms, id",
+            )
+            .bind(function)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows::schedules(raw))
+        })
+    }
+
+    fn broken_schedules(&self) -> BoxFuture<'_, StoreResult<Vec<super::BrokenRow>>> {
+        Box::pin(async move {
+            let raw: Vec<RawSchedule> = sqlx::query_as(
+                "SELECT id, function, spec, last_tick, created_at_ms FROM schedules ORDER BY function, id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows::broken_schedules(raw))
+        })
+    }
+
+    fn schedule_runs(
+        &self,
+        function: String,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, RunRecord)>>> {
+        Box::pin(async move {
+            let raw: Vec<RawRun> = sqlx::query_as(
+                "SELECT r.schedule, r.scheduled, r.started_at_ms, r.outcome, r.status, r.duration_ms, r.catch_up, r.response
+                 FROM schedule_runs r JOIN schedules s ON s.id = r.schedule
+                 WHERE s.function = $1 ORDER BY r.id DESC",
+            )
+            .bind(function)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows::runs(raw))
+        })
     }
 
     fn version(&self) -> BoxFuture<'_, StoreResult<u64>> {
@@ -1169,6 +1286,23 @@ mod tests {
             .collect();
         use flint_spec::FunctionKind::{Http, Wagi};
         assert_eq!(kinds, [Wagi, Http]);
+    }
+
+    #[tokio::test]
+    async fn two_nodes_claiming_one_tick_have_one_winner_and_bump_nothing() {
+        let (db, a) = migrated().await;
+        let b = PgRegistry::connect(&db.url, "test-b").await.unwrap();
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let before = a.version().await.unwrap();
+        a.commit(vec![add("g", &Digest::of(b"g"), None)])
+            .await
+            .unwrap();
+        let version = a.version().await.unwrap();
+        assert_eq!(version, before + 1);
+        crate::store::rows::claims_of_one_tick_have_one_winner(a.clone(), b).await;
+        // Adding the schedule and deleting `f` bumped the version; the
+        // claims and runs did not.
+        assert_eq!(a.version().await.unwrap(), version + 3);
     }
 
     #[tokio::test]

@@ -3,8 +3,8 @@
 //! that does not parse becomes a [`BrokenRow`] against its function.
 
 use super::{
-    AddedVersion, BrokenKind, BrokenRow, FunctionRecord, Outcome, ReleaseRow, StoreError,
-    StoreResult, TokenRecord, VersionRecord,
+    AddedVersion, BrokenKind, BrokenRow, FunctionRecord, Outcome, ReleaseRow, RunRecord,
+    ScheduleRecord, StoreError, StoreResult, TokenRecord, VersionRecord,
 };
 use flint_spec::{Digest, FunctionConfig, FunctionKind, TriggerSpec};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -121,6 +121,83 @@ pub(super) fn versions(
 }
 
 /// The triggers that parse; the others are reported.
+/// A schedule row as stored: id, function, spec JSON, last tick, created.
+pub(super) type RawSchedule = (String, String, String, i64, i64);
+/// A run row as stored: schedule id, tick, started, outcome, status,
+/// duration, catch-up, response.
+pub(super) type RawRun = (
+    String,
+    i64,
+    i64,
+    String,
+    Option<i32>,
+    f64,
+    bool,
+    Option<String>,
+);
+
+/// The schedules whose spec parses; one that does not is logged and left
+/// out (it cannot fire; removing it or its function clears it).
+pub(super) fn schedules(raw: Vec<RawSchedule>) -> Vec<ScheduleRecord> {
+    raw.into_iter()
+        .filter_map(|(id, function, spec, last_tick, created)| {
+            match serde_json::from_str(&spec) {
+                Ok(spec) => Some(ScheduleRecord {
+                    id,
+                    function,
+                    spec,
+                    last_tick,
+                    created_at: from_ms(created),
+                }),
+                Err(e) => {
+                    tracing::error!(%function, schedule = %id, error = %e, "a stored schedule does not parse; it is left out");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The schedule rows that cannot fire, against their function.
+pub(super) fn broken_schedules(raw: Vec<RawSchedule>) -> Vec<BrokenRow> {
+    raw.into_iter()
+        .filter_map(|(id, function, spec, _, _)| {
+            let problem = match serde_json::from_str::<flint_spec::ScheduleSpec>(&spec) {
+                Ok(spec) => spec.cadence().err()?,
+                Err(e) => format!("its stored spec does not parse: {e}"),
+            };
+            Some(BrokenRow {
+                function,
+                kind: BrokenKind::Schedule,
+                version: None,
+                reason: format!("schedule `{id}` cannot fire: {problem}"),
+            })
+        })
+        .collect()
+}
+
+/// The runs, by schedule id.
+pub(super) fn runs(raw: Vec<RawRun>) -> Vec<(String, RunRecord)> {
+    raw.into_iter()
+        .map(
+            |(id, scheduled, started, outcome, status, duration_ms, catch_up, response)| {
+                (
+                    id,
+                    RunRecord {
+                        scheduled,
+                        started_at: from_ms(started),
+                        outcome,
+                        status: status.and_then(|s| u16::try_from(s).ok()),
+                        duration_ms,
+                        catch_up,
+                        response,
+                    },
+                )
+            },
+        )
+        .collect()
+}
+
 pub(super) fn triggers(
     raw: Vec<(String, String)>,
     broken: &mut Vec<BrokenRow>,
@@ -266,4 +343,100 @@ pub(super) fn add_version(name: &str, digest: &Digest, expected: Option<u32>) ->
         default_config: Box::default(),
         expected,
     }
+}
+
+/// Two registries on one database (two nodes, or two processes on one
+/// file) claim the same tick of a schedule at once: exactly one claim is
+/// applied. Then the claimed tick, the runs kept and the cascade of a
+/// function's deletion are checked.
+#[cfg(test)]
+pub(super) async fn claims_of_one_tick_have_one_winner(
+    a: std::sync::Arc<dyn super::Store>,
+    b: std::sync::Arc<dyn super::Store>,
+) {
+    use super::Change;
+    a.commit(vec![add_version("f", &Digest::of(b"f"), None)])
+        .await
+        .unwrap();
+    let spec: flint_spec::ScheduleSpec =
+        serde_json::from_str(r#"{"cron":"*/2 * * * * *","body":"hi"}"#).unwrap();
+    let record = ScheduleRecord {
+        id: "s1".into(),
+        function: "f".into(),
+        spec,
+        last_tick: 100,
+        created_at: from_ms(100_000),
+    };
+    let added = a
+        .commit(vec![Change::AddSchedule(Box::new(record.clone()))])
+        .await
+        .unwrap();
+    assert!(added[0].applied());
+    let claim = |from: i64, to: i64| {
+        vec![Change::ClaimTick {
+            function: "f".into(),
+            id: "s1".into(),
+            from,
+            to,
+        }]
+    };
+    for round in 0..20 {
+        let from = 100 + round * 2;
+        let (x, y) = tokio::join!(
+            a.commit(claim(from, from + 2)),
+            b.commit(claim(from, from + 2))
+        );
+        let won = [x.unwrap()[0].applied(), y.unwrap()[0].applied()];
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {won:?}"
+        );
+    }
+    // A claimer that read a stale tick loses.
+    assert!(!a.commit(claim(100, 102)).await.unwrap()[0].applied());
+    let stored = b.schedules(Some("f".into())).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].last_tick, 140);
+    assert_eq!(stored[0].spec, record.spec);
+    assert!(b.schedules(Some("g".into())).await.unwrap().is_empty());
+    for tick in 0..(flint_spec::schedule::MAX_RUNS as i64 + 5) {
+        let run = RunRecord {
+            scheduled: tick,
+            started_at: from_ms(tick * 1000),
+            outcome: "ok".into(),
+            status: Some(200),
+            duration_ms: 1.5,
+            catch_up: tick == 0,
+            response: Some(format!("run {tick}")),
+        };
+        a.commit(vec![Change::RecordRun {
+            function: "f".into(),
+            id: "s1".into(),
+            run: Box::new(run),
+        }])
+        .await
+        .unwrap();
+    }
+    let runs = b.schedule_runs("f".into()).await.unwrap();
+    assert_eq!(
+        runs.len(),
+        flint_spec::schedule::MAX_RUNS,
+        "only the newest kept"
+    );
+    assert_eq!(
+        runs[0].1.scheduled,
+        flint_spec::schedule::MAX_RUNS as i64 + 4
+    );
+    assert_eq!(runs[0].1.status, Some(200));
+    assert_eq!(
+        runs[0].1.response.as_deref(),
+        Some(format!("run {}", flint_spec::schedule::MAX_RUNS + 4).as_str())
+    );
+    // Deleting the function deletes its schedules and their runs.
+    a.commit(vec![Change::DeleteFunction { name: "f".into() }])
+        .await
+        .unwrap();
+    assert!(b.schedules(None).await.unwrap().is_empty());
+    assert!(b.schedule_runs("f".into()).await.unwrap().is_empty());
 }

@@ -9,12 +9,12 @@
 //! sharing a file serialise instead of failing half-way.
 
 use super::rows::{
-    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawToken, RawVersion,
-    SHADOW, from_ms, now_ms, to_ms,
+    self, ALIAS, CANARY, DEFAULT, NextVersion, RawFunction, RawRelease, RawRun, RawSchedule,
+    RawToken, RawVersion, SHADOW, from_ms, now_ms, to_ms,
 };
 use super::{
-    BrokenRow, Change, Outcome, ReleaseChange, ReleaseRow, Snapshot, Store, StoreError,
-    StoreResult, TokenRecord, VersionRecord,
+    BrokenRow, Change, Outcome, ReleaseChange, ReleaseRow, RunRecord, ScheduleRecord, Snapshot,
+    Store, StoreError, StoreResult, TokenRecord, VersionRecord,
 };
 use flint_spec::Digest;
 use flint_spec::history::HistoryEntry;
@@ -62,6 +62,26 @@ CREATE TABLE IF NOT EXISTS routes (
     pattern TEXT PRIMARY KEY,
     function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    spec TEXT NOT NULL,
+    last_tick INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_function ON schedules(function);
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    schedule TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    scheduled INTEGER NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    duration_ms REAL NOT NULL,
+    catch_up INTEGER NOT NULL,
+    response TEXT
+);
+CREATE INDEX IF NOT EXISTS schedule_runs_schedule ON schedule_runs(schedule, id);
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY,
     hash TEXT NOT NULL UNIQUE,
@@ -348,6 +368,53 @@ fn write(tx: &rusqlite::Transaction<'_>, change: &Change) -> StoreResult<Outcome
         Change::RevokeToken { name } => {
             tx.execute("DELETE FROM tokens WHERE name = ?1", params![name])?
         }
+        Change::AddSchedule(record) => tx.execute(
+            "INSERT INTO schedules (id, function, spec, last_tick, created_at_ms)
+             SELECT ?1, name, ?3, ?4, ?5 FROM functions WHERE name = ?2",
+            params![
+                record.id,
+                record.function,
+                serde_json::to_string(&record.spec)?,
+                record.last_tick,
+                to_ms(record.created_at),
+            ],
+        )?,
+        Change::RemoveSchedule { function, id } => tx.execute(
+            "DELETE FROM schedules WHERE id = ?1 AND function = ?2",
+            params![id, function],
+        )?,
+        Change::ClaimTick {
+            function,
+            id,
+            from,
+            to,
+        } => tx.execute(
+            "UPDATE schedules SET last_tick = ?4 WHERE id = ?1 AND function = ?2 AND last_tick = ?3",
+            params![id, function, from, to],
+        )?,
+        Change::RecordRun { function, id, run } => {
+            let n = tx.execute(
+                "INSERT INTO schedule_runs (schedule, scheduled, started_at_ms, outcome, status, duration_ms, catch_up, response)
+                 SELECT id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM schedules WHERE id = ?1 AND function = ?2",
+                params![
+                    id,
+                    function,
+                    run.scheduled,
+                    to_ms(run.started_at),
+                    run.outcome,
+                    run.status,
+                    run.duration_ms,
+                    run.catch_up,
+                    run.response,
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM schedule_runs WHERE schedule = ?1 AND id NOT IN (
+                     SELECT id FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2)",
+                params![id, flint_spec::schedule::MAX_RUNS as i64],
+            )?;
+            n
+        }
         Change::Fence { .. } => 1,
         Change::TokenUsed { name, at } => tx.execute(
             "UPDATE tokens SET last_used_at_ms = ?2 WHERE name = ?1",
@@ -477,6 +544,66 @@ impl Store for SqliteStore {
         })
     }
 
+    fn schedules(
+        &self,
+        function: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<Vec<ScheduleRecord>>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, function, spec, last_tick, created_at_ms FROM schedules
+                 WHERE ?1 IS NULL OR function = ?1 ORDER BY created_at_ms, id",
+            )?;
+            let raw = stmt
+                .query_map(params![function], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<RawSchedule>, _>>()?;
+            Ok(rows::schedules(raw))
+        })
+    }
+
+    fn broken_schedules(&self) -> BoxFuture<'_, StoreResult<Vec<BrokenRow>>> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, function, spec, last_tick, created_at_ms FROM schedules ORDER BY function, id",
+            )?;
+            let raw = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<RawSchedule>, _>>()?;
+            Ok(rows::broken_schedules(raw))
+        })
+    }
+
+    fn schedule_runs(
+        &self,
+        function: String,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, RunRecord)>>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT r.schedule, r.scheduled, r.started_at_ms, r.outcome, r.status, r.duration_ms, r.catch_up, r.response
+                 FROM schedule_runs r JOIN schedules s ON s.id = r.schedule
+                 WHERE s.function = ?1 ORDER BY r.id DESC",
+            )?;
+            let raw = stmt
+                .query_map(params![function], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                })?
+                .collect::<Result<Vec<RawRun>, _>>()?;
+            Ok(rows::runs(raw))
+        })
+    }
+
     fn backup(&self, to: std::path::PathBuf) -> BoxFuture<'_, StoreResult<()>> {
         // SQLite's online backup: a consistent copy, page by page, while
         // the connection keeps serving (on its own thread, between jobs).
@@ -561,6 +688,69 @@ mod tests {
         assert!(store.commit(vec![delete()]).await.unwrap()[0].applied());
         assert!(!store.digest_in_use(a).await.unwrap());
         assert!(!store.commit(vec![delete()]).await.unwrap()[0].applied());
+    }
+
+    #[tokio::test]
+    async fn two_claimers_of_one_tick_on_one_file_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let a = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        let b = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        crate::store::rows::claims_of_one_tick_have_one_winner(a, b).await;
+    }
+
+    #[tokio::test]
+    async fn a_schedule_that_cannot_fire_is_left_out_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = SqliteStore::open(&path).unwrap();
+        version(&store, add("f", &Digest::of(b"f"), None))
+            .await
+            .unwrap();
+        for (id, tz) in [("good", "UTC"), ("bad", "UTC"), ("zone", "UTC")] {
+            let record = ScheduleRecord {
+                id: id.into(),
+                function: "f".into(),
+                spec: serde_json::from_str(&format!(r#"{{"cron":"* * * * *","tz":"{tz}"}}"#))
+                    .unwrap(),
+                last_tick: 0,
+                created_at: from_ms(0),
+            };
+            store
+                .commit(vec![Change::AddSchedule(Box::new(record))])
+                .await
+                .unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            r#"UPDATE schedules SET spec = '{not json' WHERE id = 'bad';
+               UPDATE schedules SET spec = '{"cron":"* * * * *","tz":"Atlantis/Capital"}' WHERE id = 'zone';"#,
+        )
+        .unwrap();
+        let ids: Vec<String> = store
+            .schedules(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["good", "zone"],
+            "the row that does not parse is left out"
+        );
+        let broken = store.broken_schedules().await.unwrap();
+        let reasons: Vec<&str> = broken.iter().map(|b| b.reason.as_str()).collect();
+        assert_eq!(broken.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("schedule `bad` cannot fire: its stored spec does not parse")
+        );
+        assert!(reasons[1].starts_with("schedule `zone` cannot fire: invalid `tz`"));
+        assert!(
+            broken
+                .iter()
+                .all(|b| b.function == "f" && b.kind == crate::store::BrokenKind::Schedule)
+        );
     }
 
     #[tokio::test]

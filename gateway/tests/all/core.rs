@@ -293,6 +293,7 @@ async fn apply_validates_everything_first_and_a_second_apply_changes_nothing() {
                 config: Default::default(),
                 routes,
                 trigger: None,
+                schedule: None,
                 release: Default::default(),
             },
         )]

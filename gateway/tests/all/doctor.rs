@@ -174,3 +174,39 @@ async fn broken_state_disables_one_function_and_doctor_repairs_what_it_can() {
     let (_, status, _) = invoke(&control, "b", Target::Default, "/").await.unwrap();
     assert!(status.is_success() || status.is_client_error(), "{status}");
 }
+
+#[tokio::test]
+async fn a_schedule_that_cannot_fire_is_named_by_the_doctor_and_its_function_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = config(&dir);
+    let data = settings.data_dir.clone();
+    let id = {
+        let control = open(settings.clone()).await;
+        deploy(&control, "s", artifacts::HELLO).await;
+        let spec = serde_json::from_str(r#"{"cron":"0 0 1 1 *"}"#).unwrap();
+        control.add_schedule("s", spec).await.unwrap().id
+    };
+    let db = rusqlite::Connection::open(data.join("registry.db")).unwrap();
+    db.execute("UPDATE schedules SET spec = '{not json'", [])
+        .unwrap();
+    drop(db);
+
+    let control = open(settings).await;
+    let (_, status, _) = invoke(&control, "s", Target::Default, "/").await.unwrap();
+    assert_eq!(status, 200, "the function serves");
+    assert!(control.schedules("s").await.unwrap().is_empty());
+    let report = control.doctor(false).await.unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    let problem = &report.problems[0];
+    assert_eq!(problem.function, "s");
+    assert!(
+        problem
+            .problem
+            .contains(&format!("schedule `{id}` cannot fire"))
+            && problem.problem.contains("flint schedule rm s"),
+        "{problem:?}"
+    );
+    // Removing it clears the report.
+    control.remove_schedule("s", &id).await.unwrap();
+    assert!(control.doctor(false).await.unwrap().problems.is_empty());
+}

@@ -32,6 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("triggers", &["core", "config", "limits", "metrics"]),
     ("reconcile", &["core"]),
+    ("scheduler", &["core"]),
     ("cluster", &["config", "core", "store"]),
     ("connection", &["config"]),
     (
@@ -42,6 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connection",
             "core",
             "config",
+            "scheduler",
             "triggers",
         ],
     ),

@@ -4,9 +4,9 @@
 //! A manifest declares functions under `[functions.NAME]`: the component
 //! (a `.wasm` path, a build command and the file it writes, or the digest
 //! of a component already on the server), its limits and env config (a
-//! [`ConfigPatch`] over the defaults), extra HTTP routes, a queue trigger
-//! and a release policy. Environments are overlays under `[env.NAME]` that
-//! change only `config` and `trigger`: the component bytes are the same in
+//! [`ConfigPatch`] over the defaults), extra HTTP routes, a queue trigger, a
+//! cron schedule and a release policy. Environments are overlays under
+//! `[env.NAME]` that change only `config`, `trigger` and `schedule`: the component bytes are the same in
 //! every environment, so what was tested in staging is what runs in prod.
 //!
 //! ```toml
@@ -43,6 +43,7 @@ use crate::digest::Digest;
 use crate::names::{
     DEFAULT_RELEASE_ALIAS, MAX_NAME_LEN, check_function_name, is_valid_name, validate_alias_name,
 };
+use crate::schedule::ScheduleSpec;
 use crate::trigger::TriggerSpec;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -106,6 +107,9 @@ pub struct FunctionSpec {
     /// A queue trigger.
     #[serde(default)]
     pub trigger: Option<TriggerSpec>,
+    /// A cron schedule (`[functions.NAME.schedule]`).
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
 }
 
 /// A build step: `command` runs with `sh -c` in `dir` and writes `output`.
@@ -143,6 +147,9 @@ pub struct FunctionOverlay {
     /// Replaces the base trigger entirely.
     #[serde(default)]
     pub trigger: Option<TriggerSpec>,
+    /// Replaces the base schedule entirely.
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
 }
 
 /// The manifest of one environment, overlays applied.
@@ -164,6 +171,8 @@ pub struct ResolvedFunction {
     pub routes: Vec<String>,
     /// Its queue trigger, if any.
     pub trigger: Option<TriggerSpec>,
+    /// Its cron schedule, if any.
+    pub schedule: Option<ScheduleSpec>,
     /// How a new component reaches callers.
     pub release: ReleasePolicy,
 }
@@ -433,6 +442,17 @@ impl Manifest {
                 })?;
             }
 
+            let (schedule, schedule_key) = match (over.and_then(|o| o.schedule.as_ref()), &over_key)
+            {
+                (Some(schedule), Some(key)) => (Some(schedule), key.clone()),
+                _ => (spec.schedule.as_ref(), base_key.clone()),
+            };
+            if let Some(schedule) = schedule {
+                schedule.validate().map_err(|message| {
+                    self.invalid(&schedule_key, format!("{schedule_key}.schedule"), message)
+                })?;
+            }
+
             functions.insert(
                 name.clone(),
                 ResolvedFunction {
@@ -440,6 +460,7 @@ impl Manifest {
                     config,
                     routes: spec.routes.clone(),
                     trigger: trigger.cloned(),
+                    schedule: schedule.cloned(),
                     release: ReleasePolicy {
                         strategy: spec.release,
                         alias: spec
@@ -660,6 +681,7 @@ impl Resolved {
                     config: function.config.clone(),
                     routes: function.routes.clone(),
                     trigger: function.trigger.clone(),
+                    schedule: function.schedule.clone(),
                     release: function.release.clone(),
                 };
                 (name.clone(), desired)

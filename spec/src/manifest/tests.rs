@@ -315,6 +315,14 @@ fn invalid_manifests_say_where_and_what() {
             "flint.toml:3: env.prod.functions.orders.trigger: invalid `concurrency`",
         ),
         (
+            "[functions.orders]\ncomponent = \"o.wasm\"\nschedule = { cron = \"61 * * * *\" }\n",
+            "flint.toml:1: functions.orders.schedule: invalid `cron`: its minute field \"61\"",
+        ),
+        (
+            "[functions.orders]\ncomponent = \"o.wasm\"\n[env.prod.functions.orders.schedule]\ncron = \"* * * * *\"\ntz = \"Nowhere\"\n",
+            "flint.toml:3: env.prod.functions.orders.schedule: invalid `tz`",
+        ),
+        (
             "[functions.orders]\nbuild = { command = \" \", output = \"o.wasm\" }\n",
             "functions.orders.build.command: the command is empty",
         ),
@@ -371,4 +379,53 @@ fn load_reads_the_file() {
     let m = Manifest::load(&path).unwrap();
     assert_eq!(m.origin(), path);
     assert_eq!(m.base_dir(), dir.path());
+}
+
+#[test]
+fn an_overlay_replaces_the_base_schedule_whole() {
+    let m = parse(
+        r#"
+[functions.report]
+component = "r.wasm"
+
+[functions.report.schedule]
+cron = "0 9 * * *"
+tz = "Europe/Berlin"
+path = "/daily"
+catch_up = "once"
+
+[env.prod.functions.report.schedule]
+cron = "0 6 * * *"
+"#,
+    )
+    .unwrap();
+    let base = m.resolve(None).unwrap();
+    let schedule = base.functions["report"].schedule.as_ref().unwrap();
+    assert_eq!(
+        (
+            schedule.cron.as_str(),
+            schedule.tz.as_str(),
+            schedule.catch_up
+        ),
+        ("0 9 * * *", "Europe/Berlin", crate::schedule::CatchUp::Once)
+    );
+    let prod = m.resolve(Some("prod")).unwrap();
+    let schedule = prod.functions["report"].schedule.as_ref().unwrap();
+    assert_eq!(
+        (
+            schedule.cron.as_str(),
+            schedule.tz.as_str(),
+            schedule.path.as_str()
+        ),
+        ("0 6 * * *", "UTC", "/"),
+        "replaced whole, not merged"
+    );
+    let components = LoadedComponents {
+        digests: BTreeMap::from([("report".to_owned(), "sha256:1".to_owned())]),
+        files: BTreeMap::new(),
+    };
+    assert_eq!(
+        prod.desired(&components).functions["report"].schedule,
+        prod.functions["report"].schedule
+    );
 }

@@ -89,6 +89,18 @@ async fn build_writes(
                 function,
                 spec: spec.clone(),
             }),
+            Op::Schedule { set, remove } => {
+                for id in remove {
+                    writes.push(Change::RemoveSchedule {
+                        function: function.clone(),
+                        id: id.clone(),
+                    });
+                }
+                if let Some(spec) = set {
+                    let record = control.schedule_record(&function, spec.clone());
+                    writes.push(Change::AddSchedule(Box::new(record)));
+                }
+            }
             Op::Release {
                 alias,
                 version,
@@ -165,6 +177,13 @@ impl Control {
             tracing::info!(function = %change.function, action = change.op.action(), detail = %change.detail, "applied");
         }
         drop(writing);
+        if plan
+            .changes
+            .iter()
+            .any(|c| matches!(c.op, Op::Schedule { .. }))
+        {
+            self.s.schedules_changed.notify_one();
+        }
         for change in &plan.changes {
             if let Op::Trigger(Some(spec)) = &change.op {
                 self.await_consuming(&change.function, spec).await;

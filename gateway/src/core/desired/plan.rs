@@ -2,7 +2,7 @@
 //! found by comparing it with memory (which mirrors the store).
 //!
 //! Planning validates everything apply will need: names, digests, configs,
-//! secret references, triggers, release policies and routes (conflicts
+//! secret references, triggers, schedules, release policies and routes (conflicts
 //! included, against the functions the manifest leaves alone too). A plan
 //! with problems is refused whole.
 
@@ -14,6 +14,7 @@ use flint_spec::TriggerSpec;
 use flint_spec::alias::AliasTarget;
 use flint_spec::canary::{CanarySpec, CanaryState, CanaryStatus};
 use flint_spec::desired::{DesiredFunction, DesiredState, Strategy};
+use flint_spec::schedule::ScheduleSpec;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -39,6 +40,14 @@ pub enum Op {
     Routes(Vec<String>),
     /// Sets or removes the queue trigger.
     Trigger(Option<TriggerSpec>),
+    /// Removes the schedules of these ids, then adds `set` (the manifest's
+    /// schedule) if any.
+    Schedule {
+        /// The schedule the manifest declares.
+        set: Option<ScheduleSpec>,
+        /// The ids of the function's schedules now.
+        remove: Vec<String>,
+    },
     /// Points an alias at one version (blue-green, or a first release).
     Release {
         /// The alias.
@@ -69,6 +78,8 @@ impl Op {
             Self::Routes(_) => "set_routes",
             Self::Trigger(Some(_)) => "set_trigger",
             Self::Trigger(None) => "remove_trigger",
+            Self::Schedule { set: Some(_), .. } => "set_schedule",
+            Self::Schedule { set: None, .. } => "remove_schedule",
             Self::Release { .. } => "release",
             Self::Canary { .. } => "start_canary",
             Self::Delete => "delete",
@@ -118,6 +129,13 @@ pub(in crate::core) async fn plan(
     let mut problems = Vec::new();
     let canaries = control.canaries().await?;
     let current_routes = state.routes.by_function();
+    let mut current_schedules: BTreeMap<String, Vec<(String, ScheduleSpec)>> = BTreeMap::new();
+    for record in state.store.schedules(None).await? {
+        current_schedules
+            .entry(record.function)
+            .or_default()
+            .push((record.id, record.spec));
+    }
     let mut all_routes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
     for (name, function) in &desired.functions {
@@ -162,6 +180,15 @@ pub(in crate::core) async fn plan(
             }
             if let Some(trigger) = &function.trigger {
                 add(Op::Trigger(Some(trigger.clone())), trigger_detail(trigger));
+            }
+            if let Some(schedule) = &function.schedule {
+                add(
+                    Op::Schedule {
+                        set: Some(schedule.clone()),
+                        remove: Vec::new(),
+                    },
+                    schedule_detail(schedule),
+                );
             }
             if function.release.strategy != Strategy::Immediate {
                 let alias = function.release.alias.clone();
@@ -211,6 +238,25 @@ pub(in crate::core) async fn plan(
                     ),
                 ),
             }
+        }
+        let schedules = current_schedules.remove(name).unwrap_or_default();
+        let remove: Vec<String> = schedules.iter().map(|(id, _)| id.clone()).collect();
+        match &function.schedule {
+            Some(wanted) if !matches!(schedules.as_slice(), [(_, spec)] if spec == wanted) => add(
+                Op::Schedule {
+                    set: Some(wanted.clone()),
+                    remove,
+                },
+                schedule_detail(wanted),
+            ),
+            None if !remove.is_empty() => add(
+                Op::Schedule { set: None, remove },
+                format!(
+                    "remove {} schedule(s) the manifest does not declare",
+                    schedules.len()
+                ),
+            ),
+            _ => {}
         }
         plan.changes.extend(changes);
     }
@@ -282,6 +328,11 @@ fn validate(control: &Control, name: &str, function: &DesiredFunction, problems:
     {
         problem(format!("trigger: {e}"));
     }
+    if let Some(schedule) = &function.schedule
+        && let Err(e) = schedule.validate()
+    {
+        problem(format!("schedule: {e}"));
+    }
     let release = &function.release;
     if let Err(e) = flint_spec::names::validate_alias_name(&release.alias) {
         problem(format!("release alias: {e}"));
@@ -317,6 +368,16 @@ fn trigger_detail(trigger: &TriggerSpec) -> String {
     format!(
         "consume queue `{}` (concurrency {}, {} retries)",
         trigger.queue, trigger.concurrency, trigger.max_retries
+    )
+}
+
+fn schedule_detail(schedule: &ScheduleSpec) -> String {
+    format!(
+        "schedule `{}` ({}): POST {}, catch-up {}",
+        schedule.cron,
+        schedule.tz,
+        schedule.path,
+        schedule.catch_up.as_str()
     )
 }
 
