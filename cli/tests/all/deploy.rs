@@ -153,11 +153,7 @@ async fn bad_uploads_say_what_is_wrong() {
             b"hello, not wasm".to_vec(),
             "not a WebAssembly binary",
         ),
-        (
-            "core module",
-            core_module,
-            "core WebAssembly module, not a component",
-        ),
+        ("core module", core_module, "exports no `_start` function"),
         (
             "no handler",
             not_a_handler,

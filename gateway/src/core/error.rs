@@ -79,7 +79,8 @@ pub enum CoreError {
     /// An alias, split, release, canary or shadow request is malformed.
     #[error("{0}")]
     InvalidRelease(String),
-    /// An upload is not a component Flint can run.
+    /// An upload is not a program Flint can run (a component or a WAGI
+    /// module).
     #[error("{0}")]
     InvalidComponent(String),
     /// Compiling an upload took longer than the server allows.
