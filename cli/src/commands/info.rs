@@ -115,6 +115,7 @@ fn render(info: &FunctionInfo, now: SystemTime) -> String {
     let disabled = info.disabled.as_ref().map_or_else(String::new, |reason| {
         format!("\nDisabled: {reason}\n  (run `flint doctor` to check and repair)\n")
     });
+    let config = format!("{}{}", config_text(&info.config, 2), wagi_note(info));
     format!(
         "{name} (latest version {latest})\n{disabled}\n\
          Config:\n{config}\n\n\
@@ -124,8 +125,42 @@ fn render(info: &FunctionInfo, now: SystemTime) -> String {
         latest = info
             .latest_version
             .map_or_else(|| "none".to_owned(), |v| v.to_string()),
-        config = config_text(&info.config, 2),
         versions = indent(&versions, 2),
+    )
+}
+
+/// Which instance settings a function's WAGI versions leave unused, as a
+/// note under the config; empty when none applies.
+fn wagi_note(info: &FunctionInfo) -> String {
+    if !info
+        .versions
+        .iter()
+        .any(|v| v.kind.as_deref() == Some("wagi"))
+    {
+        return String::new();
+    }
+    let setting = |name: &'static str, default: u64| {
+        let value = info.config.get(name).and_then(Value::as_u64);
+        value.filter(|v| *v != default).map(|_| name)
+    };
+    let unused: Vec<&str> = [
+        setting("min_instances", 0),
+        setting("max_requests_per_instance", 1),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if unused.is_empty() {
+        return String::new();
+    }
+    let verb = if unused.len() == 1 {
+        "applies"
+    } else {
+        "apply"
+    };
+    format!(
+        "\n  ({} {verb} to wasi:http versions only: a WAGI module starts fresh for every request)",
+        unused.join(" and ")
     )
 }
 
@@ -208,6 +243,35 @@ Versions:
   VERSION     KIND  DIGEST            SIZE  COMPILE  CREATED
   2 (latest)  http  222222222222  12.1 KiB   120 ms  1m ago
   1           wagi  111111111111     900 B   3.2 ms  2d ago"
+        );
+    }
+
+    #[test]
+    fn instance_settings_a_wagi_version_leaves_unused_are_noted() {
+        let info = |config: Value, kind: &str| -> FunctionInfo {
+            serde_json::from_value(json!({
+                "name": "w", "latest_version": 1, "config": config,
+                "versions": [{"version": 1, "digest": "sha256:11", "size_bytes": 1,
+                              "created_at": "2026-11-26T09:59:00Z", "kind": kind}],
+            }))
+            .unwrap()
+        };
+        let tuned = json!({"min_instances": 2, "max_requests_per_instance": 100});
+        assert_eq!(
+            wagi_note(&info(tuned.clone(), "wagi")),
+            "\n  (min_instances and max_requests_per_instance apply to wasi:http versions only: \
+             a WAGI module starts fresh for every request)"
+        );
+        assert_eq!(wagi_note(&info(tuned, "http")), "");
+        let defaults = json!({"min_instances": 0, "max_requests_per_instance": 1});
+        assert_eq!(wagi_note(&info(defaults, "wagi")), "");
+        let text = render(
+            &info(json!({"min_instances": 1}), "wagi"),
+            SystemTime::now(),
+        );
+        assert!(
+            text.contains("  (min_instances applies to wasi:http versions only"),
+            "{text}"
         );
     }
 
