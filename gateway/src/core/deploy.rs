@@ -25,6 +25,17 @@ pub(super) struct Prepared {
     pub size_bytes: u64,
 }
 
+/// Refuses an upload of kind `found` when the uploader asked for another.
+fn check_kind(found: FunctionKind, expected: Option<FunctionKind>) -> CoreResult<()> {
+    match expected {
+        Some(expected) if expected != found => Err(CoreError::InvalidComponent(format!(
+            "the upload is a {} (kind `{found}`), not the `{expected}` asked for; drop --kind to take it as it is",
+            found.describe(),
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Control {
     /// Validates and compiles `bytes` (or maps their artifact when the same
     /// bytes were compiled before, under any name) and stores them. The
@@ -64,13 +75,7 @@ impl Control {
                 (compiled.program, LoadSource::Compile, ms)
             }
         };
-        if let Some(expected) = expected.filter(|k| *k != component.kind()) {
-            let found = component.kind();
-            return Err(CoreError::InvalidComponent(format!(
-                "the upload is a {} (kind `{found}`), not the `{expected}` asked for; drop --kind to take it as it is",
-                found.describe(),
-            )));
-        }
+        check_kind(component.kind(), expected)?;
         let limited = self.s.config.max_storage_bytes > 0;
         let _storing = if limited {
             Some(self.s.storing.lock().await)
@@ -161,13 +166,7 @@ impl Control {
                 latest.set_broken(None);
                 tracing::info!(function = name, %digest, "component restored");
             }
-            if let Some(expected) = kind.filter(|k| *k != latest.record.kind) {
-                return Err(CoreError::InvalidComponent(format!(
-                    "the upload is a {} (kind `{}`), not the `{expected}` asked for; drop --kind to take it as it is",
-                    latest.record.kind.describe(),
-                    latest.record.kind,
-                )));
-            }
+            check_kind(latest.record.kind, kind)?;
             return Ok(Deployed {
                 name: name.into(),
                 version: latest.record.version,
