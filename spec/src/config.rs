@@ -38,6 +38,11 @@ pub const MAX_MIN_INSTANCES: u32 = 100;
 pub const DEFAULT_MAX_REQUESTS_PER_INSTANCE: u32 = 1;
 /// Largest `max_requests_per_instance`.
 pub const MAX_MAX_REQUESTS_PER_INSTANCE: u32 = 1_000_000;
+/// Default number of requests one instance serves at once: 1, so that a
+/// request never shares its instance with another in flight.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS_PER_INSTANCE: u32 = 1;
+/// Largest `max_concurrent_requests_per_instance`.
+pub const MAX_MAX_CONCURRENT_REQUESTS_PER_INSTANCE: u32 = 1000;
 /// Default number of outgoing HTTP requests one invocation may make.
 pub const DEFAULT_MAX_OUTBOUND_REQUESTS: u32 = 100;
 /// Largest `max_outbound_requests`.
@@ -75,6 +80,10 @@ pub struct FunctionConfig {
     /// Requests one instance may serve before it is discarded (1 = fresh
     /// instance per request; more opts in to reuse).
     pub max_requests_per_instance: u32,
+    /// Requests one instance of a WASI 0.3 component serves at once (1 =
+    /// one at a time); at most `max_requests_per_instance`. Components of
+    /// WASI 0.2 and WAGI modules serve one at a time whatever it says.
+    pub max_concurrent_requests_per_instance: u32,
     /// Environment variables the guest sees; the host environment never leaks.
     pub env: BTreeMap<String, String>,
     /// Hosts (`host`, `host:port` or `*.domain`) the guest may call over
@@ -122,6 +131,7 @@ impl Default for FunctionConfig {
             queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
             min_instances: DEFAULT_MIN_INSTANCES,
             max_requests_per_instance: DEFAULT_MAX_REQUESTS_PER_INSTANCE,
+            max_concurrent_requests_per_instance: DEFAULT_MAX_CONCURRENT_REQUESTS_PER_INSTANCE,
             env: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
             invoke_auth: InvokeAuth::None,
@@ -144,6 +154,7 @@ pub struct ConfigPatch {
     pub queue_timeout_ms: Option<u64>,
     pub min_instances: Option<u32>,
     pub max_requests_per_instance: Option<u32>,
+    pub max_concurrent_requests_per_instance: Option<u32>,
     pub env: Option<BTreeMap<String, String>>,
     pub allowed_outbound_hosts: Option<Vec<String>>,
     pub invoke_auth: Option<InvokeAuth>,
@@ -189,6 +200,7 @@ impl FunctionConfig {
             queue_timeout_ms,
             min_instances,
             max_requests_per_instance,
+            max_concurrent_requests_per_instance,
             env,
             allowed_outbound_hosts,
             invoke_auth,
@@ -204,6 +216,8 @@ impl FunctionConfig {
         next.min_instances = min_instances.unwrap_or(next.min_instances);
         next.max_requests_per_instance =
             max_requests_per_instance.unwrap_or(next.max_requests_per_instance);
+        next.max_concurrent_requests_per_instance = max_concurrent_requests_per_instance
+            .unwrap_or(next.max_concurrent_requests_per_instance);
         if let Some(env) = env {
             next.env = env;
         }
@@ -251,6 +265,21 @@ impl FunctionConfig {
             1,
             MAX_MAX_REQUESTS_PER_INSTANCE,
         )?;
+        check_range(
+            "max_concurrent_requests_per_instance",
+            self.max_concurrent_requests_per_instance,
+            1,
+            MAX_MAX_CONCURRENT_REQUESTS_PER_INSTANCE,
+        )?;
+        if self.max_concurrent_requests_per_instance > self.max_requests_per_instance {
+            return Err(ConfigError {
+                field: "max_concurrent_requests_per_instance",
+                message: format!(
+                    "{} exceeds max_requests_per_instance {}: an instance serves at most that many requests in all, so raise it too",
+                    self.max_concurrent_requests_per_instance, self.max_requests_per_instance
+                ),
+            });
+        }
         check_range(
             "max_outbound_requests",
             self.max_outbound_requests,
@@ -334,6 +363,20 @@ mod tests {
                     ..Default::default()
                 },
                 "max_requests_per_instance",
+            ),
+            (
+                ConfigPatch {
+                    max_concurrent_requests_per_instance: Some(0),
+                    ..Default::default()
+                },
+                "max_concurrent_requests_per_instance",
+            ),
+            (
+                ConfigPatch {
+                    max_concurrent_requests_per_instance: Some(2),
+                    ..Default::default()
+                },
+                "max_concurrent_requests_per_instance",
             ),
             (
                 ConfigPatch {

@@ -12,6 +12,10 @@ pub enum FunctionKind {
     /// gets the request as a `wasi:http` resource and streams its answer.
     #[default]
     Http,
+    /// A component exporting `wasi:http/handler` (WASI 0.3): its handler is
+    /// async, so one instance may serve several requests at once.
+    #[serde(rename = "http-p3")]
+    HttpP3,
     /// A WASI 0.1 command module (exports `_start`), run as a CGI script
     /// the way WAGI does: the request is its environment and stdin, and its
     /// stdout is parsed as a CGI response.
@@ -20,12 +24,13 @@ pub enum FunctionKind {
 
 impl FunctionKind {
     /// Every kind, in the order listings show them.
-    pub const ALL: [FunctionKind; 2] = [Self::Http, Self::Wagi];
+    pub const ALL: [FunctionKind; 3] = [Self::Http, Self::HttpP3, Self::Wagi];
 
     /// The kind's name in the API, the registry and `--kind`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
+            Self::HttpP3 => "http-p3",
             Self::Wagi => "wagi",
         }
     }
@@ -34,6 +39,7 @@ impl FunctionKind {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Http => "wasi:http 0.2 component",
+            Self::HttpP3 => "wasi:http 0.3 component, several requests per instance at once",
             Self::Wagi => "WASI 0.1 command module, run as CGI (WAGI)",
         }
     }
@@ -76,6 +82,6 @@ mod tests {
             );
         }
         let err = "cgi".parse::<FunctionKind>().unwrap_err();
-        assert!(err.contains("http, wagi"), "{err}");
+        assert!(err.contains("http, http-p3, wagi"), "{err}");
     }
 }

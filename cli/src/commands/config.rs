@@ -23,6 +23,7 @@ const CONFIG_KEYS: &[&str] = &[
     "queue_timeout_ms",
     "min_instances",
     "max_requests_per_instance",
+    "max_concurrent_requests_per_instance",
     "env",
     "allowed_outbound_hosts",
     "invoke_auth",
@@ -41,7 +42,9 @@ Examples:
   flint config hello --unset-env LEVEL
   flint config hello --allow-outbound-host api.example.com --allow-outbound-host example.org
   flint config hello --deny-all-outbound
-  flint config hello --max-requests-per-instance 1000  reuse warm instances")]
+  flint config hello --max-requests-per-instance 1000  reuse warm instances
+  flint config api --max-requests-per-instance 1000 --max-concurrent-requests-per-instance 100
+                                                       a WASI 0.3 component, 100 requests at once")]
 pub struct ConfigArgs {
     /// Name of the function
     #[arg(value_parser = parse_function_name)]
@@ -78,6 +81,16 @@ pub struct ConfigArgs {
     /// requests in one instance.
     #[arg(long, value_name = "N", help_heading = "Instances")]
     pub max_requests_per_instance: Option<u64>,
+
+    /// Requests one instance of a WASI 0.3 component serves at once
+    ///
+    /// 1 (the default) serves one request at a time. More lets one instance interleave
+    /// requests while they wait, as WASI 0.3's async handlers allow; it cannot exceed
+    /// --max-requests-per-instance. Requests that share an instance share its fate: when
+    /// one crosses a limit, the instance is dropped and the others fail with it. WASI 0.2
+    /// components and WAGI modules ignore it.
+    #[arg(long, value_name = "N", help_heading = "Instances")]
+    pub max_concurrent_requests_per_instance: Option<u64>,
 
     /// Outgoing HTTP requests one request of the function may make; beyond it the call
     /// fails with 500 resource_limit_exceeded
@@ -134,6 +147,7 @@ impl ConfigArgs {
             || self.queue_timeout_ms.is_some()
             || self.min_instances.is_some()
             || self.max_requests_per_instance.is_some()
+            || self.max_concurrent_requests_per_instance.is_some()
             || self.max_outbound_requests.is_some()
             || self.max_response_bytes.is_some()
             || self.max_log_bytes.is_some()
@@ -200,6 +214,10 @@ fn patch_body(args: &ConfigArgs, env: Option<Map<String, Value>>) -> Map<String,
         ("queue_timeout_ms", args.queue_timeout_ms),
         ("min_instances", args.min_instances),
         ("max_requests_per_instance", args.max_requests_per_instance),
+        (
+            "max_concurrent_requests_per_instance",
+            args.max_concurrent_requests_per_instance,
+        ),
         ("max_outbound_requests", args.max_outbound_requests),
         ("max_response_bytes", args.max_response_bytes),
         ("max_log_bytes", args.max_log_bytes),

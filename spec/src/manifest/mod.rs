@@ -624,6 +624,7 @@ fn merge_patch(base: &ConfigPatch, overlay: &ConfigPatch) -> ConfigPatch {
         queue_timeout_ms,
         min_instances,
         max_requests_per_instance,
+        max_concurrent_requests_per_instance,
         env,
         allowed_outbound_hosts,
         invoke_auth,
@@ -646,6 +647,8 @@ fn merge_patch(base: &ConfigPatch, overlay: &ConfigPatch) -> ConfigPatch {
         queue_timeout_ms: queue_timeout_ms.or(base.queue_timeout_ms),
         min_instances: min_instances.or(base.min_instances),
         max_requests_per_instance: max_requests_per_instance.or(base.max_requests_per_instance),
+        max_concurrent_requests_per_instance: max_concurrent_requests_per_instance
+            .or(base.max_concurrent_requests_per_instance),
         env,
         allowed_outbound_hosts: allowed_outbound_hosts
             .or_else(|| base.allowed_outbound_hosts.clone()),
