@@ -1,12 +1,14 @@
 //! Validation, compilation and the on-disk cache of compiled programs.
 //!
-//! A program (a component, or a WAGI module) is compiled once, at upload. The compiled artifact is written
-//! to the cache directory under its content digest and the engine's
-//! compatibility hash, so a restarted process (or a version that was unloaded
-//! when idle) maps it back from disk instead of compiling again; an engine
-//! with different settings simply misses the cache and recompiles.
+//! A program (a component, or a WAGI module) is compiled once, at upload, by
+//! the engine its kind runs on (see [`EngineKind`]). The compiled artifact
+//! is written to the cache directory under its content digest and that
+//! engine's compatibility hash, so a restarted process (or a version that
+//! was unloaded when idle) maps it back from disk instead of compiling
+//! again; an engine with different settings simply misses the cache and
+//! recompiles.
 
-use crate::engine::Linkers;
+use crate::engine::{EngineKind, Linkers};
 use crate::fsutil::write_atomic;
 use crate::fsutil::{self, Swept};
 use crate::program::Program;
@@ -42,9 +44,9 @@ pub enum CompileError {
         /// The parser's or validator's words.
         message: String,
     },
-    /// It does not export `wasi:http/incoming-handler`.
+    /// It exports neither `wasi:http/incoming-handler` nor `wasi:http/handler`.
     #[error(
-        "the component does not export wasi:http/incoming-handler (the wasi:http/proxy world); it exports: [{0}]"
+        "the component exports neither wasi:http/incoming-handler@0.2 (the wasi:http/proxy world of WASI 0.2) nor wasi:http/handler@0.3 (the wasi:http/service world of WASI 0.3); it exports: [{0}]"
     )]
     NotAHttpHandler(String),
     /// It imports interfaces Flint does not provide.
@@ -83,7 +85,13 @@ pub enum CompileError {
     Worker(String),
 }
 
-/// Packages whose interfaces the linker provides (full WASI 0.2 and wasi:http).
+/// The export of a WASI 0.3 `wasi:http` component, up to its patch version.
+const HTTP_P3_EXPORT: &str = "wasi:http/handler@0.3";
+/// The export of a WASI 0.2 `wasi:http` component, up to its minor version.
+const HTTP_P2_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+
+/// Packages whose interfaces the linkers provide (WASI 0.2, and 0.3 for
+/// WASI 0.3 components, with wasi:http).
 const PROVIDED_PACKAGES: &[&str] = &[
     "wasi:cli/",
     "wasi:io/",
@@ -95,17 +103,44 @@ const PROVIDED_PACKAGES: &[&str] = &[
 ];
 
 /// Checks the cheap things about `bytes` before the compiler sees them, and
-/// tells a component from a core module by its header.
-pub fn check_header(bytes: &[u8]) -> Result<FunctionKind, CompileError> {
+/// tells their kind: a core module by its header, a WASI 0.3 component from
+/// a WASI 0.2 one by its exports. Bytes that do not parse are called a 0.2
+/// component, whose compile then says what is wrong with them.
+pub fn detect_kind(bytes: &[u8]) -> Result<FunctionKind, CompileError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(CompileError::NotWasm);
     }
     // Core modules carry version 1 with layer 0; components layer 1.
     Ok(if bytes[4..8] == [1, 0, 0, 0] {
         FunctionKind::Wagi
+    } else if exports_http_p3(bytes) {
+        FunctionKind::HttpP3
     } else {
         FunctionKind::Http
     })
+}
+
+/// Whether the outermost component of `bytes` exports `wasi:http/handler`
+/// of WASI 0.3. Reads section headers only; nothing is validated.
+fn exports_http_p3(bytes: &[u8]) -> bool {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Err(_) => return false,
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                for export in exports.into_iter().flatten() {
+                    if export.name.name.starts_with(HTTP_P3_EXPORT) {
+                        return true;
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    false
 }
 
 /// Names of imports outside `provided`, or "see detail" when the linker
@@ -122,10 +157,12 @@ fn missing_imports<'a>(
     }
 }
 
-/// Checks a compiled component's exports and imports against what Flint runs.
+/// Checks a compiled component's exports and imports against what Flint runs
+/// for `kind`.
 pub(crate) fn check_world(
     engine: &Engine,
     component: &Component,
+    kind: FunctionKind,
     link_result: wasmtime::Result<()>,
 ) -> Result<(), CompileError> {
     let ty = component.component_type();
@@ -142,10 +179,11 @@ pub(crate) fn check_world(
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    if !exports
-        .iter()
-        .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"))
-    {
+    let handler = match kind {
+        FunctionKind::HttpP3 => HTTP_P3_EXPORT,
+        _ => HTTP_P2_EXPORT,
+    };
+    if !exports.iter().any(|e| e.starts_with(handler)) {
         return Err(CompileError::NotAHttpHandler(exports.join(", ")));
     }
     Ok(())
@@ -177,15 +215,16 @@ pub(crate) fn check_command(
     Ok(())
 }
 
-/// Validates and compiles `bytes` and checks them against `linkers`: the
-/// one compile of both the in-process path and the worker process. Returns
-/// the program and the time the compiler took.
+/// Validates and compiles `bytes`, of `kind`, with the engine of that kind
+/// and checks them against its `linkers`: the one compile of both the
+/// in-process path and the worker process. Returns the program and the time
+/// the compiler took.
 pub(crate) fn compile_checked(
     engine: &Engine,
     linkers: &Linkers,
+    kind: FunctionKind,
     bytes: &[u8],
 ) -> Result<(Program, Duration), CompileError> {
-    let kind = check_header(bytes)?;
     let start = Instant::now();
     let invalid = |e: wasmtime::Error| CompileError::Invalid {
         module: kind == FunctionKind::Wagi,
@@ -193,13 +232,14 @@ pub(crate) fn compile_checked(
     };
     let program = match kind {
         FunctionKind::Http => Program::Http(Component::new(engine, bytes).map_err(invalid)?),
+        FunctionKind::HttpP3 => Program::HttpP3(Component::new(engine, bytes).map_err(invalid)?),
         FunctionKind::Wagi => Program::Wagi(Module::new(engine, bytes).map_err(invalid)?),
     };
     let compile_time = start.elapsed();
     match &program {
-        Program::Http(component) => {
+        Program::Http(component) | Program::HttpP3(component) => {
             let link = linkers.http.instantiate_pre(component).map(drop);
-            check_world(engine, component, link)?;
+            check_world(engine, component, kind, link)?;
         }
         Program::Wagi(module) => {
             let link = linkers.wagi.instantiate_pre(module).map(drop);
@@ -231,34 +271,46 @@ impl Hasher for StableHasher {
     }
 }
 
-/// The on-disk cache of compiled artifacts.
+/// The compatibility key of `engine`: artifacts it wrote carry it in their
+/// names, and it maps only artifacts with its own.
+pub(crate) fn engine_key(engine: &Engine) -> String {
+    let mut hasher = StableHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// The on-disk cache of compiled artifacts, of every engine of the runtime.
 pub struct ArtifactCache {
     dir: PathBuf,
-    engine_key: String,
+    keys: Vec<(EngineKind, String)>,
 }
 
 impl ArtifactCache {
-    /// A cache under `dir` for artifacts compatible with `engine`.
-    pub fn new(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
+    /// A cache under `dir` for artifacts compatible with `engines`.
+    pub(crate) fn new(dir: &Path, engines: &[(EngineKind, &Engine)]) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut hasher = StableHasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = format!("{:016x}", hasher.finish());
         Ok(Self {
             dir: dir.to_path_buf(),
-            engine_key,
+            keys: engines
+                .iter()
+                .map(|&(kind, engine)| (kind, engine_key(engine)))
+                .collect(),
         })
     }
 
-    /// Where the artifact of `digest` lives for this engine.
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}.cwasm", digest.hex(), self.engine_key))
+    /// The compatibility key of the engine of `kind` (empty when this cache
+    /// was made without it).
+    pub fn engine_key(&self, kind: EngineKind) -> &str {
+        self.keys
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or("", |(_, key)| key)
     }
 
-    /// The engine compatibility key in the artifacts' names.
-    pub fn engine_key(&self) -> &str {
-        &self.engine_key
+    /// Where the artifact of `digest` lives for the engine of `kind`.
+    pub fn path(&self, digest: &Digest, kind: EngineKind) -> PathBuf {
+        self.dir
+            .join(format!("{}-{}.cwasm", digest.hex(), self.engine_key(kind)))
     }
 
     /// The cache directory.
@@ -266,21 +318,39 @@ impl ArtifactCache {
         &self.dir
     }
 
-    /// Whether an artifact for `digest` is cached.
-    pub fn contains(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
+    /// Which engine an artifact of `digest` is cached for, if any.
+    pub fn cached_for(&self, digest: &Digest) -> Option<EngineKind> {
+        self.keys
+            .iter()
+            .map(|&(kind, _)| kind)
+            .find(|&kind| self.path(digest, kind).is_file())
     }
 
-    /// Stores a compiled artifact.
-    pub fn store(&self, digest: &Digest, artifact: &[u8]) -> std::io::Result<()> {
-        write_atomic(&self.path(digest), artifact)
+    /// Whether an artifact for `digest` is cached.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.cached_for(digest).is_some()
+    }
+
+    /// Stores a compiled artifact of the engine of `kind`.
+    pub fn store(&self, digest: &Digest, kind: EngineKind, artifact: &[u8]) -> std::io::Result<()> {
+        write_atomic(&self.path(digest, kind), artifact)
+    }
+
+    /// Removes the artifacts of `digest`, of every engine.
+    pub fn remove(&self, digest: &Digest) {
+        for &(kind, _) in &self.keys {
+            let _ = std::fs::remove_file(self.path(digest, kind));
+        }
     }
 
     /// Marks the artifact of `digest` as just used, so that the garbage
     /// collector's grace period starts again (an upload that reuses it has
     /// not recorded its version yet).
     pub fn touch(&self, digest: &Digest) -> std::io::Result<()> {
-        fsutil::touch(&self.path(digest))
+        match self.cached_for(digest) {
+            Some(kind) => fsutil::touch(&self.path(digest, kind)),
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        }
     }
 
     /// Bytes the cache holds, leftovers of interrupted compiles included.
@@ -303,7 +373,7 @@ impl ArtifactCache {
             }
             let (hex, key) = name.strip_suffix(".cwasm")?.split_once('-')?;
             let digest = Digest::parse(hex)?;
-            if key != self.engine_key {
+            if !self.keys.iter().any(|(_, k)| k == key) {
                 Some("artifact of another engine")
             } else if !referenced.contains(&digest) {
                 Some("artifact no version uses")
@@ -313,10 +383,15 @@ impl ArtifactCache {
         })
     }
 
-    /// Maps a cached artifact into memory, as the component or module it
-    /// was compiled from.
-    pub fn load(&self, engine: &Engine, digest: &Digest) -> wasmtime::Result<Program> {
-        let path = self.path(digest);
+    /// Maps a cached artifact of the engine of `kind` into memory, as the
+    /// component or module it was compiled from.
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        kind: EngineKind,
+        digest: &Digest,
+    ) -> wasmtime::Result<Program> {
+        let path = self.path(digest, kind);
         // SAFETY: the file was produced by `Engine::precompile_component` of an
         // engine with the same compatibility hash and written atomically into
         // Flint's own data directory; nothing else writes there.
@@ -325,14 +400,17 @@ impl ArtifactCache {
             reason = "mapping our own precompiled artifact is the point of the cache"
         )]
         unsafe {
-            match Engine::detect_precompiled_file(&path)? {
-                Some(Precompiled::Module) => {
+            match (Engine::detect_precompiled_file(&path)?, kind) {
+                (Some(Precompiled::Module), _) => {
                     Ok(Program::Wagi(Module::deserialize_file(engine, &path)?))
                 }
-                Some(Precompiled::Component) => {
+                (Some(Precompiled::Component), EngineKind::Standard) => {
                     Ok(Program::Http(Component::deserialize_file(engine, &path)?))
                 }
-                None => Err(wasmtime::format_err!(
+                (Some(Precompiled::Component), EngineKind::Concurrent) => {
+                    Ok(Program::HttpP3(Component::deserialize_file(engine, &path)?))
+                }
+                (None, _) => Err(wasmtime::format_err!(
                     "{} is no compiled artifact",
                     path.display()
                 )),
@@ -348,15 +426,12 @@ mod tests {
     #[test]
     fn header_checks_name_the_problem() {
         assert!(matches!(
-            check_header(b"hello world"),
+            detect_kind(b"hello world"),
             Err(CompileError::NotWasm)
         ));
+        assert_eq!(detect_kind(b"\0asm\x01\0\0\0").unwrap(), FunctionKind::Wagi);
         assert_eq!(
-            check_header(b"\0asm\x01\0\0\0").unwrap(),
-            FunctionKind::Wagi
-        );
-        assert_eq!(
-            check_header(b"\0asm\x0d\0\x01\0").unwrap(),
+            detect_kind(b"\0asm\x0d\0\x01\0").unwrap(),
             FunctionKind::Http
         );
     }

@@ -12,8 +12,8 @@
 //! Cranelift being uninterruptible, finishes in the background after a
 //! timeout, still holding its slot.
 
-use crate::artifact::{CompileError, check_header};
-use crate::engine::{Compiled, Runtime};
+use crate::artifact::{CompileError, detect_kind};
+use crate::engine::{Compiled, EngineKind, Runtime};
 use crate::gate::RETRY_AFTER_SECS;
 use crate::worker::{COMPILE_WORKER_COMMAND, WorkerJob, WorkerReply};
 use bytes::Bytes;
@@ -87,13 +87,13 @@ impl Runtime {
     /// worker process when one is configured, else on a blocking thread.
     /// Bytes that are no Wasm are refused before they take a slot.
     pub async fn compile_limited(self: &Arc<Self>, bytes: Bytes) -> Result<Compiled, CompileError> {
-        check_header(&bytes)?;
+        let engine = EngineKind::of(detect_kind(&bytes)?);
         let slot = self.compiles.admit().await?;
         tracing::debug!(running = self.compiles.running(), "compile admitted");
         let limit = self.config.compile_timeout;
         match self.config.compile_worker.clone() {
             Some(program) => {
-                let compiled = self.compile_in_worker(&program, bytes, limit).await;
+                let compiled = self.compile_in_worker(&program, engine, bytes, limit).await;
                 drop(slot);
                 compiled
             }
@@ -118,6 +118,7 @@ impl Runtime {
     async fn compile_in_worker(
         self: &Arc<Self>,
         program: &Path,
+        engine: EngineKind,
         bytes: Bytes,
         limit: Duration,
     ) -> Result<Compiled, CompileError> {
@@ -129,7 +130,8 @@ impl Runtime {
         )));
         let job = WorkerJob {
             config: self.config.clone(),
-            engine_key: self.cache().engine_key().to_string(),
+            engine,
+            engine_key: self.cache().engine_key(engine).to_string(),
             temp: temp.0.clone(),
         };
         let job = serde_json::to_string(&job).map_err(|e| CompileError::Worker(e.to_string()))?;

@@ -1,13 +1,19 @@
-//! The one `Engine` of a process, its linker, the epoch ticker and the
+//! The engines of a process, their linkers, the epoch ticker and the
 //! compile/load entry points.
+//!
+//! There are two engines. WASI 0.2 components and WAGI modules run on one
+//! built without wasmtime's concurrency support: with it, every host call
+//! pays for the async component model's bookkeeping. WASI 0.3 components
+//! need that support and run on the other. A program's kind, detected at
+//! upload, picks its engine; each engine's artifacts carry its own key.
 
-use crate::artifact::{ArtifactCache, CompileError, compile_checked, serialize};
+use crate::artifact::{ArtifactCache, CompileError, compile_checked, detect_kind, serialize};
 use crate::compile::CompileGate;
 use crate::host::HostState;
 use crate::pool::Prelinked;
 use crate::program::Program;
 use crate::wagi::{self, WagiState};
-use flint_spec::Digest;
+use flint_spec::{Digest, FunctionKind};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +22,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// Default number of instances that may exist at once (pool slots).
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
@@ -42,8 +49,9 @@ pub fn default_max_compiles() -> usize {
 /// How the engine is set up. Defaults are what measured fastest here.
 ///
 /// A compile worker process gets the whole configuration and builds its
-/// engine with [`wasmtime_config`] too, so the two engines cannot drift
-/// apart: the artifacts it writes carry the server's engine key.
+/// engine with [`wasmtime_config`] too, so its engine and the server's
+/// cannot drift apart: the artifacts it writes carry the server's engine
+/// key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeConfig {
     /// Where compiled artifacts are cached.
@@ -89,13 +97,43 @@ impl RuntimeConfig {
     }
 }
 
-/// The wasmtime settings of `config`: the one place they are made, for the
-/// server's engine and a compile worker's alike.
-pub fn wasmtime_config(config: &RuntimeConfig) -> Config {
+/// Which of the runtime's engines a program runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Without concurrency support: WASI 0.2 components and WAGI modules.
+    Standard,
+    /// With concurrency support (the async component model): WASI 0.3
+    /// components.
+    Concurrent,
+}
+
+impl EngineKind {
+    /// Both engines.
+    pub const ALL: [EngineKind; 2] = [Self::Standard, Self::Concurrent];
+
+    /// The engine a program of `kind` runs on.
+    pub fn of(kind: FunctionKind) -> Self {
+        match kind {
+            FunctionKind::HttpP3 => Self::Concurrent,
+            FunctionKind::Http | FunctionKind::Wagi => Self::Standard,
+        }
+    }
+}
+
+/// The wasmtime settings of `config` for the engine of `kind`: the one place
+/// they are made, for the server's engines and a compile worker's alike.
+pub fn wasmtime_config(config: &RuntimeConfig, kind: EngineKind) -> Config {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .epoch_interruption(true)
         .memory_init_cow(config.memory_init_cow);
+    match kind {
+        EngineKind::Standard => wasm.concurrency_support(false),
+        EngineKind::Concurrent => wasm
+            .concurrency_support(true)
+            .wasm_component_model_async(true),
+    };
     if config.pooling {
         let n = config.max_instances;
         let mut pool = PoolingAllocationConfig::default();
@@ -115,22 +153,44 @@ pub fn wasmtime_config(config: &RuntimeConfig) -> Config {
     wasm
 }
 
-/// The linkers with the interfaces Flint provides: WASI 0.2 and wasi:http
-/// for components, WASI 0.1 for WAGI modules.
+/// The linkers of one engine with the interfaces Flint provides: for
+/// components WASI 0.2 and `wasi:http` 0.2 (the standard engine) or WASI 0.2
+/// and 0.3 with `wasi:http` 0.3 (the concurrent one); WASI 0.1 for WAGI
+/// modules.
 pub(crate) struct Linkers {
     pub(crate) http: Linker<HostState>,
     pub(crate) wagi: wasmtime::Linker<WagiState>,
 }
 
-/// Builds the [`Linkers`] of `engine`.
-pub(crate) fn host_linkers(engine: &Engine) -> anyhow::Result<Linkers> {
+/// Builds the [`Linkers`] of `engine`, of `kind`.
+pub(crate) fn host_linkers(engine: &Engine, kind: EngineKind) -> anyhow::Result<Linkers> {
     let mut http = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut http)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http)?;
+    match kind {
+        EngineKind::Standard => wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http)?,
+        EngineKind::Concurrent => {
+            wasmtime_wasi::p3::add_to_linker(&mut http)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut http)?;
+        }
+    }
     Ok(Linkers {
         http,
         wagi: wagi::linker(engine)?,
     })
+}
+
+/// One engine and its linkers.
+struct EngineParts {
+    engine: Engine,
+    linkers: Linkers,
+}
+
+impl EngineParts {
+    fn new(config: &RuntimeConfig, kind: EngineKind) -> anyhow::Result<Self> {
+        let engine = Engine::new(&wasmtime_config(config, kind))?;
+        let linkers = host_linkers(&engine, kind)?;
+        Ok(Self { engine, linkers })
+    }
 }
 
 /// A program compiled at upload.
@@ -143,48 +203,63 @@ pub struct Compiled {
     pub compile_time: Duration,
 }
 
-/// The engine, linker and artifact cache shared by every function.
+/// The engines, linkers and artifact cache shared by every function.
 pub struct Runtime {
     pub(crate) config: RuntimeConfig,
-    engine: Engine,
-    linkers: Linkers,
+    standard: EngineParts,
+    concurrent: EngineParts,
     cache: ArtifactCache,
     pub(crate) compiles: CompileGate,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
-    /// Builds the engine and starts the epoch ticker.
+    /// Builds the engines and starts the epoch ticker.
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Self> {
-        let engine = Engine::new(&wasmtime_config(config))?;
-        let linkers = host_linkers(&engine)?;
-        let cache = ArtifactCache::new(&config.cache_dir, &engine)?;
+        let standard = EngineParts::new(config, EngineKind::Standard)?;
+        let concurrent = EngineParts::new(config, EngineKind::Concurrent)?;
+        let cache = ArtifactCache::new(
+            &config.cache_dir,
+            &[
+                (EngineKind::Standard, &standard.engine),
+                (EngineKind::Concurrent, &concurrent.engine),
+            ],
+        )?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         std::thread::Builder::new()
             .name("flint-epoch".into())
             .spawn({
-                let engine = engine.clone();
+                let engines = [standard.engine.clone(), concurrent.engine.clone()];
                 let stop = ticker_stop.clone();
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        for engine in &engines {
+                            engine.increment_epoch();
+                        }
                     }
                 }
             })?;
         Ok(Self {
             config: config.clone(),
-            engine,
-            linkers,
+            standard,
+            concurrent,
             cache,
             compiles: CompileGate::new(config.max_compiles, config.compile_queue_timeout),
             ticker_stop,
         })
     }
 
-    /// The process's engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    fn parts(&self, kind: EngineKind) -> &EngineParts {
+        match kind {
+            EngineKind::Standard => &self.standard,
+            EngineKind::Concurrent => &self.concurrent,
+        }
+    }
+
+    /// The engine of `kind`.
+    pub fn engine(&self, kind: EngineKind) -> &Engine {
+        &self.parts(kind).engine
     }
 
     /// The compiled-artifact cache.
@@ -197,9 +272,12 @@ impl Runtime {
     /// [`Runtime::compile_limited`]). CPU-heavy: call it from a blocking
     /// thread.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
-        let (program, compile_time) = compile_checked(&self.engine, &self.linkers, bytes)?;
+        let kind = detect_kind(bytes)?;
+        let engine = EngineKind::of(kind);
+        let parts = self.parts(engine);
+        let (program, compile_time) = compile_checked(&parts.engine, &parts.linkers, kind, bytes)?;
         let digest = Digest::of(bytes);
-        self.cache.store(&digest, &serialize(&program)?)?;
+        self.cache.store(&digest, engine, &serialize(&program)?)?;
         Ok(Compiled {
             digest,
             program,
@@ -208,12 +286,10 @@ impl Runtime {
     }
 
     /// Maps a cached artifact (a "disk" start); `None` when not cached for
-    /// this engine.
+    /// these engines.
     pub fn load_cached(&self, digest: &Digest) -> Option<Program> {
-        if !self.cache.contains(digest) {
-            return None;
-        }
-        match self.cache.load(&self.engine, digest) {
+        let kind = self.cache.cached_for(digest)?;
+        match self.cache.load(self.engine(kind), kind, digest) {
             Ok(program) => Some(program),
             Err(e) => {
                 tracing::warn!(%digest, error = %e, "cached artifact unusable; will recompile");
@@ -224,11 +300,15 @@ impl Runtime {
 
     /// Pre-links a program against the host's interfaces.
     pub(crate) fn prelink(&self, program: &Program) -> anyhow::Result<Prelinked> {
+        let standard = &self.standard.linkers;
         Ok(match program {
-            Program::Http(component) => Prelinked::Http(ProxyPre::new(
-                self.linkers.http.instantiate_pre(component)?,
+            Program::Http(component) => {
+                Prelinked::Http(ProxyPre::new(standard.http.instantiate_pre(component)?)?)
+            }
+            Program::HttpP3(component) => Prelinked::HttpP3(ServicePre::new(
+                self.concurrent.linkers.http.instantiate_pre(component)?,
             )?),
-            Program::Wagi(module) => Prelinked::Wagi(self.linkers.wagi.instantiate_pre(module)?),
+            Program::Wagi(module) => Prelinked::Wagi(standard.wagi.instantiate_pre(module)?),
         })
     }
 }

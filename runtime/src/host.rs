@@ -34,7 +34,7 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 pub(crate) struct MemoryCap {
     limit_bytes: usize,
     used_bytes: usize,
-    pub(crate) hit: bool,
+    hit: bool,
 }
 
 impl MemoryCap {
@@ -45,6 +45,16 @@ impl MemoryCap {
             used_bytes: 0,
             hit: false,
         }
+    }
+
+    /// Whether the guest ran into the cap.
+    pub(crate) fn hit(&self) -> bool {
+        self.hit
+    }
+
+    /// Forgets a hit, for a reused instance.
+    pub(crate) fn clear_hit(&mut self) {
+        self.hit = false;
     }
 
     /// The instance's linear memories together, in bytes.
@@ -205,6 +215,27 @@ impl WasiHttpView for HostState {
     }
 }
 
+/// What the epoch callback of a store decides for a guest running with
+/// `deadline`: stop it when it crossed a host limit or holds more host
+/// memory than its budget, interrupt it past the deadline, else let other
+/// tasks run for a tick.
+pub(crate) fn epoch_check(
+    state: &mut HostState,
+    deadline: Instant,
+) -> wasmtime::Result<UpdateDeadline> {
+    if let Some(limit) = state.budget.tripwire.tripped() {
+        return Err(state.budget.tripwire.trip(limit));
+    }
+    if held_bytes(&mut state.table) > MAX_HELD_BYTES {
+        return Err(state.budget.tripwire.trip(HostLimit::HeldBytes));
+    }
+    if Instant::now() >= deadline {
+        Ok(UpdateDeadline::Interrupt)
+    } else {
+        Ok(UpdateDeadline::Yield(1))
+    }
+}
+
 /// What an instance's store needs to know about its function.
 pub(crate) struct Sandbox {
     pub(crate) config: Arc<FunctionConfig>,
@@ -286,17 +317,8 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, sandbox: &Sandbox) -> (Store<
     store.set_hostcall_fuel(HOSTCALL_FUEL);
     store.epoch_deadline_callback(|mut ctx| {
         let state = ctx.data_mut();
-        if let Some(limit) = state.budget.tripwire.tripped() {
-            return Err(state.budget.tripwire.trip(limit));
-        }
-        if held_bytes(&mut state.table) > MAX_HELD_BYTES {
-            return Err(state.budget.tripwire.trip(HostLimit::HeldBytes));
-        }
-        if Instant::now() >= state.deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
+        let deadline = state.deadline;
+        epoch_check(state, deadline)
     });
     (
         store,

@@ -59,6 +59,7 @@ pub mod fsutil;
 mod gate;
 mod guest_log;
 mod host;
+mod http_p3;
 mod inline_call;
 mod outbound;
 mod pool;
@@ -67,14 +68,14 @@ mod response_body;
 mod wagi;
 mod worker;
 
-pub use artifact::{ArtifactCache, CompileError};
+pub use artifact::{ArtifactCache, CompileError, detect_kind};
 pub use budget::{
     BODY_CHUNK_BYTES, HostLimit, MAX_CONCURRENT_OUTBOUND, MAX_FIELD_MAP_BYTES, MAX_HELD_BYTES,
     MAX_LOG_RATE, MAX_RESOURCES,
 };
 pub use engine::{
     Compiled, DEFAULT_COMPILE_QUEUE_TIMEOUT, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_INSTANCES,
-    EPOCH_TICK, Runtime, RuntimeConfig, default_max_compiles, wasmtime_config,
+    EPOCH_TICK, EngineKind, Runtime, RuntimeConfig, default_max_compiles, wasmtime_config,
 };
 pub use error::InvokeError;
 pub use flint_spec::config::*;

@@ -10,12 +10,15 @@
 //! reused, and an instance never leaves the pool of its version.
 //!
 //! A WAGI module's pool keeps no instances: each request runs in a fresh
-//! one (see [`crate::wagi`]).
+//! one (see [`crate::wagi`]). A WASI 0.3 component's instances are tasks
+//! that may serve several requests at once (see [`crate::http_p3`]).
 
 use crate::budget::{HostLimit, Tripwire};
+use crate::engine::EngineKind;
 use crate::gate::GatePermit;
 use crate::guest_log::GuestLog;
 use crate::host::{HostState, Sandbox, Sinks, new_store};
+use crate::http_p3::P3Instances;
 use crate::inline_call::{First, InlineCall, until_response};
 use crate::outbound::OutboundPolicy;
 use crate::program::Program;
@@ -32,6 +35,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// How an invocation got its instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,8 +171,10 @@ impl Head {
 
 /// A program pre-linked against the host's interfaces.
 pub(crate) enum Prelinked {
-    /// A `wasi:http` component.
+    /// A `wasi:http` 0.2 component.
     Http(ProxyPre<HostState>),
+    /// A `wasi:http` 0.3 component.
+    HttpP3(ServicePre<HostState>),
     /// A WAGI module.
     Wagi(InstancePre<WagiState>),
 }
@@ -182,6 +188,7 @@ pub struct InstancePool {
     pub(crate) sandbox: Sandbox,
     pub(crate) observer: Arc<dyn InvocationObserver>,
     idle: Mutex<Vec<Idle>>,
+    pub(crate) p3: P3Instances,
     refilling: AtomicBool,
     pub(crate) last_used: Mutex<Instant>,
 }
@@ -206,7 +213,7 @@ impl InstancePool {
         Ok(Arc::new(Self {
             function: function.into(),
             version,
-            engine: runtime.engine().clone(),
+            engine: runtime.engine(EngineKind::of(program.kind())).clone(),
             pre,
             sandbox: Sandbox {
                 config,
@@ -216,6 +223,7 @@ impl InstancePool {
             },
             observer,
             idle: Mutex::new(Vec::new()),
+            p3: P3Instances::default(),
             refilling: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
         }))
@@ -231,9 +239,9 @@ impl InstancePool {
         self.version
     }
 
-    /// Instances waiting in the pool.
+    /// Instances waiting in the pool with no request in flight.
     pub fn warm_instances(&self) -> usize {
-        self.idle.lock().unwrap().len()
+        self.idle.lock().unwrap().len() + self.p3.idle()
     }
 
     /// Time since the pool last served a request.
@@ -248,13 +256,13 @@ impl InstancePool {
     /// Whether instances are made ahead of requests and reused: not for a
     /// WAGI module, whose instance is made from its request.
     fn pools_instances(&self) -> bool {
-        matches!(self.pre, Prelinked::Http(_))
+        !matches!(self.pre, Prelinked::Wagi(_))
     }
 
     async fn instantiate(&self) -> Result<Instance, InvokeError> {
         let Prelinked::Http(pre) = &self.pre else {
             return Err(InvokeError::Internal(
-                "a WAGI module has no warm start: each request runs in a fresh instance".into(),
+                "only a WASI 0.2 component has instances of this shape".into(),
             ));
         };
         let (mut store, sinks) = new_store(&self.engine, &self.sandbox);
@@ -267,7 +275,7 @@ impl InstancePool {
                 sinks,
                 served: 0,
             }),
-            Err(e) => Err(self.classify(e, &store)),
+            Err(e) => Err(self.classify(e, store.data())),
         }
     }
 
@@ -285,11 +293,8 @@ impl InstancePool {
         let pool = self.clone();
         tokio::spawn(async move {
             while pool.warm_instances() < min {
-                match pool.instantiate().await {
-                    Ok(instance) => pool.idle.lock().unwrap().push(Idle {
-                        instance,
-                        since: Instant::now(),
-                    }),
+                match pool.prewarm().await {
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::warn!(function = %pool.function, version = pool.version, error = %e, "pre-instantiation failed");
                         break;
@@ -304,12 +309,25 @@ impl InstancePool {
     /// starts warm, and says why when instantiation fails (a benchmark's warm
     /// start; [`InstancePool::fill`] keeps `min_instances` in the background).
     /// A WAGI module has no warm start: this fails for one.
-    pub async fn prewarm(&self) -> Result<(), InvokeError> {
-        let instance = self.instantiate().await?;
-        self.idle.lock().unwrap().push(Idle {
-            instance,
-            since: Instant::now(),
-        });
+    pub async fn prewarm(self: &Arc<Self>) -> Result<(), InvokeError> {
+        match &self.pre {
+            Prelinked::Http(_) => {
+                let instance = self.instantiate().await?;
+                self.idle.lock().unwrap().push(Idle {
+                    instance,
+                    since: Instant::now(),
+                });
+            }
+            Prelinked::HttpP3(pre) => {
+                let instance = self.spawn_p3(pre).await?;
+                self.p3.add(instance);
+            }
+            Prelinked::Wagi(_) => {
+                return Err(InvokeError::Internal(
+                    "a WAGI module has no warm start: each request runs in a fresh instance".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -330,6 +348,7 @@ impl InstancePool {
         };
         // Tearing instances down returns their slots; do it outside the lock.
         drop(expired);
+        self.p3.trim(min, max_idle);
     }
 
     fn take(&self) -> Option<Instance> {
@@ -345,7 +364,7 @@ impl InstancePool {
         let reusable = instance.served < self.sandbox.config.max_requests_per_instance
             && instance.store.data_mut().resources_held() <= MAX_RESOURCES_HELD_FOR_REUSE;
         if reusable {
-            instance.store.data_mut().memory.hit = false;
+            instance.store.data_mut().memory.clear_hit();
             self.idle.lock().unwrap().push(Idle {
                 instance,
                 since: Instant::now(),
@@ -361,8 +380,14 @@ impl InstancePool {
         request_id: u64,
         request: http::Request<HyperIncomingBody>,
     ) -> Result<InvokeResponse, InvokeError> {
-        if let Prelinked::Wagi(pre) = &self.pre {
-            return self.invoke_wagi(pre, permit, request_id, request).await;
+        match &self.pre {
+            Prelinked::Http(_) => {}
+            Prelinked::HttpP3(pre) => {
+                return self.invoke_p3(pre, permit, request_id, request).await;
+            }
+            Prelinked::Wagi(pre) => {
+                return self.invoke_wagi(pre, permit, request_id, request).await;
+            }
         }
         let started = Instant::now();
         *self.last_used.lock().unwrap() = started;
@@ -447,7 +472,7 @@ impl InstancePool {
                 Err(_elapsed) => Err(InvokeError::Timeout {
                     limit_ms: pool.sandbox.config.timeout_ms,
                 }),
-                Ok(Err(e)) => Err(pool.classify(e, &instance.store)),
+                Ok(Err(e)) => Err(pool.classify(e, instance.store.data())),
                 // A guest that returns normally after a limit cut it off (its
                 // response body, say) still crossed it.
                 Ok(Ok(())) => match instance.store.data().budget.tripwire.tripped() {
@@ -488,11 +513,11 @@ impl InstancePool {
         }
     }
 
-    fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> InvokeError {
-        if let Some(limit) = store.data().budget.tripwire.tripped() {
+    pub(crate) fn classify(&self, error: wasmtime::Error, state: &HostState) -> InvokeError {
+        if let Some(limit) = state.budget.tripwire.tripped() {
             return InvokeError::ResourceLimitExceeded(limit);
         }
-        self.classify_error(error, store.data().memory.hit)
+        self.classify_error(error, state.memory.hit())
     }
 
     /// What a failed call means, once no host limit explains it; `memory_hit`

@@ -1,4 +1,5 @@
-//! What a version runs: a `wasi:http` component or a WAGI command module.
+//! What a version runs: a `wasi:http` component (WASI 0.2 or 0.3) or a
+//! WAGI command module.
 
 use flint_spec::FunctionKind;
 use wasmtime::Module;
@@ -8,8 +9,11 @@ use wasmtime::component::Component;
 /// is shared).
 #[derive(Clone)]
 pub enum Program {
-    /// A component exporting `wasi:http/incoming-handler`.
+    /// A component exporting `wasi:http/incoming-handler` (WASI 0.2).
     Http(Component),
+    /// A component exporting `wasi:http/handler` (WASI 0.3), compiled for
+    /// the engine with concurrency support.
+    HttpP3(Component),
     /// A WASI 0.1 command module run as CGI.
     Wagi(Module),
 }
@@ -19,6 +23,7 @@ impl Program {
     pub fn kind(&self) -> FunctionKind {
         match self {
             Self::Http(_) => FunctionKind::Http,
+            Self::HttpP3(_) => FunctionKind::HttpP3,
             Self::Wagi(_) => FunctionKind::Wagi,
         }
     }
@@ -26,7 +31,7 @@ impl Program {
     /// The compiled artifact as the cache stores it.
     pub(crate) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
         match self {
-            Self::Http(component) => component.serialize(),
+            Self::Http(component) | Self::HttpP3(component) => component.serialize(),
             Self::Wagi(module) => module.serialize(),
         }
     }

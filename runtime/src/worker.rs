@@ -11,8 +11,8 @@
 //! its [`CompileError`] variant and message, so the uploader sees what an
 //! in-process compile would have said.
 
-use crate::artifact::{ArtifactCache, CompileError, compile_checked, serialize};
-use crate::engine::{RuntimeConfig, host_linkers, wasmtime_config};
+use crate::artifact::{ArtifactCache, CompileError, compile_checked, detect_kind, serialize};
+use crate::engine::{EngineKind, RuntimeConfig, host_linkers, wasmtime_config};
 use crate::fsutil::write_atomic_via;
 use anyhow::Context;
 use flint_spec::Digest;
@@ -29,7 +29,9 @@ pub const COMPILE_WORKER_COMMAND: &str = "__compile";
 pub(crate) struct WorkerJob {
     /// The server's runtime settings: the worker's engine is built from them.
     pub config: RuntimeConfig,
-    /// The server's engine key, which the worker's must equal.
+    /// Which of the server's engines compiles.
+    pub engine: EngineKind,
+    /// That engine's key, which the worker's must equal.
     pub engine_key: String,
     /// The temp file to write the artifact through.
     pub temp: PathBuf,
@@ -129,20 +131,27 @@ pub fn run_compile_worker(
 
 /// Compiles and caches; returns the compiler's time in milliseconds.
 fn compile(job: &WorkerJob, bytes: &[u8]) -> Result<f64, CompileError> {
-    let engine = Engine::new(&wasmtime_config(&job.config))
+    let kind = detect_kind(bytes)?;
+    if EngineKind::of(kind) != job.engine {
+        return Err(CompileError::Worker(format!(
+            "the server asked the {:?} engine to compile a {kind} program",
+            job.engine
+        )));
+    }
+    let engine = Engine::new(&wasmtime_config(&job.config, job.engine))
         .map_err(|e| CompileError::Worker(format!("cannot build the engine: {e:#}")))?;
-    let cache = ArtifactCache::new(&job.config.cache_dir, &engine)?;
-    if cache.engine_key() != job.engine_key {
+    let cache = ArtifactCache::new(&job.config.cache_dir, &[(job.engine, &engine)])?;
+    if cache.engine_key(job.engine) != job.engine_key {
         return Err(CompileError::Worker(format!(
             "its engine key {} differs from the server's {}: the worker program is not the server's own binary",
-            cache.engine_key(),
+            cache.engine_key(job.engine),
             job.engine_key
         )));
     }
-    let linkers = host_linkers(&engine)
+    let linkers = host_linkers(&engine, job.engine)
         .map_err(|e| CompileError::Worker(format!("cannot build the linkers: {e:#}")))?;
-    let (program, compile_time) = compile_checked(&engine, &linkers, bytes)?;
-    let path = cache.path(&Digest::of(bytes));
+    let (program, compile_time) = compile_checked(&engine, &linkers, kind, bytes)?;
+    let path = cache.path(&Digest::of(bytes), job.engine);
     write_atomic_via(&job.temp, &path, &serialize(&program)?)?;
     Ok(compile_time.as_secs_f64() * 1000.0)
 }
@@ -181,14 +190,15 @@ mod tests {
             pooling: false,
             ..RuntimeConfig::new(dir.path())
         };
-        let engine = Engine::new(&wasmtime_config(&config)).unwrap();
-        let key = ArtifactCache::new(dir.path(), &engine)
+        let engine = Engine::new(&wasmtime_config(&config, EngineKind::Standard)).unwrap();
+        let key = ArtifactCache::new(dir.path(), &[(EngineKind::Standard, &engine)])
             .unwrap()
-            .engine_key()
+            .engine_key(EngineKind::Standard)
             .to_string();
         let run = |engine_key: &str, bytes: &[u8]| {
             let job = WorkerJob {
                 config: config.clone(),
+                engine: EngineKind::Standard,
                 engine_key: engine_key.into(),
                 temp: dir.path().join("x.tmp"),
             };

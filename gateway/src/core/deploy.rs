@@ -88,7 +88,7 @@ impl Control {
             // and counts, and so do the uploads stored meanwhile.
             if let Err(e) = self.check_storage(new_blob).await {
                 if compiled_now {
-                    let _ = std::fs::remove_file(self.s.runtime.cache().path(digest));
+                    self.s.runtime.cache().remove(digest);
                 }
                 return Err(e);
             }

@@ -349,7 +349,7 @@ impl State {
                     if let Err(e) = self.blobs.remove(digest.clone()).await {
                         tracing::warn!(%digest, error = %e, "could not remove an unused blob");
                     }
-                    let _ = std::fs::remove_file(self.runtime.cache().path(&digest));
+                    self.runtime.cache().remove(&digest);
                 }
                 Ok(true) => {}
                 Err(e) => {
