@@ -27,6 +27,7 @@ const RUST_FUNCTIONS: &[(&str, &str)] = &[
     ("ORDER_PROCESSOR", "order_processor"),
     ("QUEUE_PROBE", "queue_probe"),
     ("HOSTILE", "hostile"),
+    ("HTTP_P3", "http_p3"),
 ];
 
 /// (constant name, package, wasm file stem) of every Rust WAGI function: a
