@@ -21,6 +21,7 @@ Examples:
   cargo build --target wasm32-wasip2 --release
   flint deploy hello target/wasm32-wasip2/release/hello.wasm
   flint deploy report report.wasm --kind wagi   # a WASI 0.1 command module, run as CGI
+  flint deploy api api.wasm --kind http-p3      # a WASI 0.3 component
   flint deploy hello hello.wasm --server http://flint.internal:8080
   flint deploy hello hello.wasm --json | jq .version
   flint deploy hello hello.wasm --wait      # return once every node of a cluster serves it")]
@@ -32,9 +33,10 @@ pub struct DeployArgs {
     /// command module with `_start` (wasm32-wasip1, C with wasi-libc, TinyGo ...) to run as CGI
     #[arg(value_name = "FILE.wasm")]
     pub file: PathBuf,
-    /// What the file must be: `http` (a wasi:http component) or `wagi` (a command module run
-    /// as CGI). Detected from the file when left out; given, another kind is refused
-    #[arg(long, value_name = "KIND", value_parser = ["http", "wagi"])]
+    /// What the file must be: `http` (a wasi:http 0.2 component), `http-p3` (a wasi:http 0.3
+    /// component) or `wagi` (a command module run as CGI). Detected from the file when left
+    /// out; given, another kind is refused
+    #[arg(long, value_name = "KIND", value_parser = ["http", "http-p3", "wagi"])]
     pub kind: Option<String>,
     /// Waiting for every node of a cluster.
     #[command(flatten)]
@@ -52,7 +54,7 @@ struct Deployed {
     size_bytes: u64,
     #[serde(default)]
     compile_ms: Option<f64>,
-    /// `http` or `wagi`.
+    /// `http`, `http-p3` or `wagi`.
     #[serde(default)]
     kind: Option<String>,
 }
@@ -99,8 +101,10 @@ fn summary(deployed: &Deployed) -> String {
         short_digest(&deployed.digest),
         human_size(deployed.size_bytes),
     ];
-    if deployed.kind.as_deref() == Some("wagi") {
-        details.push("WAGI module".into());
+    match deployed.kind.as_deref() {
+        Some("wagi") => details.push("WAGI module".into()),
+        Some("http-p3") => details.push("WASI 0.3 component".into()),
+        _ => {}
     }
     if let Some(ms) = deployed.compile_ms {
         details.push(format!("compiled in {}", human_ms(ms)));

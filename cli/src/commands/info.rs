@@ -60,7 +60,7 @@ struct VersionInfo {
     created_at: String,
     #[serde(default)]
     compile_ms: Option<f64>,
-    /// `http` or `wagi` (absent from older servers).
+    /// `http`, `http-p3` or `wagi` (absent from older servers).
     #[serde(default)]
     kind: Option<String>,
 }

@@ -10,6 +10,7 @@ mod deploy;
 mod dev;
 mod doctor;
 mod hostile;
+mod http_p3;
 mod instances;
 mod lifecycle;
 mod limits;

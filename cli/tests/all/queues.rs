@@ -1515,3 +1515,34 @@ async fn a_wagi_module_takes_queue_messages_as_cloudevents() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_wasi_03_component_takes_queue_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--amqp-url", AMQP_URL]);
+    let deployed = server.deploy("p3-queue", artifacts::HTTP_P3).await;
+    assert_eq!(deployed["kind"], "http-p3", "{deployed}");
+    let mut broker = Broker::connect().await;
+    let queue = unique("p3-queue");
+    broker.declare(&queue).await;
+    assert_eq!(
+        bind(&server, "p3-queue", json!({"queue": queue})).await,
+        200
+    );
+    publish_each(
+        &broker,
+        &queue,
+        (0..5).map(|i| format!("p-{i}")),
+        json!({"n": 1}),
+        None,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked(&server, "p3-queue", &queue).await < 5 {
+        assert!(Instant::now() < deadline, "the 5 messages were not acked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, metrics) = server.get("/metrics").await;
+    let ok = r#"flint_invocations_total{function="p3-queue",version="1",outcome="ok"} 5"#;
+    assert!(metrics.contains(ok), "{ok} missing:\n{metrics}");
+}

@@ -248,7 +248,7 @@ async fn modules_that_cannot_run_are_refused_with_a_reason() {
     let module = || artifacts::bytes(artifacts::WAGI_RUST);
     let (status, body) = server.deploy_bytes("w?kind=cgi", module()).await;
     let message = assert_error(status, &body.to_string(), 400, "bad_request");
-    assert!(message.contains("http, wagi"), "{message}");
+    assert!(message.contains("http, http-p3, wagi"), "{message}");
 
     let (status, list) = server.get_json("/v1/functions").await;
     assert_eq!(status, StatusCode::OK);

@@ -75,7 +75,7 @@ pub const CODES: &[Code] = &[
     code(
         "invalid_component",
         StatusCode::BAD_REQUEST,
-        "not a program Flint can run: not wasm, a component without a `wasi:http/incoming-handler` export, a core module without `_start`, imports Flint does not provide (listed), or another kind than `?kind=` asked for",
+        "not a program Flint can run: not wasm, a component without a `wasi:http/incoming-handler` (WASI 0.2) or `wasi:http/handler` (WASI 0.3) export, a core module without `_start`, imports Flint does not provide (listed), or another kind than `?kind=` asked for",
     ),
     code(
         "compile_timeout",

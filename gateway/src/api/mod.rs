@@ -79,7 +79,7 @@ pub(crate) fn no_content() -> Response<Body> {
     response
 }
 
-/// Reads an upload's `?kind=http|wagi`: the kind the uploader expects
+/// Reads an upload's `?kind=http|http-p3|wagi`: the kind the uploader expects
 /// (`None`: take what the bytes are).
 pub(super) fn kind_query(
     query: Option<&str>,
@@ -96,7 +96,7 @@ pub(super) fn kind_query(
             }
             _ => {
                 return Err(crate::core::CoreError::BadRequest(format!(
-                    "unknown query parameter `{pair}`; use kind=http or kind=wagi"
+                    "unknown query parameter `{pair}`; use kind=http, kind=http-p3 or kind=wagi"
                 ))
                 .into());
             }
