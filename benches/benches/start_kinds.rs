@@ -4,8 +4,10 @@
 )]
 
 //! One invocation per start kind (DESIGN.md, "Start kinds"), for a small
-//! component (`hello`, Rust, ~100 KB) and a large one (`js-hello`,
-//! JavaScript built with componentize-js, ~13 MB with SpiderMonkey inside):
+//! component (`hello`, Rust, ~100 KB), the same size of WASI 0.3 component
+//! (`http-p3`, Rust with `wasip3`, ~150 KB, run on the engine with
+//! concurrency support) and a large one (`js-hello`, JavaScript built with
+//! componentize-js, ~13 MB with SpiderMonkey inside):
 //!
 //! - `compile`: validate and compile the component from bytes (an upload);
 //! - `disk`: map the cached artifact, pre-link, instantiate, handle (after a
@@ -57,6 +59,12 @@ const SUBJECTS: &[Subject] = &[
         name: "hello",
         path: artifacts::HELLO,
         body: b"Hello from Flint!\n",
+        slow_compile: false,
+    },
+    Subject {
+        name: "http-p3",
+        path: artifacts::HTTP_P3,
+        body: b"hello from a WASI 0.3 component\n",
         slow_compile: false,
     },
     Subject {

@@ -109,9 +109,6 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// Both engines.
-    pub const ALL: [EngineKind; 2] = [Self::Standard, Self::Concurrent];
-
     /// The engine a program of `kind` runs on.
     pub fn of(kind: FunctionKind) -> Self {
         match kind {

@@ -63,9 +63,7 @@ impl P3Instances {
     /// Instances with no request in flight.
     pub(crate) fn idle(&self) -> usize {
         let open = self.open.lock().unwrap();
-        open.iter()
-            .filter(|i| !i.shared.failed() && i.shared.in_flight() == 0)
-            .count()
+        open.iter().filter(|i| i.shared.is_idle()).count()
     }
 
     /// Takes room for one request on the first instance that has some;
@@ -76,9 +74,7 @@ impl P3Instances {
             .iter()
             .position(|i| !i.shared.failed() && i.shared.in_flight() < max_concurrent as usize)?;
         let instance = &open[at];
-        instance.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let taken = instance.shared.accepted.fetch_add(1, Ordering::AcqRel) + 1;
-        Some(if taken >= max_requests {
+        Some(if instance.shared.take() >= max_requests {
             open.remove(at)
         } else {
             instance.clone()
@@ -90,14 +86,16 @@ impl P3Instances {
     pub(crate) fn trim(&self, min: usize, max_idle: Duration) {
         let dropped: Vec<Arc<Handle>> = {
             let mut open = self.open.lock().unwrap();
-            let mut idle = open.iter().filter(|i| i.shared.in_flight() == 0).count();
+            let mut idle = open.iter().filter(|i| i.shared.is_idle()).count();
             let mut dropped = Vec::new();
             open.retain(|i| {
-                let expired = i.shared.in_flight() == 0
+                let expired = i.shared.is_idle()
                     && idle > min
                     && i.shared.idle_since.lock().unwrap().elapsed() > max_idle;
-                if i.shared.failed() || expired {
-                    idle -= usize::from(i.shared.in_flight() == 0);
+                if expired {
+                    idle -= 1;
+                }
+                if expired || i.shared.failed() {
                     dropped.push(i.clone());
                     return false;
                 }
@@ -150,6 +148,17 @@ impl Shared {
 
     fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// Takes room for one more request; returns the requests taken in all.
+    fn take(&self) -> u32 {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.accepted.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether the instance waits for requests with none in flight.
+    fn is_idle(&self) -> bool {
+        !self.failed() && self.in_flight() == 0
     }
 
     /// The first deadline of a request in flight.
@@ -342,9 +351,7 @@ impl InstancePool {
             Some(instance) => (instance, StartKind::Warm),
             None => match self.spawn_p3(pre).await {
                 Ok(instance) => {
-                    instance.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                    instance.shared.accepted.fetch_add(1, Ordering::AcqRel);
-                    if max_requests > 1 {
+                    if instance.shared.take() < max_requests {
                         self.p3.add(instance.clone());
                     }
                     (instance, StartKind::Cold)

@@ -57,7 +57,7 @@ pub struct ServeArgs {
     /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for HTTP calls and queue messages in flight to finish and settle; what is still running then is cut off (its messages go back to their queues)
     #[arg(long, env = "FLINT_SHUTDOWN_GRACE_SECS", default_value_t = defaults::DEFAULT_SHUTDOWN_GRACE.as_secs(), value_name = "SECS")]
     pub shutdown_grace_secs: u64,
-    /// Instance slots of the pooling allocator (instances that may exist at once)
+    /// Instance slots of the pooling allocator (instances that may exist at once), for WASI 0.2 components and WAGI modules, and as many for WASI 0.3 components
     #[arg(long, env = "FLINT_MAX_INSTANCES", default_value_t = flint_runtime::DEFAULT_MAX_INSTANCES, value_name = "N")]
     pub max_instances: u32,
     /// RabbitMQ URL for queue triggers, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (without it, no queue triggers)

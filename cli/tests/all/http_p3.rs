@@ -352,3 +352,39 @@ async fn kinds_are_checked_and_releases_route_between_them() {
     let (_, body) = server.get("/fn/mixed/").await;
     assert_eq!(body, "hello from a WASI 0.3 component\n");
 }
+
+/// `min_instances` keeps instances of a WASI 0.3 component ready ahead of
+/// requests, and an unloaded version comes back from its compiled artifact
+/// on disk, not from a compile.
+#[tokio::test]
+async fn instances_are_kept_warm_and_versions_come_back_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--unload-after-secs", "1"]);
+    deploy_p3(&server, "p3").await;
+    server.configure("p3", json!({"min_instances": 2})).await;
+    server
+        .wait_for_info("p3", "2 warm instances", |i| {
+            i["stats"]["warm_instances"] == 2
+        })
+        .await;
+    assert_eq!(server.get("/fn/p3/").await.0, StatusCode::OK);
+    let info = server.info("p3").await;
+    assert_eq!(info["stats"]["warm_starts"], 1, "{info}");
+    assert_eq!(info["stats"]["cold_starts"], 0, "{info}");
+    server
+        .wait_for_info("p3", "refilled", |i| i["stats"]["warm_instances"] == 2)
+        .await;
+
+    server.configure("p3", json!({"min_instances": 0})).await;
+    server
+        .wait_for_info("p3", "unloaded", |i| i["versions"][0]["loaded"] == false)
+        .await;
+    let (status, body) = server.get("/fn/p3/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "hello from a WASI 0.3 component\n")
+    );
+    let info = server.info("p3").await;
+    assert_eq!(info["stats"]["disk_loads"], 1, "{info}");
+    assert_eq!(info["stats"]["compiles"], 1, "{info}");
+}
