@@ -157,7 +157,7 @@ async fn bad_uploads_say_what_is_wrong() {
         (
             "no handler",
             not_a_handler,
-            "does not export wasi:http/incoming-handler",
+            "exports neither wasi:http/incoming-handler@0.2",
         ),
         ("foreign import", foreign_import, "acme:billing/charge"),
         ("truncated", truncated, "invalid component"),
