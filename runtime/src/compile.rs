@@ -87,7 +87,8 @@ impl Runtime {
     /// worker process when one is configured, else on a blocking thread.
     /// Bytes that are no Wasm are refused before they take a slot.
     pub async fn compile_limited(self: &Arc<Self>, bytes: Bytes) -> Result<Compiled, CompileError> {
-        let engine = EngineKind::of(detect_kind(&bytes)?);
+        let kind = detect_kind(&bytes)?;
+        let engine = EngineKind::of(kind);
         let slot = self.compiles.admit().await?;
         tracing::debug!(running = self.compiles.running(), "compile admitted");
         let limit = self.config.compile_timeout;
@@ -101,7 +102,7 @@ impl Runtime {
                 let runtime = self.clone();
                 let compile = tokio::task::spawn_blocking(move || {
                     let _slot = slot;
-                    runtime.compile(&bytes)
+                    runtime.compile_as(kind, &bytes)
                 });
                 match tokio::time::timeout(limit, compile).await {
                     Ok(joined) => joined.map_err(|e| CompileError::Worker(e.to_string()))?,

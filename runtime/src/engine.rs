@@ -269,7 +269,15 @@ impl Runtime {
     /// [`Runtime::compile_limited`]). CPU-heavy: call it from a blocking
     /// thread.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
-        let kind = detect_kind(bytes)?;
+        self.compile_as(detect_kind(bytes)?, bytes)
+    }
+
+    /// [`Runtime::compile`] of bytes whose kind is already known.
+    pub(crate) fn compile_as(
+        &self,
+        kind: FunctionKind,
+        bytes: &[u8],
+    ) -> Result<Compiled, CompileError> {
         let engine = EngineKind::of(kind);
         let parts = self.parts(engine);
         let (program, compile_time) = compile_checked(&parts.engine, &parts.linkers, kind, bytes)?;

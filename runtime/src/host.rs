@@ -34,7 +34,7 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 pub(crate) struct MemoryCap {
     limit_bytes: usize,
     used_bytes: usize,
-    hit: bool,
+    pub(crate) hit: bool,
 }
 
 impl MemoryCap {
@@ -45,16 +45,6 @@ impl MemoryCap {
             used_bytes: 0,
             hit: false,
         }
-    }
-
-    /// Whether the guest ran into the cap.
-    pub(crate) fn hit(&self) -> bool {
-        self.hit
-    }
-
-    /// Forgets a hit, for a reused instance.
-    pub(crate) fn clear_hit(&mut self) {
-        self.hit = false;
     }
 
     /// The instance's linear memories together, in bytes.

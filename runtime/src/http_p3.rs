@@ -28,7 +28,7 @@ use futures::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use std::collections::BTreeSet;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -124,7 +124,6 @@ struct Shared {
     deadlines: Mutex<BTreeSet<(Instant, u64)>>,
     /// Why the instance ended, once it failed.
     failure: OnceLock<InvokeError>,
-    failed: AtomicBool,
     /// When the last request ended.
     idle_since: Mutex<Instant>,
     /// The task, to wake when a request ends.
@@ -147,7 +146,7 @@ impl Shared {
     }
 
     fn failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+        self.failure.get().is_some()
     }
 
     /// Takes room for one more request; returns the requests taken in all.
@@ -171,12 +170,16 @@ impl Shared {
     /// a clean end.
     fn fail(&self, error: InvokeError) {
         let _ = self.failure.set(error);
-        self.failed.store(true, Ordering::Release);
         self.tripwire.fail();
     }
 
     fn failure(&self) -> Option<InvokeError> {
         self.failure.get().cloned()
+    }
+
+    /// How the instance's requests end unless they say otherwise.
+    fn outcome(&self) -> Result<(), InvokeError> {
+        self.failure().map_or(Ok(()), Err)
     }
 
     /// Reports `finished` with the instance's outcome once it is known.
@@ -189,7 +192,7 @@ impl Shared {
             }
             None => {
                 drop(unsettled);
-                finished.report(pool, self.failure().map_or(Ok(()), Err));
+                finished.report(pool, self.outcome());
             }
         }
     }
@@ -205,7 +208,7 @@ impl Shared {
                 unsettled.as_mut().map(std::mem::take).unwrap_or_default()
             }
         };
-        let outcome = self.failure().map_or(Ok(()), Err);
+        let outcome = self.outcome();
         for finished in settled {
             finished.report(pool, outcome.clone());
         }
@@ -356,16 +359,7 @@ impl InstancePool {
                     }
                     (instance, StartKind::Cold)
                 }
-                Err(e) => {
-                    self.observer.finished(
-                        &self.function,
-                        self.version,
-                        Err(&e),
-                        started.elapsed(),
-                        0,
-                    );
-                    return Err(e);
-                }
+                Err(e) => return Err(self.no_start(started, e)),
             },
         };
         self.fill();
@@ -393,10 +387,9 @@ impl InstancePool {
             },
         };
         let shared = instance.shared.clone();
-        if let Err(refused) = instance.jobs.send(job) {
-            // The instance ended meanwhile; its failure says why.
-            drop(refused);
-        }
+        // Refused when the instance ended meanwhile: the job, and with it
+        // the answer's sender, is dropped, and the failure says why.
+        let _ = instance.jobs.send(job);
         drop(instance);
         match answered.await {
             Ok(answer) => answer,
@@ -420,7 +413,6 @@ impl InstancePool {
             accepted: AtomicU32::new(0),
             deadlines: Mutex::new(BTreeSet::new()),
             failure: OnceLock::new(),
-            failed: AtomicBool::new(false),
             idle_since: Mutex::new(Instant::now()),
             task: AtomicWaker::new(),
             tripwire: store.data().budget.tripwire.clone(),

@@ -364,7 +364,7 @@ impl InstancePool {
         let reusable = instance.served < self.sandbox.config.max_requests_per_instance
             && instance.store.data_mut().resources_held() <= MAX_RESOURCES_HELD_FOR_REUSE;
         if reusable {
-            instance.store.data_mut().memory.clear_hit();
+            instance.store.data_mut().memory.hit = false;
             self.idle.lock().unwrap().push(Idle {
                 instance,
                 since: Instant::now(),
@@ -395,16 +395,7 @@ impl InstancePool {
             Some(instance) => (instance, StartKind::Warm),
             None => match self.instantiate().await {
                 Ok(instance) => (instance, StartKind::Cold),
-                Err(e) => {
-                    self.observer.finished(
-                        &self.function,
-                        self.version,
-                        Err(&e),
-                        started.elapsed(),
-                        0,
-                    );
-                    return Err(e);
-                }
+                Err(e) => return Err(self.no_start(started, e)),
             },
         };
         self.fill();
@@ -513,11 +504,23 @@ impl InstancePool {
         }
     }
 
+    /// Reports an invocation that got no instance, and passes its error on.
+    pub(crate) fn no_start(&self, started: Instant, error: InvokeError) -> InvokeError {
+        self.observer.finished(
+            &self.function,
+            self.version,
+            Err(&error),
+            started.elapsed(),
+            0,
+        );
+        error
+    }
+
     pub(crate) fn classify(&self, error: wasmtime::Error, state: &HostState) -> InvokeError {
         if let Some(limit) = state.budget.tripwire.tripped() {
             return InvokeError::ResourceLimitExceeded(limit);
         }
-        self.classify_error(error, state.memory.hit())
+        self.classify_error(error, state.memory.hit)
     }
 
     /// What a failed call means, once no host limit explains it; `memory_hit`

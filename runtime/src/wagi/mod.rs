@@ -221,6 +221,6 @@ impl InstancePool {
         if let Some(limit) = state.tripwire.tripped() {
             return InvokeError::ResourceLimitExceeded(limit);
         }
-        self.classify_error(error, state.memory.hit())
+        self.classify_error(error, state.memory.hit)
     }
 }
