@@ -980,12 +980,7 @@ async fn a_kill_loop_loses_no_acknowledged_change_and_no_confirmed_message() {
             ));
         let pending = tokio::spawn(in_flight.send());
         if poisoned.is_none() {
-            poisoned = broker
-                .get(&format!("{queue}.dlq"), Duration::from_millis(10))
-                .await;
-        }
-        if poisoned.is_none() {
-            wait_for_log(&running, "crash", "begin poison").await;
+            poisoned = poison_begun_or_dead(&running, &mut broker, &queue).await;
         }
         running.kill();
         let _ = pending.await;
@@ -1106,6 +1101,35 @@ async fn concurrency_never_exceeds_the_trigger_or_the_function() {
         overlap <= 2,
         "max concurrent invocations {overlap} with max_concurrency 2"
     );
+}
+
+/// Waits until the kill loop's poison message runs on `server` (its log
+/// says so), or has reached `queue`'s dead-letter queue after its last
+/// delivery, which it returns. Checking both in one loop: a message taken
+/// back at a kill may be dead-lettered at any moment of the next start.
+async fn poison_begun_or_dead(
+    server: &Server,
+    broker: &mut Broker,
+    queue: &str,
+) -> Option<lapin::message::Delivery> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, logs) = server.get("/v1/functions/crash/logs?limit=1000").await;
+        if logs.contains("begin poison") {
+            return None;
+        }
+        let dead = broker
+            .get(&format!("{queue}.dlq"), Duration::from_millis(10))
+            .await;
+        if dead.is_some() {
+            return dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison message neither began nor was dead-lettered: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn wait_for_log(server: &Server, function: &str, needle: &str) {
