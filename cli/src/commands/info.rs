@@ -115,7 +115,12 @@ fn render(info: &FunctionInfo, now: SystemTime) -> String {
     let disabled = info.disabled.as_ref().map_or_else(String::new, |reason| {
         format!("\nDisabled: {reason}\n  (run `flint doctor` to check and repair)\n")
     });
-    let config = format!("{}{}", config_text(&info.config, 2), wagi_note(info));
+    let config = format!(
+        "{}{}{}",
+        config_text(&info.config, 2),
+        wagi_note(info),
+        concurrency_note(info)
+    );
     format!(
         "{name} (latest version {latest})\n{disabled}\n\
          Config:\n{config}\n\n\
@@ -162,6 +167,28 @@ fn wagi_note(info: &FunctionInfo) -> String {
         "\n  ({} {verb} to wasi:http versions only: a WAGI module starts fresh for every request)",
         unused.join(" and ")
     )
+}
+
+/// A note under the config when `max_concurrent_requests_per_instance` is
+/// set and some version is not a WASI 0.3 component, which is the only kind
+/// it applies to; empty otherwise.
+fn concurrency_note(info: &FunctionInfo) -> String {
+    let set = info
+        .config
+        .get("max_concurrent_requests_per_instance")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n != 1);
+    let other_kinds = info
+        .versions
+        .iter()
+        .any(|v| v.kind.as_deref().is_some_and(|kind| kind != "http-p3"));
+    if set && other_kinds {
+        "\n  (max_concurrent_requests_per_instance applies to WASI 0.3 versions only: \
+         a WASI 0.2 instance or a WAGI module serves one request at a time)"
+            .to_owned()
+    } else {
+        String::new()
+    }
 }
 
 /// The calls `flint bench` ran, in one line: `120 calls, 0 errors (40 cold, 80 warm
@@ -247,7 +274,7 @@ Versions:
     }
 
     #[test]
-    fn instance_settings_a_wagi_version_leaves_unused_are_noted() {
+    fn instance_settings_a_kind_leaves_unused_are_noted() {
         let info = |config: Value, kind: &str| -> FunctionInfo {
             serde_json::from_value(json!({
                 "name": "w", "latest_version": 1, "config": config,
@@ -273,6 +300,14 @@ Versions:
             text.contains("  (min_instances applies to wasi:http versions only"),
             "{text}"
         );
+        let concurrent = json!({"max_concurrent_requests_per_instance": 8});
+        let note = "\n  (max_concurrent_requests_per_instance applies to WASI 0.3 versions \
+                    only: a WASI 0.2 instance or a WAGI module serves one request at a time)";
+        assert_eq!(concurrency_note(&info(concurrent.clone(), "http")), note);
+        assert_eq!(concurrency_note(&info(concurrent.clone(), "wagi")), note);
+        assert_eq!(concurrency_note(&info(concurrent, "http-p3")), "");
+        let one = json!({"max_concurrent_requests_per_instance": 1});
+        assert_eq!(concurrency_note(&info(one, "http")), "");
     }
 
     #[test]

@@ -225,6 +225,39 @@ async fn each_limit_ends_its_request_and_the_next_one_is_served() {
     }
 }
 
+/// Outbound HTTP from a 0.3 component passes the same allow-list as from a
+/// 0.2 one: denied by default, allowed to a listed address, and denied to
+/// another port of it.
+#[tokio::test]
+async fn outbound_http_follows_the_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    deploy_p3(&server, "p3").await;
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let target = format!("/fn/p3/outbound?url=http://127.0.0.1:{port}/healthz");
+
+    let (status, body) = server.get(&target).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+
+    server
+        .configure(
+            "p3",
+            json!({"allowed_outbound_hosts": [format!("127.0.0.1:{port}")]}),
+        )
+        .await;
+    let (status, body) = server.get(&target).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "upstream status 200\n")
+    );
+    let (status, body) = server.get("/fn/p3/outbound?url=http://127.0.0.1:9/").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (status, _) = server.get("/fn/p3/").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 /// Requests in flight on one instance share its fate: one that spins past
 /// its time limit ends the instance, and the others on it fail with it.
 /// The next request gets a new instance.

@@ -665,3 +665,26 @@ async fn a_tick_in_flight_at_sigterm_finishes_and_is_recorded() {
     assert_eq!(run["outcome"], "ok", "{run}");
     assert_eq!(run["response"], "slept 1500 ms", "{run}");
 }
+
+/// A schedule calls a WASI 0.3 component as it calls a 0.2 one: each tick
+/// is a request whose body the component reads (`/echo` streams it back).
+#[tokio::test]
+async fn a_schedule_fires_a_wasi_03_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir);
+    let deployed = server.deploy("p3", artifacts::HTTP_P3).await;
+    assert_eq!(deployed["kind"], "http-p3", "{deployed}");
+    let created = added(
+        &server,
+        "p3",
+        json!({"cron": "* * * * * *", "path": "/echo", "body": "tick body"}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let done = wait_for(&server, "p3", &id, "two runs", |s| runs(s).len() >= 2).await;
+    for run in runs(&done) {
+        assert_eq!(run["outcome"], "ok", "{run}");
+        assert_eq!(run["status"], 200, "{run}");
+        assert_eq!(run["response"], "tick body", "{run}");
+    }
+}

@@ -18,6 +18,7 @@
 //! | `/fields` | creates header fields with 60 KiB values and keeps them all (crosses the held-bytes budget) |
 //! | `/handles` | creates empty header fields and keeps them all (crosses the resource-table limit) |
 //! | `/big?bytes=N` | streams N bytes of `x` in 64 KiB writes, without a content-length |
+//! | `/outbound?url=http://HOST[:PORT]/PATH` | GETs URL through `wasi:http/client`: `upstream status S`, or `502 outbound failed: ERROR` |
 //! | `/log` | prints `stdout line` to stdout and `stderr line` to stderr; `logged` |
 //! | `/trap` | panics, which traps |
 //! | anything else | `404 no such route` |
@@ -33,7 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasip3::clocks::monotonic_clock;
 use wasip3::exports::http::handler::Guest;
-use wasip3::http::types::{ErrorCode, Fields, Request, Response};
+use wasip3::http::client;
+use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme};
 use wasip3::wit_bindgen::{StreamResult, StreamWriter, spawn_local};
 use wasip3::{wit_future, wit_stream};
 
@@ -76,6 +78,10 @@ impl Guest for HttpP3 {
             "/handles" => hoard_fields(0),
             "/big" => match param(query, "bytes") {
                 Some(bytes) => big(bytes),
+                None => invalid_query(),
+            },
+            "/outbound" => match param::<String>(query, "url") {
+                Some(url) => outbound(&url).await,
                 None => invalid_query(),
             },
             "/log" => {
@@ -172,6 +178,33 @@ async fn sleep(ms: u64) -> Result<Response, ErrorCode> {
         SERVED.load(Ordering::Relaxed),
     );
     respond(200, content_type("application/json"), json.into_bytes())
+}
+
+/// GETs `url`, a plain `http://` URL, and answers with the upstream's
+/// status or with the error the host gave.
+async fn outbound(url: &str) -> Result<Response, ErrorCode> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return invalid_query();
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, format!("/{path}")),
+        None => (rest, "/".to_string()),
+    };
+    // No body and no trailers.
+    let (_, trailers) = wit_future::new(|| Ok(None));
+    let (request, _sent) = Request::new(Fields::new(), None, trailers, None);
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .and_then(|()| request.set_authority(Some(authority)))
+        .and_then(|()| request.set_path_with_query(Some(&path)))
+        .map_err(|()| internal(format!("invalid url {url}")))?;
+    match client::send(request).await {
+        Ok(upstream) => text(
+            200,
+            &format!("upstream status {}\n", upstream.get_status_code()),
+        ),
+        Err(error) => text(502, &format!("outbound failed: {error:?}\n")),
+    }
 }
 
 /// An endless CPU loop that never yields to the host.
