@@ -79,6 +79,9 @@ pub enum CompileError {
         /// The limit, in milliseconds.
         limit_ms: u128,
     },
+    /// The engine the program needs could not be built.
+    #[error("cannot build the engine for this kind of program: {0}")]
+    Engine(String),
     /// The compile worker process failed (crashed, was killed, or answered
     /// nonsense).
     #[error("the compile worker failed: {0}")]
@@ -286,15 +289,13 @@ pub struct ArtifactCache {
 }
 
 impl ArtifactCache {
-    /// A cache under `dir` for artifacts compatible with `engines`.
-    pub(crate) fn new(dir: &Path, engines: &[(EngineKind, &Engine)]) -> std::io::Result<Self> {
+    /// A cache under `dir` for artifacts of engines with `keys` (see
+    /// [`engine_key`]).
+    pub(crate) fn new(dir: &Path, keys: &[(EngineKind, String)]) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            keys: engines
-                .iter()
-                .map(|&(kind, engine)| (kind, engine_key(engine)))
-                .collect(),
+            keys: keys.to_vec(),
         })
     }
 

@@ -7,7 +7,9 @@
 //! need that support and run on the other. A program's kind, detected at
 //! upload, picks its engine; each engine's artifacts carry its own key.
 
-use crate::artifact::{ArtifactCache, CompileError, compile_checked, detect_kind, serialize};
+use crate::artifact::{
+    ArtifactCache, CompileError, compile_checked, detect_kind, engine_key, serialize,
+};
 use crate::compile::CompileGate;
 use crate::host::HostState;
 use crate::pool::Prelinked;
@@ -16,8 +18,8 @@ use crate::wagi::{self, WagiState};
 use flint_spec::{Digest, FunctionKind};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -177,7 +179,7 @@ pub(crate) fn host_linkers(engine: &Engine, kind: EngineKind) -> anyhow::Result<
 }
 
 /// One engine and its linkers.
-struct EngineParts {
+pub(crate) struct EngineParts {
     engine: Engine,
     linkers: Linkers,
 }
@@ -188,6 +190,17 @@ impl EngineParts {
         let linkers = host_linkers(&engine, kind)?;
         Ok(Self { engine, linkers })
     }
+}
+
+/// The artifact key of the engine of `kind`, read off an engine built with
+/// the same settings but no instance pool: the pool takes no part in
+/// compiling (a test holds the keys equal), and making one takes time.
+fn pool_free_engine_key(config: &RuntimeConfig, kind: EngineKind) -> anyhow::Result<String> {
+    let config = RuntimeConfig {
+        pooling: false,
+        ..config.clone()
+    };
+    Ok(engine_key(&Engine::new(&wasmtime_config(&config, kind))?))
 }
 
 /// A program compiled at upload.
@@ -204,35 +217,44 @@ pub struct Compiled {
 pub struct Runtime {
     pub(crate) config: RuntimeConfig,
     standard: EngineParts,
-    concurrent: EngineParts,
+    /// Built when the first WASI 0.3 component is compiled or loaded: a
+    /// process that runs none never makes its instance pool, which takes
+    /// milliseconds of every start.
+    concurrent: Arc<OnceLock<EngineParts>>,
     cache: ArtifactCache,
     pub(crate) compiles: CompileGate,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
-    /// Builds the engines and starts the epoch ticker.
+    /// Builds the standard engine and starts the epoch ticker; the
+    /// concurrent engine waits for its first use.
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Self> {
         let standard = EngineParts::new(config, EngineKind::Standard)?;
-        let concurrent = EngineParts::new(config, EngineKind::Concurrent)?;
         let cache = ArtifactCache::new(
             &config.cache_dir,
             &[
-                (EngineKind::Standard, &standard.engine),
-                (EngineKind::Concurrent, &concurrent.engine),
+                (EngineKind::Standard, engine_key(&standard.engine)),
+                (
+                    EngineKind::Concurrent,
+                    pool_free_engine_key(config, EngineKind::Concurrent)?,
+                ),
             ],
         )?;
+        let concurrent = Arc::new(OnceLock::<EngineParts>::new());
         let ticker_stop = Arc::new(AtomicBool::new(false));
         std::thread::Builder::new()
             .name("flint-epoch".into())
             .spawn({
-                let engines = [standard.engine.clone(), concurrent.engine.clone()];
+                let standard = standard.engine.clone();
+                let concurrent = concurrent.clone();
                 let stop = ticker_stop.clone();
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        for engine in &engines {
-                            engine.increment_epoch();
+                        standard.increment_epoch();
+                        if let Some(parts) = concurrent.get() {
+                            parts.engine.increment_epoch();
                         }
                     }
                 }
@@ -247,16 +269,25 @@ impl Runtime {
         })
     }
 
-    fn parts(&self, kind: EngineKind) -> &EngineParts {
+    /// The engine of `kind` and its linkers, building the concurrent one on
+    /// its first use.
+    fn parts(&self, kind: EngineKind) -> anyhow::Result<&EngineParts> {
         match kind {
-            EngineKind::Standard => &self.standard,
-            EngineKind::Concurrent => &self.concurrent,
+            EngineKind::Standard => Ok(&self.standard),
+            EngineKind::Concurrent => {
+                if let Some(parts) = self.concurrent.get() {
+                    return Ok(parts);
+                }
+                let built = EngineParts::new(&self.config, kind)?;
+                // Of two first uses at once, the engine set first is kept.
+                Ok(self.concurrent.get_or_init(|| built))
+            }
         }
     }
 
-    /// The engine of `kind`.
-    pub fn engine(&self, kind: EngineKind) -> &Engine {
-        &self.parts(kind).engine
+    /// The engine of `kind` (built on its first use).
+    pub fn engine(&self, kind: EngineKind) -> anyhow::Result<&Engine> {
+        Ok(&self.parts(kind)?.engine)
     }
 
     /// The compiled-artifact cache.
@@ -279,7 +310,9 @@ impl Runtime {
         bytes: &[u8],
     ) -> Result<Compiled, CompileError> {
         let engine = EngineKind::of(kind);
-        let parts = self.parts(engine);
+        let parts = self
+            .parts(engine)
+            .map_err(|e| CompileError::Engine(format!("{e:#}")))?;
         let (program, compile_time) = compile_checked(&parts.engine, &parts.linkers, kind, bytes)?;
         let digest = Digest::of(bytes);
         self.cache.store(&digest, engine, &serialize(&program)?)?;
@@ -294,7 +327,10 @@ impl Runtime {
     /// these engines.
     pub fn load_cached(&self, digest: &Digest) -> Option<Program> {
         let kind = self.cache.cached_for(digest)?;
-        match self.cache.load(self.engine(kind), kind, digest) {
+        let loaded = self
+            .engine(kind)
+            .and_then(|engine| Ok(self.cache.load(engine, kind, digest)?));
+        match loaded {
             Ok(program) => Some(program),
             Err(e) => {
                 tracing::warn!(%digest, error = %e, "cached artifact unusable; will recompile");
@@ -311,7 +347,10 @@ impl Runtime {
                 Prelinked::Http(ProxyPre::new(standard.http.instantiate_pre(component)?)?)
             }
             Program::HttpP3(component) => Prelinked::HttpP3(ServicePre::new(
-                self.concurrent.linkers.http.instantiate_pre(component)?,
+                self.parts(EngineKind::Concurrent)?
+                    .linkers
+                    .http
+                    .instantiate_pre(component)?,
             )?),
             Program::Wagi(module) => Prelinked::Wagi(standard.wagi.instantiate_pre(module)?),
         })
@@ -321,5 +360,46 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_takes_no_part_in_an_engines_artifact_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RuntimeConfig {
+            max_instances: 2,
+            ..RuntimeConfig::new(dir.path().to_path_buf())
+        };
+        for kind in [EngineKind::Standard, EngineKind::Concurrent] {
+            let pooled = Engine::new(&wasmtime_config(&config, kind)).unwrap();
+            assert_eq!(
+                engine_key(&pooled),
+                pool_free_engine_key(&config, kind).unwrap(),
+                "{kind:?}"
+            );
+        }
+        let standard =
+            engine_key(&Engine::new(&wasmtime_config(&config, EngineKind::Standard)).unwrap());
+        let concurrent = pool_free_engine_key(&config, EngineKind::Concurrent).unwrap();
+        assert_ne!(standard, concurrent, "each engine has artifacts of its own");
+    }
+
+    #[test]
+    fn the_concurrent_engine_is_built_on_its_first_use_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RuntimeConfig {
+            max_instances: 2,
+            ..RuntimeConfig::new(dir.path().to_path_buf())
+        };
+        let runtime = Runtime::new(&config).unwrap();
+        assert!(runtime.concurrent.get().is_none());
+        let first = runtime.engine(EngineKind::Concurrent).unwrap().clone();
+        assert!(runtime.concurrent.get().is_some());
+        let again = runtime.engine(EngineKind::Concurrent).unwrap();
+        assert!(Engine::same(&first, again), "built once");
     }
 }

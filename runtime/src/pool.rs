@@ -213,7 +213,7 @@ impl InstancePool {
         Ok(Arc::new(Self {
             function: function.into(),
             version,
-            engine: runtime.engine(EngineKind::of(program.kind())).clone(),
+            engine: runtime.engine(EngineKind::of(program.kind()))?.clone(),
             pre,
             sandbox: Sandbox {
                 config,

@@ -11,7 +11,9 @@
 //! its [`CompileError`] variant and message, so the uploader sees what an
 //! in-process compile would have said.
 
-use crate::artifact::{ArtifactCache, CompileError, compile_checked, detect_kind, serialize};
+use crate::artifact::{
+    ArtifactCache, CompileError, compile_checked, detect_kind, engine_key, serialize,
+};
 use crate::engine::{EngineKind, RuntimeConfig, host_linkers, wasmtime_config};
 use crate::fsutil::write_atomic_via;
 use anyhow::Context;
@@ -140,7 +142,7 @@ fn compile(job: &WorkerJob, bytes: &[u8]) -> Result<f64, CompileError> {
     }
     let engine = Engine::new(&wasmtime_config(&job.config, job.engine))
         .map_err(|e| CompileError::Worker(format!("cannot build the engine: {e:#}")))?;
-    let cache = ArtifactCache::new(&job.config.cache_dir, &[(job.engine, &engine)])?;
+    let cache = ArtifactCache::new(&job.config.cache_dir, &[(job.engine, engine_key(&engine))])?;
     if cache.engine_key(job.engine) != job.engine_key {
         return Err(CompileError::Worker(format!(
             "its engine key {} differs from the server's {}: the worker program is not the server's own binary",
@@ -191,7 +193,7 @@ mod tests {
             ..RuntimeConfig::new(dir.path())
         };
         let engine = Engine::new(&wasmtime_config(&config, EngineKind::Standard)).unwrap();
-        let key = ArtifactCache::new(dir.path(), &[(EngineKind::Standard, &engine)])
+        let key = ArtifactCache::new(dir.path(), &[(EngineKind::Standard, engine_key(&engine))])
             .unwrap()
             .engine_key(EngineKind::Standard)
             .to_string();

@@ -387,8 +387,8 @@ async fn kinds_are_checked_and_releases_route_between_them() {
 }
 
 /// `min_instances` keeps instances of a WASI 0.3 component ready ahead of
-/// requests, and an unloaded version comes back from its compiled artifact
-/// on disk, not from a compile.
+/// requests, and an unloaded version, or one of a restarted server, comes
+/// back from its compiled artifact on disk, not from a compile.
 #[tokio::test]
 async fn instances_are_kept_warm_and_versions_come_back_from_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -420,4 +420,21 @@ async fn instances_are_kept_warm_and_versions_come_back_from_disk() {
     let info = server.info("p3").await;
     assert_eq!(info["stats"]["disk_loads"], 1, "{info}");
     assert_eq!(info["stats"]["compiles"], 1, "{info}");
+
+    // A restarted server builds the engine with concurrency support for the
+    // cached artifact and maps it: no recompile.
+    server.kill();
+    let server = Server::start(&dir);
+    server
+        .wait_for_info("p3", "the preload from disk", |i| {
+            i["stats"]["disk_loads"] == 1
+        })
+        .await;
+    let (status, body) = server.get("/fn/p3/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "hello from a WASI 0.3 component\n")
+    );
+    let info = server.info("p3").await;
+    assert_eq!(info["stats"]["compiles"], 0, "{info}");
 }

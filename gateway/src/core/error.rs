@@ -251,7 +251,9 @@ impl From<CompileError> for CoreError {
                 retry_after_secs,
             },
             CompileError::Timeout { limit_ms } => Self::CompileTimeout { limit_ms },
-            CompileError::Cache(_) | CompileError::Worker(_) => Self::internal(e),
+            CompileError::Cache(_) | CompileError::Engine(_) | CompileError::Worker(_) => {
+                Self::internal(e)
+            }
             other => Self::InvalidComponent(other.to_string()),
         }
     }
