@@ -15,6 +15,12 @@
 //! - `reuse`: `hello` opted in to instance reuse.
 //!
 //! Run: `cargo bench -p flint-benches --bench request_path`.
+//!
+//! Timings on a shared host move by a quarter between runs of one binary, so
+//! the bench also counts: `request_path count SUBJECT N` sends N requests
+//! untimed and exits, to run under `valgrind --tool=callgrind`. Two counts
+//! give the instructions per request without the set-up:
+//! `(total(N2) - total(N1)) / (N2 - N1)` (`scripts/instructions` does this).
 
 /// The allocator `flint` runs with, so timings match the server.
 #[global_allocator]
@@ -60,15 +66,18 @@ async fn deploy(app: &App, name: &str, config: Option<&str>) {
     }
 }
 
-fn request_path(c: &mut Criterion) {
+/// A single-threaded runtime, as a connection thread of the server has, and
+/// an application with `max_instances` pool slots and `hello` deployed as
+/// `fresh` (the defaults) and as `reuse` (opted in to instance reuse).
+fn application(max_instances: u32) -> (tokio::runtime::Runtime, Arc<App>, tempfile::TempDir) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let _guard = rt.enter();
     let data = tempfile::tempdir().unwrap();
     let config = GatewayConfig {
         data_dir: data.path().to_path_buf(),
+        max_instances,
         ..GatewayConfig::default()
     };
     let app: Arc<App> = rt.block_on(async {
@@ -82,22 +91,32 @@ fn request_path(c: &mut Criterion) {
         .await;
         app
     });
+    (rt, app, data)
+}
 
+/// Sends `count` requests to `/fn/NAME/` from a runtime task, as a
+/// connection task does, checking each answer.
+async fn send(app: Arc<App>, name: &str, count: u64) {
+    let uri = format!("/fn/{name}/");
+    for _ in 0..count {
+        let get = request(http::Method::GET, &uri, bytes::Bytes::new());
+        let (status, body) = call(&app, get).await;
+        assert_eq!(status, 200);
+        assert_eq!(&body[..], b"Hello from Flint!\n");
+    }
+}
+
+fn request_path(c: &mut Criterion) {
+    let (rt, app, _data) = application(GatewayConfig::default().max_instances);
+    let _guard = rt.enter();
     let mut group = c.benchmark_group("request_path");
     for name in ["fresh", "reuse"] {
-        let uri = format!("/fn/{name}/");
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let (app, uri) = (app.clone(), uri.clone());
-                // Timed inside a runtime task, as a connection task runs it.
+                let app = app.clone();
                 rt.block_on(tokio::spawn(async move {
                     let start = Instant::now();
-                    for _ in 0..iters {
-                        let get = request(http::Method::GET, &uri, bytes::Bytes::new());
-                        let (status, body) = call(&app, get).await;
-                        assert_eq!(status, 200);
-                        assert_eq!(&body[..], b"Hello from Flint!\n");
-                    }
+                    send(app, name, iters).await;
                     start.elapsed()
                 }))
                 .unwrap()
@@ -105,6 +124,23 @@ fn request_path(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// `count SUBJECT N`: N untimed requests, for an instruction count. The
+/// pool has a few slots only: valgrind cannot map the address space of the
+/// default thousand.
+fn count(subject: &str, requests: u64) {
+    assert!(
+        ["fresh", "reuse"].contains(&subject),
+        "count takes fresh or reuse, not {subject:?}"
+    );
+    let (rt, app, _data) = application(4);
+    let _guard = rt.enter();
+    let subject = subject.to_string();
+    rt.block_on(tokio::spawn(
+        async move { send(app, &subject, requests).await },
+    ))
+    .unwrap();
 }
 
 criterion_group! {
@@ -117,6 +153,14 @@ criterion_group! {
 
 // criterion_main!, plus the font (see `start_kinds`).
 fn main() {
+    flint_benches::install_server_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, subject, requests] = &args[..]
+        && mode == "count"
+    {
+        let requests = requests.parse().expect("count SUBJECT N: N is a number");
+        return count(subject, requests);
+    }
     flint_benches::register_fonts();
     benches();
     Criterion::default().configure_from_args().final_summary();

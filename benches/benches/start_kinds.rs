@@ -329,6 +329,7 @@ criterion_group!(benches, start_kinds, wagi_starts);
 // `ab_glyph` feature (for the harness's chart), which makes criterion's plots
 // look their font up in plotters' registry.
 fn main() {
+    flint_benches::install_server_tracing();
     flint_benches::register_fonts();
     benches();
     Criterion::default().configure_from_args().final_summary();

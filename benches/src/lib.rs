@@ -13,3 +13,15 @@
 pub mod harness;
 
 pub use harness::register_fonts;
+
+/// Installs the log subscriber `flint serve` runs with, at its default
+/// filter (`info`), writing nowhere. Without a subscriber every disabled
+/// span (wasmtime's bindings open one per host call) falls through to the
+/// `log` crate, which the server never does: the in-process benches would
+/// count a cost the server does not pay.
+pub fn install_server_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .init();
+}
