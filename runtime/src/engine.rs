@@ -367,13 +367,18 @@ impl Drop for Runtime {
 mod tests {
     use super::*;
 
+    /// The default settings with a pool of two slots, caching under `dir`.
+    fn small_config(dir: &tempfile::TempDir) -> RuntimeConfig {
+        RuntimeConfig {
+            max_instances: 2,
+            ..RuntimeConfig::new(dir.path().to_path_buf())
+        }
+    }
+
     #[test]
     fn the_pool_takes_no_part_in_an_engines_artifact_key() {
         let dir = tempfile::tempdir().unwrap();
-        let config = RuntimeConfig {
-            max_instances: 2,
-            ..RuntimeConfig::new(dir.path().to_path_buf())
-        };
+        let config = small_config(&dir);
         for kind in [EngineKind::Standard, EngineKind::Concurrent] {
             let pooled = Engine::new(&wasmtime_config(&config, kind)).unwrap();
             assert_eq!(
@@ -391,10 +396,7 @@ mod tests {
     #[test]
     fn the_concurrent_engine_is_built_on_its_first_use_only() {
         let dir = tempfile::tempdir().unwrap();
-        let config = RuntimeConfig {
-            max_instances: 2,
-            ..RuntimeConfig::new(dir.path().to_path_buf())
-        };
+        let config = small_config(&dir);
         let runtime = Runtime::new(&config).unwrap();
         assert!(runtime.concurrent.get().is_none());
         let first = runtime.engine(EngineKind::Concurrent).unwrap().clone();

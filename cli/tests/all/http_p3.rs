@@ -15,6 +15,19 @@ async fn deploy_p3(server: &Server, name: &str) {
     assert_eq!(deployed["kind"], "http-p3", "{deployed}");
 }
 
+/// The example's answer to `GET /`.
+const GREETING: &str = "hello from a WASI 0.3 component\n";
+
+/// Checks that `path` answers 200 with the example's greeting.
+async fn assert_greets(server: &Server, path: &str) {
+    let (status, body) = server.get(path).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, GREETING),
+        "{path}"
+    );
+}
+
 /// A WASI 0.3 component is detected as such, answers, and streams its
 /// response while it writes it and the request's body while it arrives.
 #[tokio::test]
@@ -22,11 +35,7 @@ async fn a_wasi_03_component_streams_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir);
     deploy_p3(&server, "p3").await;
-    let (status, body) = server.get("/fn/p3/").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "hello from a WASI 0.3 component\n")
-    );
+    assert_greets(&server, "/fn/p3/").await;
 
     // The first line comes while the guest waits to write the next ones.
     let mut response = server
@@ -372,8 +381,7 @@ async fn kinds_are_checked_and_releases_route_between_them() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let v2 = server.deploy("mixed", artifacts::HELLO).await;
     assert_eq!(v2["kind"], "http");
-    let (_, body) = server.get("/fn/mixed@1/").await;
-    assert_eq!(body, "hello from a WASI 0.3 component\n");
+    assert_greets(&server, "/fn/mixed@1/").await;
     let (status, _) = server.get("/fn/mixed@2/").await;
     assert_eq!(status, StatusCode::OK);
     let out = flint(&server.url, &["release", "mixed", "--to", "1"]);
@@ -382,8 +390,7 @@ async fn kinds_are_checked_and_releases_route_between_them() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (_, body) = server.get("/fn/mixed/").await;
-    assert_eq!(body, "hello from a WASI 0.3 component\n");
+    assert_greets(&server, "/fn/mixed/").await;
 }
 
 /// `min_instances` keeps instances of a WASI 0.3 component ready ahead of
@@ -412,11 +419,7 @@ async fn instances_are_kept_warm_and_versions_come_back_from_disk() {
     server
         .wait_for_info("p3", "unloaded", |i| i["versions"][0]["loaded"] == false)
         .await;
-    let (status, body) = server.get("/fn/p3/").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "hello from a WASI 0.3 component\n")
-    );
+    assert_greets(&server, "/fn/p3/").await;
     let info = server.info("p3").await;
     assert_eq!(info["stats"]["disk_loads"], 1, "{info}");
     assert_eq!(info["stats"]["compiles"], 1, "{info}");
@@ -430,11 +433,7 @@ async fn instances_are_kept_warm_and_versions_come_back_from_disk() {
             i["stats"]["disk_loads"] == 1
         })
         .await;
-    let (status, body) = server.get("/fn/p3/").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "hello from a WASI 0.3 component\n")
-    );
+    assert_greets(&server, "/fn/p3/").await;
     let info = server.info("p3").await;
     assert_eq!(info["stats"]["compiles"], 0, "{info}");
 }
