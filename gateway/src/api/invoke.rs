@@ -3,10 +3,15 @@
 use super::{ApiError, App, Body, BoxError, RequestBody};
 use crate::core::{CoreError, Target};
 use flint_runtime::{HyperIncomingBody, WasiHttpError, format_request_id};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+
+/// The headers every invocation's response carries: its request id and the
+/// version that served it.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-flint-request-id");
+const VERSION: HeaderName = HeaderName::from_static("x-flint-version");
 
 /// Splits `name@3/rest` or `name@prod/rest` into the name, the target and
 /// the guest path. All digits after `@` name a version, anything else an
@@ -128,10 +133,10 @@ pub(super) async fn run(
         .response
         .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
     let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(&format_request_id(invoked.request_id)) {
-        headers.insert("x-flint-request-id", id);
+    if let Ok(id) = HeaderValue::try_from(format_request_id(invoked.request_id)) {
+        headers.insert(REQUEST_ID, id);
     }
-    headers.insert("x-flint-version", HeaderValue::from(invoked.version));
+    headers.insert(VERSION, HeaderValue::from(invoked.version));
     if overflowed.load(Ordering::Relaxed) {
         // The function saw a truncated body; the rest is unread, so this
         // connection cannot carry another request.
