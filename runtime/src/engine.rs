@@ -179,7 +179,7 @@ pub(crate) fn host_linkers(engine: &Engine, kind: EngineKind) -> anyhow::Result<
 }
 
 /// One engine and its linkers.
-pub(crate) struct EngineParts {
+struct EngineParts {
     engine: Engine,
     linkers: Linkers,
 }
@@ -192,15 +192,16 @@ impl EngineParts {
     }
 }
 
-/// The artifact key of the engine of `kind`, read off an engine built with
-/// the same settings but no instance pool: the pool takes no part in
-/// compiling (a test holds the keys equal), and making one takes time.
-fn pool_free_engine_key(config: &RuntimeConfig, kind: EngineKind) -> anyhow::Result<String> {
+/// An engine of `kind` with `config`'s settings but no instance pool, for
+/// work that instantiates nothing: compiling, and reading an engine's
+/// artifact key. The pool takes no part in compiling (a test holds the keys
+/// equal), and making one takes milliseconds.
+pub(crate) fn compile_engine(config: &RuntimeConfig, kind: EngineKind) -> anyhow::Result<Engine> {
     let config = RuntimeConfig {
         pooling: false,
         ..config.clone()
     };
-    Ok(engine_key(&Engine::new(&wasmtime_config(&config, kind))?))
+    Ok(Engine::new(&wasmtime_config(&config, kind))?)
 }
 
 /// A program compiled at upload.
@@ -237,7 +238,7 @@ impl Runtime {
                 (EngineKind::Standard, engine_key(&standard.engine)),
                 (
                     EngineKind::Concurrent,
-                    pool_free_engine_key(config, EngineKind::Concurrent)?,
+                    engine_key(&compile_engine(config, EngineKind::Concurrent)?),
                 ),
             ],
         )?;
@@ -379,18 +380,13 @@ mod tests {
     fn the_pool_takes_no_part_in_an_engines_artifact_key() {
         let dir = tempfile::tempdir().unwrap();
         let config = small_config(&dir);
-        for kind in [EngineKind::Standard, EngineKind::Concurrent] {
-            let pooled = Engine::new(&wasmtime_config(&config, kind)).unwrap();
-            assert_eq!(
-                engine_key(&pooled),
-                pool_free_engine_key(&config, kind).unwrap(),
-                "{kind:?}"
-            );
-        }
-        let standard =
-            engine_key(&Engine::new(&wasmtime_config(&config, EngineKind::Standard)).unwrap());
-        let concurrent = pool_free_engine_key(&config, EngineKind::Concurrent).unwrap();
-        assert_ne!(standard, concurrent, "each engine has artifacts of its own");
+        let keys = [EngineKind::Standard, EngineKind::Concurrent].map(|kind| {
+            let pooled = engine_key(&Engine::new(&wasmtime_config(&config, kind)).unwrap());
+            let pool_free = engine_key(&compile_engine(&config, kind).unwrap());
+            assert_eq!(pooled, pool_free, "{kind:?}");
+            pooled
+        });
+        assert_ne!(keys[0], keys[1], "each engine has artifacts of its own");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! The server runs its own binary as `flint __compile JOB` (see
 //! [`crate::compile`]), writes the component's bytes to its stdin and reads
 //! one JSON [`WorkerReply`] from its stdout. The worker builds its engine
-//! from the server's [`RuntimeConfig`] with the same [`wasmtime_config`],
-//! checks that its engine key is the server's, compiles and checks the
+//! from the server's [`RuntimeConfig`] with [`compile_engine`] (the same
+//! settings without an instance pool, as it instantiates nothing), checks
+//! that its engine key is the server's, compiles and checks the
 //! world with the same function as an in-process compile, and writes the
 //! artifact into the cache through the temp file the server named (so that
 //! the server can remove it after a kill). A compile error travels back as
@@ -14,14 +15,13 @@
 use crate::artifact::{
     ArtifactCache, CompileError, compile_checked, detect_kind, engine_key, serialize,
 };
-use crate::engine::{EngineKind, RuntimeConfig, host_linkers, wasmtime_config};
+use crate::engine::{EngineKind, RuntimeConfig, compile_engine, host_linkers};
 use crate::fsutil::write_atomic_via;
 use anyhow::Context;
 use flint_spec::Digest;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use wasmtime::Engine;
 
 /// The hidden subcommand of the `flint` binary that runs a compile job.
 pub const COMPILE_WORKER_COMMAND: &str = "__compile";
@@ -140,7 +140,7 @@ fn compile(job: &WorkerJob, bytes: &[u8]) -> Result<f64, CompileError> {
             job.engine
         )));
     }
-    let engine = Engine::new(&wasmtime_config(&job.config, job.engine))
+    let engine = compile_engine(&job.config, job.engine)
         .map_err(|e| CompileError::Worker(format!("cannot build the engine: {e:#}")))?;
     let cache = ArtifactCache::new(&job.config.cache_dir, &[(job.engine, engine_key(&engine))])?;
     if cache.engine_key(job.engine) != job.engine_key {
@@ -192,11 +192,7 @@ mod tests {
             pooling: false,
             ..RuntimeConfig::new(dir.path())
         };
-        let engine = Engine::new(&wasmtime_config(&config, EngineKind::Standard)).unwrap();
-        let key = ArtifactCache::new(dir.path(), &[(EngineKind::Standard, engine_key(&engine))])
-            .unwrap()
-            .engine_key(EngineKind::Standard)
-            .to_string();
+        let key = engine_key(&compile_engine(&config, EngineKind::Standard).unwrap());
         let run = |engine_key: &str, bytes: &[u8]| {
             let job = WorkerJob {
                 config: config.clone(),
