@@ -17,7 +17,9 @@ use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions}
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Deliveries of one message that the broker allows before it dead-letters
 /// it (quorum queues Flint declares): a message that kills the process, or
@@ -137,6 +139,7 @@ pub async fn consume(
     spec: TriggerSpec,
     source: String,
     channel: Channel,
+    prefetch: u32,
     mut consumer: lapin::Consumer,
 ) {
     let binding = Arc::new(Binding {
@@ -146,10 +149,10 @@ pub async fn consume(
         spec,
         source,
         channel,
-        acks: Acks::default(),
+        acks: Acks::new(prefetch),
     });
     let mut tasks = tokio::task::JoinSet::new();
-    let mut recheck = None;
+    let mut recheck = Recheck::new();
     loop {
         tokio::select! {
             next = consumer.next() => match next {
@@ -165,16 +168,15 @@ pub async fn consume(
                 None => break,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            () = binding.acks.changed() => recheck = binding.flush_acks().await,
-            () = sleep_until(recheck), if recheck.is_some() => recheck = binding.flush_acks().await,
+            () = binding.acks.changed() => recheck.at(binding.flush_acks().await),
+            () = recheck.fired() => recheck.at(binding.flush_acks().await),
         }
     }
     while !tasks.is_empty() {
         tokio::select! {
             _ = tasks.join_next() => {}
-            () = binding.acks.changed() => {
-                binding.flush_acks().await;
-            }
+            () = binding.acks.changed() => recheck.at(binding.flush_acks().await),
+            () = recheck.fired() => recheck.at(binding.flush_acks().await),
         }
     }
     // Everything is settled now: no delivery waits behind another.
@@ -183,10 +185,41 @@ pub async fn consume(
     }
 }
 
-async fn sleep_until(at: Option<std::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
+/// The consumer loop's one timer for acks that are due later. It is moved
+/// only to an earlier time or once it has fired: a timer set anew on every
+/// turn of the loop (every message) would cost a wake-up of the runtime's
+/// timer each time.
+struct Recheck {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl Recheck {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+        }
+    }
+
+    /// Fires at `at` at the latest, if it is set.
+    fn at(&mut self, at: Option<std::time::Instant>) {
+        let Some(at) = at.map(tokio::time::Instant::from_std) else {
+            return;
+        };
+        if !self.armed || at < self.sleep.deadline() {
+            self.sleep.as_mut().reset(at);
+            self.armed = true;
+        }
+    }
+
+    /// Waits until the timer fires; never, while it is not set.
+    async fn fired(&mut self) {
+        if !self.armed {
+            return std::future::pending().await;
+        }
+        self.sleep.as_mut().await;
+        self.armed = false;
     }
 }
 

@@ -226,6 +226,7 @@ async fn reconcile(
             spec.clone(),
             format!("{source}/{}", spec.queue),
             channel.clone(),
+            prefetch,
             stream,
         ));
         consumers.insert(
