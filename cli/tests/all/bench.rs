@@ -93,10 +93,16 @@ async fn every_start_kind_of_rust_and_javascript_functions_is_measured() {
             p50(&report, "warm"),
             p50(&report, "reuse"),
         );
+        // A warm JavaScript instance saves nothing over a cold one (both pay
+        // the first run of a fresh heap, see benches/README.md), so which of
+        // the two comes out faster is noise.
         let noise = 1.10;
         let reuse_noise = (warm * 0.1).max((cold - warm) * 0.25);
+        let warm_saves = name != "js";
         assert!(
-            disk * noise >= cold && cold * noise >= warm && warm + reuse_noise >= reuse,
+            disk * noise >= cold
+                && (!warm_saves || cold * noise >= warm)
+                && warm + reuse_noise >= reuse,
             "{name}: disk {disk} cold {cold} warm {warm} reuse {reuse} µs"
         );
         assert_eq!(bench["reuse_check"]["verdict"], "identical", "{name}");
