@@ -67,6 +67,10 @@ pub struct Node {
     applied: AtomicU64,
     /// Set once the node has left the node list: no heartbeat after it.
     left: AtomicBool,
+    /// Held while a heartbeat writes the node's row, so that leaving waits
+    /// for one in flight: written after the delete, it would put the row
+    /// back.
+    writing: tokio::sync::Mutex<()>,
     /// The epoch of this node's leadership; 0 while it does not lead.
     epoch: AtomicU64,
     /// Wakes the heartbeat task to report at once.
@@ -133,6 +137,7 @@ pub async fn open(
         reachable: AtomicBool::new(true),
         applied: AtomicU64::new(0),
         left: AtomicBool::new(false),
+        writing: tokio::sync::Mutex::new(()),
         epoch: AtomicU64::new(0),
         report: Notify::new(),
     });
@@ -171,6 +176,11 @@ impl Node {
     /// Removes the node's row (a clean stop); best effort.
     pub async fn leave(&self) {
         self.left.store(true, Ordering::Release);
+        // A heartbeat stuck on an unreachable registry must not hold up the
+        // stop for long: after one interval, the delete goes ahead anyway.
+        let _writing = tokio::time::timeout(self.config.heartbeat_interval, self.writing.lock())
+            .await
+            .ok();
         if let Err(e) = self.registry.leave(&self.id).await {
             tracing::warn!(error = %e, "could not remove this node from the registry's node list");
         }
@@ -197,6 +207,10 @@ impl Node {
     }
 
     async fn heartbeat(&self, applied: u64) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().await;
+        if self.left.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.registry
             .heartbeat(&NodeRow {
                 id: self.id.clone(),
