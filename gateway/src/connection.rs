@@ -8,10 +8,11 @@
 //!   GOAWAY) once it has had no request in flight for too long: the header
 //!   timeout before its first request head is complete, which covers a
 //!   silent socket, a half-sent head and an HTTP/2 preface with nothing
-//!   after it; the idle timeout after a response. hyper's own
-//!   `header_read_timeout` does not cover the first case: the auto builder
-//!   waits for the bytes that tell HTTP/1 from HTTP/2 before hyper's
-//!   timer is armed, so a socket that sends nothing would stay open.
+//!   after it; the idle timeout after a response. hyper's own HTTP/1
+//!   `header_read_timeout` is off: it would not cover the first case (the
+//!   auto builder waits for the bytes that tell HTTP/1 from HTTP/2 before
+//!   hyper's timer is armed, so a socket that sends nothing would stay
+//!   open), and for the others it would make a timer for every request.
 //! - [`WriteTimeout`] fails a write that stays blocked too long, so hyper
 //!   drops the connection and the response body with it, which ends the
 //!   guest call and frees its instance.

@@ -421,15 +421,11 @@ type RequestBody = TimedBody<Incoming>;
 /// The connection builder: HTTP/1.1 and HTTP/2 with the configured bounds.
 fn builder(config: &ConnectionConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Without a timer hyper silently skips its timeouts. hyper's header
-    // timer also runs while a kept-alive connection waits for its next
-    // request, so it is set to the longer of the two: `connection::drive`
-    // applies the header and idle timeouts themselves, and this one is a
-    // backstop.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout.max(config.idle_timeout));
+    // `connection::drive` applies the header and idle timeouts, to both
+    // protocols. hyper's own HTTP/1 header timer would repeat them at the
+    // cost of a timer made, armed and dropped for every request.
+    builder.http1().header_read_timeout(None);
+    // Without a timer hyper silently skips its HTTP/2 keep-alive pings.
     builder
         .http2()
         .timer(TokioTimer::new())
