@@ -21,6 +21,15 @@
 //! untimed and exits, to run under `valgrind --tool=callgrind`. Two counts
 //! give the instructions per request without the set-up:
 //! `(total(N2) - total(N1)) / (N2 - N1)` (`scripts/instructions` does this).
+//!
+//! The server runs a connection thread per core, all on one application, so
+//! what the threads share costs each of them cache-line transfers that a
+//! single-threaded timing never sees. `request_path cpu SUBJECT N THREADS`
+//! sends N requests from each of THREADS threads (a current-thread runtime
+//! each, as the server's connection threads) after a warm-up, and prints
+//! the CPU time per request of each thread, read from the kernel's
+//! per-thread scheduler statistics: with one thread and with two, the
+//! difference is what the sharing costs.
 
 /// The allocator `flint` runs with, so timings match the server.
 #[global_allocator]
@@ -143,6 +152,57 @@ fn count(subject: &str, requests: u64) {
     .unwrap();
 }
 
+/// CPU time this thread has run, from `/proc/thread-self/schedstat`.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("cpu needs Linux's /proc/thread-self/schedstat");
+    let nanos = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("schedstat starts with the nanoseconds on CPU");
+    Duration::from_nanos(nanos)
+}
+
+/// Requests each thread sends before its measured ones.
+const CPU_WARM_UP: u64 = 2_000;
+
+/// `cpu SUBJECT N THREADS`: N requests from each of THREADS threads at once
+/// on one application; prints each thread's CPU time per request.
+fn cpu(subject: &str, requests: u64, threads: usize) {
+    assert!(
+        ["fresh", "reuse"].contains(&subject),
+        "cpu takes fresh or reuse, not {subject:?}"
+    );
+    let (rt, app, _data) = application(GatewayConfig::default().max_instances);
+    let start = Arc::new(std::sync::Barrier::new(threads));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (app, start, subject) = (app.clone(), start.clone(), subject.to_string());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(send(app.clone(), &subject, CPU_WARM_UP));
+                start.wait();
+                let (cpu, wall) = (thread_cpu(), Instant::now());
+                rt.block_on(send(app, &subject, requests));
+                (thread_cpu() - cpu, wall.elapsed())
+            })
+        })
+        .collect();
+    for (i, worker) in workers.into_iter().enumerate() {
+        let (cpu, wall) = worker.join().unwrap();
+        let per_request = cpu.as_secs_f64() * 1e6 / requests as f64;
+        let rate = requests as f64 / wall.as_secs_f64();
+        println!(
+            "{subject} thread {i}/{threads}: {per_request:.2} µs CPU per request, {rate:.0} req/s"
+        );
+    }
+    drop(rt);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -160,6 +220,17 @@ fn main() {
     {
         let requests = requests.parse().expect("count SUBJECT N: N is a number");
         return count(subject, requests);
+    }
+    if let [mode, subject, requests, threads] = &args[..]
+        && mode == "cpu"
+    {
+        let requests = requests
+            .parse()
+            .expect("cpu SUBJECT N THREADS: N is a number");
+        let threads = threads
+            .parse()
+            .expect("cpu SUBJECT N THREADS: THREADS is a number");
+        return cpu(subject, requests, threads);
     }
     flint_benches::register_fonts();
     benches();
